@@ -1,0 +1,4 @@
+#include "cli/common.h"
+namespace tq::cli {
+void register_bench(CLI::App& app) {}
+}

@@ -1,0 +1,59 @@
+// tquant: make transformer models small and fast without losing accuracy.
+#include <fmt/format.h>
+
+#include "cli/common.h"
+#include "core/error.h"
+#include "core/threads.h"
+#include "io/atomic_file.h"
+
+namespace tq::cli {
+
+void add_common(CLI::App* cmd, Common& c) {
+  cmd->add_option("-t,--threads", c.threads, "threads (default: all cores)");
+  cmd->add_option("--tokenizer", c.tokenizer, "llama2.c tokenizer file (for .bin checkpoints)");
+}
+
+Model load(const std::string& path, const Common& c) {
+  set_threads(c.threads);
+  return load_model(path, LoadOptions{c.tokenizer});
+}
+
+void write_json(const std::string& dest, const nlohmann::json& j) {
+  std::string s = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  if (dest == "-") {
+    fmt::print("{}", s);
+  } else {
+    write_file_atomic(dest, s);
+  }
+}
+
+}  // namespace tq::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"tquant: quantize transformer models to 8, 6 or 4 bits and run them fast on a CPU", "tquant"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "tquant 0.1");
+  tq::cli::register_inspect(app);
+  tq::cli::register_run(app);
+  tq::cli::register_eval(app);
+  tq::cli::register_bench(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  } catch (const tq::Error& e) {
+    fmt::print(stderr, "tquant: error: {}\n", e.what());
+    return e.exit_code;
+  } catch (const nlohmann::json::exception& e) {
+    fmt::print(stderr, "tquant: error: bad JSON: {}\n", e.what());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "tquant: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "tquant: error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,40 @@
+// Outputs are written to a temporary name and renamed into place when
+// complete, so a failed run never leaves a half-written file or directory.
+#pragma once
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace tq {
+
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path);  // opens path + ".tmp-<pid>" for writing
+  ~AtomicFile();                          // removes the temporary unless committed
+  void write(const void* data, size_t n);
+  void write(std::string_view s) { write(s.data(), s.size()); }
+  void commit();  // flush, fsync, rename over path
+ private:
+  std::string path_, tmp_;
+  FILE* f_ = nullptr;
+};
+
+void write_file_atomic(const std::string& path, std::string_view content);
+
+// A directory built under a temporary name; commit() replaces dir with it.
+class AtomicDir {
+ public:
+  explicit AtomicDir(std::string dir);
+  ~AtomicDir();  // removes the temporary directory unless committed
+  const std::string& tmp() const { return tmp_; }
+  std::string file(const std::string& name) const { return tmp_ + "/" + name; }
+  void commit();
+ private:
+  std::string dir_, tmp_;
+  bool done_ = false;
+};
+
+void remove_tree(const std::string& path);
+void make_dirs(const std::string& path);
+
+}  // namespace tq

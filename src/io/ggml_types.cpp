@@ -1,0 +1,66 @@
+#include "io/ggml_types.h"
+
+#include <cstring>
+
+#include "core/dtype.h"
+
+namespace tq {
+
+static void f32_to_f32(const uint8_t* s, float* d, int64_t n) { std::memcpy(d, s, sizeof(float) * n); }
+static void f16_row(const uint8_t* s, float* d, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    uint16_t h;
+    std::memcpy(&h, s + 2 * i, 2);
+    d[i] = f16_to_f32(h);
+  }
+}
+static void bf16_row(const uint8_t* s, float* d, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    uint16_t h;
+    std::memcpy(&h, s + 2 * i, 2);
+    d[i] = bf16_to_f32(h);
+  }
+}
+static void f64_row(const uint8_t* s, float* d, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    double v;
+    std::memcpy(&v, s + 8 * i, 8);
+    d[i] = (float)v;
+  }
+}
+
+
+const GgmlTypeInfo* ggml_type_info(uint32_t type) {
+  static const GgmlTypeInfo f32{"F32", 1, 4, f32_to_f32}, f16{"F16", 1, 2, f16_row}, bf16{"BF16", 1, 2, bf16_row},
+      f64{"F64", 1, 8, f64_row}, q4_0{"Q4_0", 32, 18, nullptr}, q4_1{"Q4_1", 32, 20, nullptr},
+      q5_0{"Q5_0", 32, 22, nullptr}, q5_1{"Q5_1", 32, 24, nullptr}, q8_0{"Q8_0", 32, 34, nullptr},
+      q8_1{"Q8_1", 32, 36, nullptr}, q2_k{"Q2_K", 256, 84, nullptr}, q3_k{"Q3_K", 256, 110, nullptr},
+      q4_k{"Q4_K", 256, 144, nullptr}, q5_k{"Q5_K", 256, 176, nullptr}, q6_k{"Q6_K", 256, 210, nullptr},
+      q8_k{"Q8_K", 256, 292, nullptr}, i8{"I8", 1, 1, nullptr}, i16{"I16", 1, 2, nullptr}, i32{"I32", 1, 4, nullptr},
+      i64{"I64", 1, 8, nullptr};
+  switch (type) {
+    case ggml_f32: return &f32;
+    case ggml_f16: return &f16;
+    case ggml_bf16: return &bf16;
+    case ggml_f64: return &f64;
+    case ggml_q4_0: return &q4_0;
+    case ggml_q4_1: return &q4_1;
+    case ggml_q5_0: return &q5_0;
+    case ggml_q5_1: return &q5_1;
+    case ggml_q8_0: return &q8_0;
+    case ggml_q8_1: return &q8_1;
+    case ggml_q2_k: return &q2_k;
+    case ggml_q3_k: return &q3_k;
+    case ggml_q4_k: return &q4_k;
+    case ggml_q5_k: return &q5_k;
+    case ggml_q6_k: return &q6_k;
+    case ggml_q8_k: return &q8_k;
+    case ggml_i8: return &i8;
+    case ggml_i16: return &i16;
+    case ggml_i32: return &i32;
+    case ggml_i64: return &i64;
+  }
+  return nullptr;
+}
+
+}  // namespace tq

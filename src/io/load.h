@@ -1,0 +1,25 @@
+// Turns any supported model file into a Model. No format-specific type
+// survives past the loader.
+//   GGUF file                       (LLaMA family; tokenizer embedded)
+//   llama2.c checkpoint (.bin)      with --tokenizer tok.bin
+//   Hugging Face directory          config.json + safetensors + tokenizer
+//   tquant output directory         plan.json + model.safetensors
+#pragma once
+#include <string>
+
+#include "nn/model.h"
+
+namespace tq {
+
+struct LoadOptions {
+  std::string tokenizer;  // llama2.c tokenizer file (defaults to tokenizer.bin / tok*.bin beside the checkpoint)
+};
+
+Model load_model(const std::string& path, const LoadOptions& opt = {});
+
+Model load_gguf_model(const std::string& path);
+Model load_llama2c_model(const std::string& path, const std::string& tokenizer_path);
+Tokenizer load_llama2c_tokenizer(const std::string& path, int vocab_size);
+Model load_hf_model(const std::string& dir);
+
+}  // namespace tq

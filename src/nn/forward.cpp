@@ -1,0 +1,440 @@
+#include "nn/forward.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "nn/ops.h"
+
+namespace tq {
+
+static const char* kSiteNames[kNumSites] = {"qkv_in", "q", "k", "v", "probs", "o_in", "up_in", "down_in", "head_in"};
+
+const char* site_name(Site s) { return kSiteNames[(int)s]; }
+
+std::optional<Site> site_from_name(std::string_view name) {
+  for (int i = 0; i < kNumSites; i++)
+    if (name == kSiteNames[i]) return (Site)i;
+  return std::nullopt;
+}
+
+Hooks& no_hooks() {
+  static Hooks none;
+  return none;
+}
+
+void KVCache::init(const Config& c, int batch, int max_len) {
+  B = batch;
+  max_seq = max_len;
+  len = 0;
+  k.assign(c.n_layers, Tensor({batch, max_len, c.kv_dim()}));
+  v.assign(c.n_layers, Tensor({batch, max_len, c.kv_dim()}));
+}
+
+Model zeros_like(const Model& m) {
+  Model z = m;
+  z.tok = Tokenizer{};
+  for (auto& nt : named_tensors(z)) std::fill(nt.t->data.begin(), nt.t->data.end(), 0.0f);
+  return z;
+}
+
+// Resizes without clearing: every caller overwrites the contents.
+static float* need(Tensor& t, std::vector<int64_t> shape) {
+  if (t.shape != shape) {
+    t.data.resize(Tensor::count(shape));
+    t.shape = std::move(shape);
+  }
+  return t.ptr();
+}
+
+static void norm_forward(const Config& c, const Norm& n, float* y, float* mean, float* rstd, const float* x, int N) {
+  if (c.norm == NormKind::rms) {
+    rmsnorm_forward(y, rstd, x, n.g.ptr(), n.b.empty() ? nullptr : n.b.ptr(), N, c.dim, c.norm_eps);
+  } else {
+    layernorm_forward(y, mean, rstd, x, n.g.ptr(), n.b.empty() ? nullptr : n.b.ptr(), N, c.dim, c.norm_eps);
+  }
+}
+
+static void norm_backward(const Config& c, const Norm& n, Norm& dn, float* dx, const float* dy, const float* x,
+                          const float* mean, const float* rstd, int N) {
+  float* db = dn.b.empty() ? nullptr : dn.b.ptr();
+  if (c.norm == NormKind::rms) {
+    rmsnorm_backward(dx, dn.g.ptr(), db, dy, x, rstd, n.g.ptr(), N, c.dim);
+  } else {
+    layernorm_backward(dx, dn.g.ptr(), db, dy, x, mean, rstd, n.g.ptr(), N, c.dim);
+  }
+}
+
+static void lin_forward(const Linear& l, float* y, const float* x, int N) {
+  linear_forward(y, x, l.w.ptr(), l.b.empty() ? nullptr : l.b.ptr(), N, l.in(), l.out());
+}
+
+// dx = dy·W (overwrite, or add when accumulate), parameter gradients added into dl.
+static void lin_backward(const Linear& l, Linear& dl, float* dx, const float* dy, const float* x, int N,
+                         bool accumulate, std::vector<float>& scratch) {
+  float* dst = dx;
+  if (dx && accumulate) {
+    scratch.resize((size_t)N * l.in());
+    dst = scratch.data();
+  }
+  linear_backward(dst, dl.w.ptr(), dl.b.empty() ? nullptr : dl.b.ptr(), dy, x, l.w.ptr(), N, l.in(), l.out());
+  if (dx && accumulate)
+    for (int64_t i = 0; i < (int64_t)N * l.in(); i++) dx[i] += dst[i];
+}
+
+static void embed_forward(const Model& m, const Input& in, Workspace& ws, int pos0) {
+  const Config& c = m.cfg;
+  const int B = in.B, T = in.T, S = ws.S, D = c.dim;
+  float* x = need(ws.x, {(int64_t)B * S, D});
+  if (c.embed == EmbedKind::tokens) {
+    for (int64_t n = 0; n < (int64_t)B * T; n++) {
+      int32_t t = in.tokens[n];
+      if (t < 0 || t >= c.vocab) bad_input("token id {} is outside the vocabulary of {}", t, c.vocab);
+      std::memcpy(x + n * D, m.tok_embd.row(t), sizeof(float) * D);
+    }
+  } else {
+    TQ_CHECK_INPUT(in.patches, "this model takes images, not tokens");
+    for (int b = 0; b < B; b++) {
+      float* xb = x + (int64_t)b * S * D;
+      if (c.cls_token) std::memcpy(xb, m.cls.ptr(), sizeof(float) * D);
+      lin_forward(m.patch_embd, xb + (c.cls_token ? D : 0), in.patches + (int64_t)b * T * c.patch_dim, T);
+    }
+  }
+  if (c.pos == PosKind::learned) {
+    for (int b = 0; b < B; b++)
+      for (int s = 0; s < S; s++) {
+        int64_t p = pos0 + s + c.pos_offset;
+        if (p >= m.pos_embd.dim(0))
+          bad_input("position {} is beyond the {} positions this model knows", p - c.pos_offset,
+                    m.pos_embd.dim(0) - c.pos_offset);
+        const float* pe = m.pos_embd.row(p);
+        float* xr = x + ((int64_t)b * S + s) * D;
+        for (int d = 0; d < D; d++) xr[d] += pe[d];
+      }
+  }
+  if (!m.type_embd.empty()) {
+    for (int64_t n = 0; n < (int64_t)B * S; n++) {
+      int32_t t = in.types ? in.types[n] : 0;
+      if (t < 0 || t >= m.type_embd.dim(0)) bad_input("token type {} is out of range", t);
+      const float* te = m.type_embd.row(t);
+      for (int d = 0; d < D; d++) x[n * D + d] += te[d];
+    }
+  }
+  if (!m.embd_norm.g.empty()) {
+    int64_t N = (int64_t)B * S;
+    std::memcpy(need(ws.emb_sum, {N, D}), x, sizeof(float) * N * D);
+    norm_forward(c, m.embd_norm, x, need(ws.emb_mean, {N}), need(ws.emb_rstd, {N}), ws.emb_sum.ptr(), N);
+  }
+}
+
+static void block_forward(const Model& m, int l, const Input& in, Workspace& ws, Hooks& hooks, KVCache* cache,
+                          int pos0) {
+  const Config& c = m.cfg;
+  const Block& bl = m.blocks[l];
+  LayerActs& A = ws.train ? ws.layers[l] : ws.layers[0];
+  const int B = ws.B, S = ws.S, D = c.dim, H = c.n_heads, hd = c.head_dim, F = c.hidden;
+  const int N = B * S, qd = c.q_dim(), kvd = c.kv_dim();
+  float* x = ws.x.ptr();
+  if (ws.train) std::memcpy(need(A.x, {N, D}), x, sizeof(float) * N * D);
+
+  // Attention.
+  float* a = need(A.a, {N, D});
+  if (c.post_norm) {
+    std::memcpy(a, x, sizeof(float) * N * D);
+  } else {
+    norm_forward(c, bl.attn_norm, a, need(A.a_mean, {N}), need(A.a_rstd, {N}), x, N);
+  }
+  hooks.forward(Site::qkv_in, l, a, N, D);
+  float* q = need(A.q, {N, qd});
+  float* k = need(A.k, {N, kvd});
+  float* v = need(A.v, {N, kvd});
+  lin_forward(bl.q, q, a, N);
+  lin_forward(bl.k, k, a, N);
+  lin_forward(bl.v, v, a, N);
+  if (c.pos == PosKind::rope) {
+    rope_forward(q, N, S, pos0, H, hd, c.rope_theta, c.rope_layout);
+    rope_forward(k, N, S, pos0, c.n_kv_heads, hd, c.rope_theta, c.rope_layout);
+  }
+  hooks.forward(Site::q, l, q, N, qd);
+  hooks.forward(Site::k, l, k, N, kvd);
+  hooks.forward(Site::v, l, v, N, kvd);
+  const float *K = k, *V = v;
+  int Sk = S;
+  int64_t kv_batch_stride = (int64_t)S * kvd;
+  if (cache) {
+    for (int b = 0; b < B; b++)
+      for (int s = 0; s < S; s++) {
+        std::memcpy(cache->k[l].ptr() + ((int64_t)b * cache->max_seq + pos0 + s) * kvd, k + ((int64_t)b * S + s) * kvd,
+                    sizeof(float) * kvd);
+        std::memcpy(cache->v[l].ptr() + ((int64_t)b * cache->max_seq + pos0 + s) * kvd, v + ((int64_t)b * S + s) * kvd,
+                    sizeof(float) * kvd);
+      }
+    K = cache->k[l].ptr();
+    V = cache->v[l].ptr();
+    Sk = pos0 + S;
+    kv_batch_stride = (int64_t)cache->max_seq * kvd;
+  }
+  AttnShape shp{S, Sk, H, c.n_kv_heads, hd, pos0, c.causal};
+  const int64_t psz = (int64_t)H * S * Sk;
+  float* p = need(A.p, {B, H, S, Sk});
+  for (int b = 0; b < B; b++)
+    attention_scores_forward(p + b * psz, q + (int64_t)b * S * qd, K + b * kv_batch_stride, shp, qd, kvd);
+  if (ws.train) std::memcpy(need(A.p_raw, {B, H, S, Sk}), p, sizeof(float) * B * psz);
+  hooks.forward(Site::probs, l, p, B * H * S, Sk);
+  float* att = need(A.att, {N, qd});
+  for (int b = 0; b < B; b++)
+    attention_apply_forward(att + (int64_t)b * S * qd, p + b * psz, V + b * kv_batch_stride, shp, qd, kvd);
+  hooks.forward(Site::o_in, l, att, N, qd);
+  float* h = need(A.h, {N, D});
+  lin_forward(bl.o, h, att, N);
+  for (int64_t i = 0; i < (int64_t)N * D; i++) h[i] += x[i];
+  const float* resid = h;
+  if (c.post_norm) {
+    float* hn = need(A.hn, {N, D});
+    norm_forward(c, bl.attn_norm, hn, need(A.h_mean, {N}), need(A.h_rstd, {N}), h, N);
+    resid = hn;
+  }
+
+  // MLP.
+  float* mm = need(A.m, {N, D});
+  if (c.post_norm) {
+    std::memcpy(mm, resid, sizeof(float) * N * D);
+  } else {
+    norm_forward(c, bl.mlp_norm, mm, need(A.m_mean, {N}), need(A.m_rstd, {N}), h, N);
+  }
+  hooks.forward(Site::up_in, l, mm, N, D);
+  float* u = need(A.u, {N, F});
+  float* f = need(A.f, {N, F});
+  lin_forward(bl.up, u, mm, N);
+  if (c.gated) {
+    float* g = need(A.g, {N, F});
+    lin_forward(bl.gate, g, mm, N);
+    gated_forward(f, g, u, (int64_t)N * F, c.act);
+  } else {
+    act_forward(f, u, (int64_t)N * F, c.act);
+  }
+  hooks.forward(Site::down_in, l, f, N, F);
+  float* y = c.post_norm ? need(A.y, {N, D}) : x;  // pre-norm: the new residual goes straight to ws.x
+  lin_forward(bl.down, y, f, N);
+  for (int64_t i = 0; i < (int64_t)N * D; i++) y[i] += resid[i];
+  if (c.post_norm) norm_forward(c, bl.mlp_norm, x, need(A.y_mean, {N}), need(A.y_rstd, {N}), y, N);
+}
+
+void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks, KVCache* cache) {
+  const Config& c = m.cfg;
+  TQ_CHECK_INPUT(in.B > 0 && in.T > 0, "empty input");
+  TQ_CHECK_INPUT(c.embed == EmbedKind::patches || in.tokens, "this model takes tokens, not images");
+  int pos0 = cache ? cache->len : in.pos0;
+  ws.B = in.B;
+  ws.T = in.T;
+  ws.S = in.T + (c.cls_token ? 1 : 0);
+  if (cache) {
+    TQ_CHECK_INPUT(!ws.train, "training does not use a cache");
+    TQ_CHECK_INPUT(cache->B == in.B && pos0 + ws.S <= cache->max_seq,
+                   "the cache holds {} positions; {} more do not fit after {}", cache->max_seq, ws.S, pos0);
+  }
+  ws.layers.resize(ws.train ? c.n_layers : 1);
+  embed_forward(m, in, ws, pos0);
+  for (int l = 0; l < c.n_layers; l++) block_forward(m, l, in, ws, hooks, cache, pos0);
+
+  const int B = ws.B, S = ws.S, D = c.dim, N = B * S;
+  const float* xf = ws.x.ptr();
+  if (!m.final_norm.g.empty()) {
+    norm_forward(c, m.final_norm, need(ws.xf, {N, D}), need(ws.xf_mean, {N}), need(ws.xf_rstd, {N}), ws.x.ptr(), N);
+    xf = ws.xf.ptr();
+  }
+  int rows;
+  float* hin;
+  if (c.pool == PoolKind::none) {
+    rows = in.last_only ? B : N;
+    hin = need(ws.head_in, {rows, D});
+    for (int r = 0; r < rows; r++) {
+      int64_t src = in.last_only ? (int64_t)r * S + S - 1 : r;
+      std::memcpy(hin + (int64_t)r * D, xf + src * D, sizeof(float) * D);
+    }
+  } else {
+    rows = B;
+    float* pooled = need(ws.pooled, {B, D});
+    for (int b = 0; b < B; b++) {
+      float* pr = pooled + (int64_t)b * D;
+      const float* xb = xf + (int64_t)b * S * D;
+      if (c.pool == PoolKind::first) {
+        std::memcpy(pr, xb, sizeof(float) * D);
+      } else {
+        for (int d = 0; d < D; d++) {
+          double s = 0;
+          for (int t = 0; t < S; t++) s += xb[(int64_t)t * D + d];
+          pr[d] = (float)(s / S);
+        }
+      }
+    }
+    hin = need(ws.head_in, {B, D});
+    if (c.pooler) {
+      float* pre = need(ws.pool_pre, {B, D});
+      lin_forward(m.pooler_fc, pre, pooled, B);
+      for (int64_t i = 0; i < (int64_t)B * D; i++) hin[i] = std::tanh(pre[i]);
+    } else {
+      std::memcpy(hin, pooled, sizeof(float) * B * D);
+    }
+  }
+  hooks.forward(Site::head_in, -1, hin, rows, D);
+  float* logits = need(ws.logits, {rows, c.n_out});
+  linear_forward(logits, hin, m.head_w().ptr(), m.head.b.empty() ? nullptr : m.head.b.ptr(), rows, D, c.n_out);
+}
+
+static void block_backward(const Model& m, Model& gm, int l, Workspace& ws, Hooks& hooks, float* dx) {
+  const Config& c = m.cfg;
+  const Block& bl = m.blocks[l];
+  Block& gb = gm.blocks[l];
+  LayerActs& A = ws.layers[l];
+  const int B = ws.B, S = ws.S, D = c.dim, H = c.n_heads, hd = c.head_dim, F = c.hidden;
+  const int N = B * S, qd = c.q_dim(), kvd = c.kv_dim();
+  const int64_t ND = (int64_t)N * D;
+  std::vector<float> scratch;
+
+  // dx holds d(block output). MLP first.
+  std::vector<float> dy(dx, dx + ND);
+  if (c.post_norm) norm_backward(c, bl.mlp_norm, gb.mlp_norm, dy.data(), dx, A.y.ptr(), A.y_mean.ptr(), A.y_rstd.ptr(), N);
+  // dy = d(y) = d(resid) + d(mlp out)
+  std::vector<float> df((size_t)N * F), dm(ND);
+  lin_backward(bl.down, gb.down, df.data(), dy.data(), A.f.ptr(), N, false, scratch);
+  hooks.backward(Site::down_in, l, df.data(), N, F);
+  std::vector<float> du((size_t)N * F);
+  if (c.gated) {
+    std::vector<float> dg((size_t)N * F);
+    gated_backward(dg.data(), du.data(), df.data(), A.g.ptr(), A.u.ptr(), (int64_t)N * F, c.act);
+    lin_backward(bl.gate, gb.gate, dm.data(), dg.data(), A.m.ptr(), N, false, scratch);
+    lin_backward(bl.up, gb.up, dm.data(), du.data(), A.m.ptr(), N, true, scratch);
+  } else {
+    act_backward(du.data(), df.data(), A.u.ptr(), (int64_t)N * F, c.act);
+    lin_backward(bl.up, gb.up, dm.data(), du.data(), A.m.ptr(), N, false, scratch);
+  }
+  hooks.backward(Site::up_in, l, dm.data(), N, D);
+  std::vector<float> dh(ND);  // d(h): residual after attention
+  if (c.post_norm) {
+    std::vector<float> dhn(ND);
+    for (int64_t i = 0; i < ND; i++) dhn[i] = dy[i] + dm[i];
+    norm_backward(c, bl.attn_norm, gb.attn_norm, dh.data(), dhn.data(), A.h.ptr(), A.h_mean.ptr(), A.h_rstd.ptr(), N);
+  } else {
+    norm_backward(c, bl.mlp_norm, gb.mlp_norm, dh.data(), dm.data(), A.h.ptr(), A.m_mean.ptr(), A.m_rstd.ptr(), N);
+    for (int64_t i = 0; i < ND; i++) dh[i] += dy[i];
+  }
+
+  // Attention.
+  std::vector<float> datt((size_t)N * qd);
+  lin_backward(bl.o, gb.o, datt.data(), dh.data(), A.att.ptr(), N, false, scratch);
+  hooks.backward(Site::o_in, l, datt.data(), N, qd);
+  AttnShape shp{S, S, H, c.n_kv_heads, hd, 0, c.causal};
+  const int64_t psz = (int64_t)H * S * S;
+  std::vector<float> dP((size_t)B * psz), dq((size_t)N * qd), dk((size_t)N * kvd, 0.0f), dv((size_t)N * kvd, 0.0f);
+  for (int b = 0; b < B; b++)
+    attention_apply_backward(dP.data() + b * psz, dv.data() + (int64_t)b * S * kvd, datt.data() + (int64_t)b * S * qd,
+                             A.p.ptr() + b * psz, A.v.ptr() + (int64_t)b * S * kvd, shp, qd, kvd);
+  hooks.backward(Site::probs, l, dP.data(), B * H * S, S);
+  for (int b = 0; b < B; b++)
+    attention_scores_backward(dq.data() + (int64_t)b * S * qd, dk.data() + (int64_t)b * S * kvd, dP.data() + b * psz,
+                              A.p_raw.ptr() + b * psz, A.q.ptr() + (int64_t)b * S * qd,
+                              A.k.ptr() + (int64_t)b * S * kvd, shp, qd, kvd);
+  hooks.backward(Site::q, l, dq.data(), N, qd);
+  hooks.backward(Site::k, l, dk.data(), N, kvd);
+  hooks.backward(Site::v, l, dv.data(), N, kvd);
+  if (c.pos == PosKind::rope) {
+    rope_backward(dq.data(), N, S, 0, H, hd, c.rope_theta, c.rope_layout);
+    rope_backward(dk.data(), N, S, 0, c.n_kv_heads, hd, c.rope_theta, c.rope_layout);
+  }
+  std::vector<float> da(ND);
+  lin_backward(bl.q, gb.q, da.data(), dq.data(), A.a.ptr(), N, false, scratch);
+  lin_backward(bl.k, gb.k, da.data(), dk.data(), A.a.ptr(), N, true, scratch);
+  lin_backward(bl.v, gb.v, da.data(), dv.data(), A.a.ptr(), N, true, scratch);
+  hooks.backward(Site::qkv_in, l, da.data(), N, D);
+  if (c.post_norm) {
+    for (int64_t i = 0; i < ND; i++) dx[i] = dh[i] + da[i];
+  } else {
+    norm_backward(c, bl.attn_norm, gb.attn_norm, dx, da.data(), A.x.ptr(), A.a_mean.ptr(), A.a_rstd.ptr(), N);
+    for (int64_t i = 0; i < ND; i++) dx[i] += dh[i];
+  }
+}
+
+void backward(const Model& m, Model& gm, const Input& in, Workspace& ws, const float* dlogits, Hooks& hooks) {
+  const Config& c = m.cfg;
+  TQ_CHECK_INPUT(ws.train && (int)ws.layers.size() == c.n_layers, "backward needs a training forward first");
+  const int B = ws.B, S = ws.S, D = c.dim, N = B * S;
+  const int rows = (int)ws.head_in.dim(0);
+  std::vector<float> scratch;
+  // Head.
+  std::vector<float> dhin((size_t)rows * D);
+  Tensor& dhead_w = c.tied_head ? gm.tok_embd : gm.head.w;
+  linear_backward(dhin.data(), dhead_w.ptr(), gm.head.b.empty() ? nullptr : gm.head.b.ptr(), dlogits,
+                  ws.head_in.ptr(), m.head_w().ptr(), rows, D, c.n_out);
+  hooks.backward(Site::head_in, -1, dhin.data(), rows, D);
+  std::vector<float> dxf((size_t)N * D, 0.0f);
+  if (c.pool == PoolKind::none) {
+    for (int r = 0; r < rows; r++) {
+      int64_t dst = in.last_only ? (int64_t)r * S + S - 1 : r;
+      for (int d = 0; d < D; d++) dxf[dst * D + d] += dhin[(int64_t)r * D + d];
+    }
+  } else {
+    std::vector<float> dpooled(dhin);
+    if (c.pooler) {
+      std::vector<float> dpre((size_t)B * D);
+      for (int64_t i = 0; i < (int64_t)B * D; i++) {
+        float t = ws.head_in.data[i];
+        dpre[i] = dhin[i] * (1.0f - t * t);
+      }
+      lin_backward(m.pooler_fc, gm.pooler_fc, dpooled.data(), dpre.data(), ws.pooled.ptr(), B, false, scratch);
+    }
+    for (int b = 0; b < B; b++)
+      for (int d = 0; d < D; d++) {
+        float g = dpooled[(int64_t)b * D + d];
+        if (c.pool == PoolKind::first) {
+          dxf[(int64_t)b * S * D + d] += g;
+        } else {
+          for (int t = 0; t < S; t++) dxf[((int64_t)b * S + t) * D + d] += g / S;
+        }
+      }
+  }
+  std::vector<float> dx((size_t)N * D);
+  if (!m.final_norm.g.empty()) {
+    norm_backward(c, m.final_norm, gm.final_norm, dx.data(), dxf.data(), ws.x.ptr(), ws.xf_mean.ptr(),
+                  ws.xf_rstd.ptr(), N);
+  } else {
+    dx = dxf;
+  }
+  for (int l = c.n_layers - 1; l >= 0; l--) block_backward(m, gm, l, ws, hooks, dx.data());
+
+  // Embeddings.
+  if (!m.embd_norm.g.empty()) {
+    std::vector<float> dsum((size_t)N * D);
+    norm_backward(c, m.embd_norm, gm.embd_norm, dsum.data(), dx.data(), ws.emb_sum.ptr(), ws.emb_mean.ptr(),
+                  ws.emb_rstd.ptr(), N);
+    dx = dsum;
+  }
+  for (int64_t n = 0; n < N; n++) {
+    const float* g = dx.data() + n * D;
+    if (c.pos == PosKind::learned) {
+      float* pe = gm.pos_embd.row(in.pos0 + n % S + c.pos_offset);
+      for (int d = 0; d < D; d++) pe[d] += g[d];
+    }
+    if (!m.type_embd.empty()) {
+      float* te = gm.type_embd.row(in.types ? in.types[n] : 0);
+      for (int d = 0; d < D; d++) te[d] += g[d];
+    }
+  }
+  if (c.embed == EmbedKind::tokens) {
+    for (int64_t n = 0; n < N; n++) {
+      float* te = gm.tok_embd.row(in.tokens[n]);
+      for (int d = 0; d < D; d++) te[d] += dx[n * D + d];
+    }
+  } else {
+    const int T = ws.T, off = c.cls_token ? 1 : 0;
+    for (int b = 0; b < B; b++) {
+      const float* db = dx.data() + (int64_t)b * S * D;
+      if (c.cls_token)
+        for (int d = 0; d < D; d++) gm.cls.data[d] += db[d];
+      lin_backward(m.patch_embd, gm.patch_embd, nullptr, db + off * D, in.patches + (int64_t)b * T * c.patch_dim, T,
+                   false, scratch);
+    }
+  }
+}
+
+}  // namespace tq

@@ -1,0 +1,178 @@
+#include "nn/model.h"
+
+#include "core/error.h"
+
+namespace tq {
+
+const char* to_string(NormKind k) { return k == NormKind::rms ? "rmsnorm" : "layernorm"; }
+const char* to_string(ActKind k) {
+  switch (k) {
+    case ActKind::silu: return "silu";
+    case ActKind::gelu: return "gelu";
+    case ActKind::gelu_tanh: return "gelu_tanh";
+    case ActKind::relu: return "relu";
+  }
+  return "?";
+}
+const char* to_string(PosKind k) {
+  switch (k) {
+    case PosKind::none: return "none";
+    case PosKind::learned: return "learned";
+    case PosKind::rope: return "rope";
+  }
+  return "?";
+}
+
+std::vector<NamedLinear> block_linears(Block& b) {
+  std::vector<NamedLinear> out = {{"attn_q", &b.q}, {"attn_k", &b.k}, {"attn_v", &b.v}, {"attn_output", &b.o}};
+  if (!b.gate.w.empty()) out.push_back({"ffn_gate", &b.gate});
+  out.push_back({"ffn_up", &b.up});
+  out.push_back({"ffn_down", &b.down});
+  return out;
+}
+
+std::vector<NamedTensor> named_tensors(Model& m) {
+  std::vector<NamedTensor> out;
+  auto add = [&](const std::string& name, Tensor& t) {
+    if (!t.empty()) out.push_back({name, &t});
+  };
+  auto add_lin = [&](const std::string& name, Linear& l) {
+    add(name + ".weight", l.w);
+    add(name + ".bias", l.b);
+  };
+  auto add_norm = [&](const std::string& name, Norm& n) {
+    add(name + ".weight", n.g);
+    add(name + ".bias", n.b);
+  };
+  add("token_embd.weight", m.tok_embd);
+  add("position_embd.weight", m.pos_embd);
+  add("token_types.weight", m.type_embd);
+  add_lin("patch_embd", m.patch_embd);
+  add("cls_token", m.cls);
+  add_norm("token_embd_norm", m.embd_norm);
+  for (size_t i = 0; i < m.blocks.size(); i++) {
+    Block& b = m.blocks[i];
+    std::string p = "blk." + std::to_string(i) + ".";
+    add_norm(p + "attn_norm", b.attn_norm);
+    for (auto& nl : block_linears(b)) add_lin(p + nl.name, *nl.lin);
+    add_norm(p + "ffn_norm", b.mlp_norm);
+  }
+  add_norm("output_norm", m.final_norm);
+  add_lin("pooler", m.pooler_fc);
+  add_lin("output", m.head);
+  return out;
+}
+
+int64_t parameter_count(const Model& m) {
+  int64_t n = 0;
+  for (auto& nt : named_tensors(const_cast<Model&>(m))) n += nt.t->numel();
+  return n;
+}
+
+void allocate(Model& m, bool linear_bias, bool norm_bias) {
+  const Config& c = m.cfg;
+  auto lin = [&](int out, int in, bool bias) {
+    Linear l;
+    l.w = Tensor({out, in});
+    if (bias) l.b = Tensor({out});
+    return l;
+  };
+  auto norm = [&]() {
+    Norm n;
+    n.g = Tensor({c.dim}, 1.0f);
+    if (norm_bias || c.norm == NormKind::layer) n.b = Tensor({c.dim});
+    return n;
+  };
+  if (c.embed == EmbedKind::tokens) m.tok_embd = Tensor({c.vocab, c.dim});
+  if (c.embed == EmbedKind::patches) m.patch_embd = lin(c.dim, c.patch_dim, true);
+  if (c.cls_token) m.cls = Tensor({c.dim});
+  if (c.pos == PosKind::learned) m.pos_embd = Tensor({c.max_seq + c.pos_offset + (c.cls_token ? 1 : 0), c.dim});
+  if (c.n_types > 0) m.type_embd = Tensor({c.n_types, c.dim});
+  m.blocks.assign(c.n_layers, Block{});
+  for (Block& b : m.blocks) {
+    b.attn_norm = norm();
+    b.mlp_norm = norm();
+    b.q = lin(c.q_dim(), c.dim, linear_bias);
+    b.k = lin(c.kv_dim(), c.dim, linear_bias);
+    b.v = lin(c.kv_dim(), c.dim, linear_bias);
+    b.o = lin(c.dim, c.q_dim(), linear_bias);
+    if (c.gated) b.gate = lin(c.hidden, c.dim, linear_bias);
+    b.up = lin(c.hidden, c.dim, linear_bias);
+    b.down = lin(c.dim, c.hidden, linear_bias);
+  }
+  m.final_norm = norm();
+  if (c.pooler) m.pooler_fc = lin(c.dim, c.dim, true);
+  if (!c.tied_head) m.head = lin(c.n_out, c.dim, !c.is_lm() || linear_bias);
+}
+
+int64_t expected_parameters(const Config& c) {
+  int64_t d = c.dim, per_layer = d * c.q_dim() * 2 + d * c.kv_dim() * 2 + d * c.hidden * (c.gated ? 3 : 2);
+  return per_layer * c.n_layers + (int64_t)c.vocab * d + (c.tied_head ? 0 : (int64_t)c.n_out * d) +
+         (c.pos == PosKind::learned ? (int64_t)c.max_seq * d : 0);
+}
+
+void validate_config(const Config& c, int64_t max_params) {
+  TQ_CHECK_INPUT(c.dim > 0 && c.n_layers > 0 && c.n_heads > 0 && c.head_dim > 0 && c.hidden > 0,
+                 "model config is incomplete (dim {}, layers {}, heads {}, head_dim {}, hidden {})", c.dim,
+                 c.n_layers, c.n_heads, c.head_dim, c.hidden);
+  TQ_CHECK_INPUT(c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0,
+                 "{} attention heads cannot share {} key/value heads", c.n_heads, c.n_kv_heads);
+  TQ_CHECK_INPUT(c.n_out > 0, "model has no output size");
+  TQ_CHECK_INPUT(c.pos != PosKind::rope || c.head_dim % 2 == 0, "RoPE needs an even head dimension, got {}",
+                 c.head_dim);
+  TQ_CHECK_INPUT(c.dim <= (1 << 20) && c.hidden <= (1 << 22) && c.n_layers <= 4096 && c.vocab <= (1 << 24) &&
+                     c.n_heads <= 4096 && c.max_seq <= (1 << 24) && c.n_out <= (1 << 24),
+                 "model dimensions are implausibly large (dim {}, hidden {}, layers {}, vocab {})", c.dim, c.hidden,
+                 c.n_layers, c.vocab);
+  TQ_CHECK_INPUT(c.embed == EmbedKind::patches || c.vocab > 0, "model has no vocabulary");
+  TQ_CHECK_INPUT(expected_parameters(c) <= max_params,
+                 "model config asks for {} parameters but the file holds only {} values", expected_parameters(c),
+                 max_params);
+}
+
+void validate(const Model& m) {
+  const Config& c = m.cfg;
+  validate_config(c, INT64_MAX);
+  auto expect = [](const Tensor& t, std::vector<int64_t> s, const std::string& name) {
+    if (t.shape != s) bad_input("tensor {} has shape {}, expected {}", name, shape_str(t.shape), shape_str(s));
+  };
+  auto expect_lin = [&](const Linear& l, int out, int in, const std::string& name) {
+    expect(l.w, {out, in}, name + ".weight");
+    if (!l.b.empty()) expect(l.b, {out}, name + ".bias");
+  };
+  auto expect_norm = [&](const Norm& n, const std::string& name) {
+    expect(n.g, {c.dim}, name + ".weight");
+    if (!n.b.empty()) expect(n.b, {c.dim}, name + ".bias");
+  };
+  if (c.embed == EmbedKind::tokens) expect(m.tok_embd, {c.vocab, c.dim}, "token_embd");
+  if (c.embed == EmbedKind::patches) expect_lin(m.patch_embd, c.dim, c.patch_dim, "patch_embd");
+  if (c.cls_token) expect(m.cls, {c.dim}, "cls_token");
+  if (c.pos == PosKind::learned) {
+    TQ_CHECK_INPUT(m.pos_embd.ndim() == 2 && m.pos_embd.dim(1) == c.dim, "position embedding has shape {}",
+                   shape_str(m.pos_embd.shape));
+  }
+  TQ_CHECK_INPUT((int)m.blocks.size() == c.n_layers, "model has {} blocks but config says {}", m.blocks.size(),
+                 c.n_layers);
+  for (int i = 0; i < c.n_layers; i++) {
+    const Block& b = m.blocks[i];
+    std::string p = "blk." + std::to_string(i) + ".";
+    expect_norm(b.attn_norm, p + "attn_norm");
+    expect_norm(b.mlp_norm, p + "ffn_norm");
+    expect_lin(b.q, c.q_dim(), c.dim, p + "attn_q");
+    expect_lin(b.k, c.kv_dim(), c.dim, p + "attn_k");
+    expect_lin(b.v, c.kv_dim(), c.dim, p + "attn_v");
+    expect_lin(b.o, c.dim, c.q_dim(), p + "attn_output");
+    if (c.gated) expect_lin(b.gate, c.hidden, c.dim, p + "ffn_gate");
+    expect_lin(b.up, c.hidden, c.dim, p + "ffn_up");
+    expect_lin(b.down, c.dim, c.hidden, p + "ffn_down");
+  }
+  if (!m.final_norm.g.empty()) expect_norm(m.final_norm, "output_norm");
+  if (c.pooler) expect_lin(m.pooler_fc, c.dim, c.dim, "pooler");
+  if (c.tied_head) {
+    TQ_CHECK_INPUT(c.n_out == c.vocab, "a tied head needs n_out == vocab");
+  } else {
+    expect_lin(m.head, c.n_out, c.dim, "output");
+  }
+}
+
+}  // namespace tq

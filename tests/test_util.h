@@ -1,0 +1,52 @@
+// Helpers shared by the tests.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/mmap.h"
+
+namespace tq::test {
+
+// Path of a file under ../shared (models and data that tests read, never copy).
+inline std::string shared(const std::string& rel) { return std::string(TQ_SHARED_DIR) + "/" + rel; }
+
+// Skips the current test when ../shared (or the named file in it) is absent.
+#define TQ_REQUIRE_SHARED(rel)                                                             \
+  do {                                                                                      \
+    if (!::tq::file_exists(::tq::test::shared(rel)) && !::tq::is_directory(::tq::test::shared(rel))) \
+      GTEST_SKIP() << "skipped: ../shared/" << (rel) << " is not present";                 \
+  } while (0)
+
+// ‖a − b‖ / ‖b‖
+inline double rel_err(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    den += (double)b[i] * b[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+inline double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  return rel_err(a.data(), b.data(), std::min(a.size(), b.size()));
+}
+
+// A fresh temporary directory, removed at the end of the test.
+struct TempDir {
+  std::string path;
+  TempDir();
+  ~TempDir();
+  std::string file(const std::string& name) const { return path + "/" + name; }
+};
+
+// Runs the tquant CLI; returns its exit status and captures stdout/stderr.
+struct CliResult {
+  int status;
+  std::string out, err;
+};
+CliResult run_cli(const std::string& args);
+
+}  // namespace tq::test
