@@ -1,53 +1,81 @@
-// tquant eval MODEL --data SPEC: perplexity (and KLD/top-1 against --compare REF).
+// tquant eval MODEL --data SPEC: perplexity or accuracy, and against
+// --compare REF the divergence figures. A tquant output directory is run
+// with its plan's quantizers (simulation).
 #include <fmt/format.h>
 
 #include "cli/common.h"
 #include "core/error.h"
-#include "eval/perplexity.h"
+#include "core/threads.h"
+#include "eval/evaluate.h"
+#include "io/tquant_dir.h"
+#include "quant/plan.h"
 
 namespace tq::cli {
 
+Loaded load_with_plan(const std::string& path, const Common& c) {
+  Loaded l;
+  if (is_tquant_dir(path)) {
+    set_threads(c.threads);
+    QuantPlan plan;
+    l.model = load_tquant_dir(path, &plan);
+    l.plan = std::move(plan);
+  } else {
+    l.model = load(path, c);
+  }
+  return l;
+}
+
 void register_eval(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "measure perplexity or accuracy, optionally against a reference model");
-  static std::string path, data, compare, json_out;
-  static DataSpec spec;
+  static std::string path, data, compare, json_out, protocol;
+  static int ctx = 0;
+  static int64_t offset = -1, limit = -1;
   static Common common;
-  cmd->add_option("model", path, "model to evaluate")->required();
-  cmd->add_option("--data", data, "text FILE, mnist:DIR or sst2:FILE")->required();
-  cmd->add_option("--protocol", spec.protocol, "text scoring: lines (one sequence per line) or chunks (llama.cpp)")
+  cmd->add_option("model", path, "model to evaluate (a tquant directory runs with its quantizers)")->required();
+  cmd->add_option("--data", data, "text FILE, mnist:DIR or sst2:FILE, optionally ?from=&to=&offset=&limit=")
+      ->required();
+  cmd->add_option("--protocol", protocol, "text scoring: lines (one sequence per line) or chunks (llama.cpp)")
       ->check(CLI::IsMember({"lines", "chunks"}));
-  cmd->add_option("--ctx", spec.ctx, "context: max tokens per line, or the window size for chunks")
+  cmd->add_option("--ctx", ctx, "context: max tokens per line, or the window size for chunks")
       ->check(CLI::Range(2, 1 << 20));
-  cmd->add_option("--offset", spec.offset, "skip the first N sequences")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--limit", spec.limit, "use at most N sequences")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--offset", offset, "skip the first N sequences")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit", limit, "use at most N sequences")->check(CLI::NonNegativeNumber);
   cmd->add_option("--compare", compare, "reference model: report KL divergence and top-1 agreement against it");
   cmd->add_option("--json", json_out, "write figures as JSON to FILE ('-' for stdout)");
   add_common(cmd, common);
   cmd->callback([] {
-    Model m = load(path, common);
     DataSpec d = parse_data_spec(data);
-    d.protocol = spec.protocol;
-    d.ctx = spec.ctx;
-    d.offset = spec.offset;
-    d.limit = spec.limit;
-    std::optional<Model> ref;
-    if (!compare.empty()) ref = load(compare, common);
-    TQ_CHECK_INPUT(d.kind == "text", "data kind '{}' needs the model-families work", d.kind);
-    auto seqs = text_sequences(m.tok, d);
-    LmEval r = eval_lm(m, seqs, no_hooks(), ref ? &*ref : nullptr);
-    nlohmann::json j = r.json();
+    if (!protocol.empty()) d.protocol = protocol;
+    if (ctx) d.ctx = ctx;
+    if (offset >= 0) d.offset = offset;
+    if (limit >= 0) d.limit = limit;
+    Loaded m = load_with_plan(path, common);
+    std::optional<Loaded> ref;
+    if (!compare.empty()) ref = load_with_plan(compare, common);
+    std::optional<SimHook> sim, ref_sim;
+    if (m.plan) sim.emplace(*m.plan, m.model.cfg.n_layers);
+    if (ref && ref->plan) ref_sim.emplace(*ref->plan, ref->model.cfg.n_layers);
+    EvalResult r = evaluate(m.model, d, sim ? (Hooks&)*sim : no_hooks(), ref ? &ref->model : nullptr,
+                            ref_sim ? &*ref_sim : nullptr);
+    nlohmann::json j = r.json;
     j["model"] = path;
     j["data"] = data;
-    j["protocol"] = d.protocol;
-    j["sequences"] = seqs.size();
+    if (sim) j["saturated"] = sim->saturated;
     if (!json_out.empty()) write_json(json_out, j);
-    if (json_out != "-") {
-      fmt::print("{} on {} ({} protocol, {} sequences, {} tokens)\n", path, data, d.protocol, seqs.size(), r.tokens);
-      fmt::print("  PPL {:.4f} ± {:.4f}   NLL {:.6f}\n", r.ppl(), r.ppl_stderr(), r.nll());
-      if (ref)
-        fmt::print("  vs {}: KLD mean {:.6f}  p99 {:.6f}  top-1 agreement {:.2f}%\n", compare, r.kld_mean(),
-                   r.kld_p99(), 100 * r.top1_agree());
+    if (json_out == "-") return;
+    fmt::print("{} on {}\n", path, data);
+    if (r.metric == "ppl") {
+      fmt::print("  PPL {:.4f} ± {:.4f}   NLL {:.6f}   ({} sequences, {} tokens)\n", r.value,
+                 j["ppl_stderr"].get<double>(), j["nll"].get<double>(), j["sequences"].get<int64_t>(),
+                 j["tokens"].get<int64_t>());
+    } else {
+      fmt::print("  {} {:.4f}\n", r.metric, r.value);
     }
+    if (ref)
+      fmt::print("  vs {} ({} {:.4f}): KLD mean {:.6f}  p99 {:.6f}  top-1 agreement {:.2f}%\n", compare, r.metric,
+                 r.ref_value, j["kld_mean"].get<double>(), j["kld_p99"].get<double>(),
+                 100 * j["top1_agree"].get<double>());
+    if (sim && sim->saturated) fmt::print("  {} activation values clamped by static ranges\n", sim->saturated);
   });
 }
 

@@ -7,6 +7,9 @@
 
 #include "io/load.h"
 #include "nn/model.h"
+#include "quant/plan.h"
+
+#include <optional>
 
 namespace tq::cli {
 
@@ -17,6 +20,12 @@ struct Common {
 
 void add_common(CLI::App* cmd, Common& c);
 Model load(const std::string& path, const Common& c);
+// A model and, for a tquant output directory, the plan its simulation applies.
+struct Loaded {
+  Model model;
+  std::optional<QuantPlan> plan;
+};
+Loaded load_with_plan(const std::string& path, const Common& c);
 // Writes JSON to a file (atomically) or to stdout for "-".
 void write_json(const std::string& dest, const nlohmann::json& j);
 
@@ -25,5 +34,6 @@ void register_inspect(CLI::App& app);
 void register_run(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_quantize(CLI::App& app);
 
 }  // namespace tq::cli

@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   tq::cli::register_inspect(app);
   tq::cli::register_run(app);
   tq::cli::register_eval(app);
+  tq::cli::register_quantize(app);
   tq::cli::register_bench(app);
   try {
     app.parse(argc, argv);

@@ -11,6 +11,7 @@
 namespace tq {
 
 double LmEval::ppl() const { return std::exp(nll()); }
+double LmEval::ref_ppl() const { return tokens ? std::exp(ref_nll_sum / tokens) : 0; }
 
 double LmEval::ppl_stderr() const {
   if (tokens < 2) return 0;
@@ -38,13 +39,14 @@ nlohmann::json LmEval::json() const {
     j["kld_mean"] = kld_mean();
     j["kld_p99"] = kld_p99();
     j["top1_agree"] = top1_agree();
+    j["ref_ppl"] = ref_ppl();
   }
   return j;
 }
 
 namespace {
 struct SeqResult {
-  double nll_sum = 0, nll_sq = 0;
+  double nll_sum = 0, nll_sq = 0, ref_nll_sum = 0;
   int64_t tokens = 0, top1_same = 0;
   std::vector<float> kld;
 };
@@ -91,6 +93,7 @@ LmEval eval_lm(const Model& m, const std::vector<TextSeq>& seqs, Hooks& hooks, c
           double kl = 0;
           for (int v = 0; v < V; v++) kl += std::exp(lp[v]) * (lp[v] - lq[v]);
           r.kld.push_back((float)std::max(kl, 0.0));
+          r.ref_nll_sum -= lp[s.tokens[i + 1]];
           if (std::max_element(row, row + V) - row == std::max_element(rrow, rrow + V) - rrow) r.top1_same++;
         }
       }
@@ -106,6 +109,7 @@ LmEval eval_lm(const Model& m, const std::vector<TextSeq>& seqs, Hooks& hooks, c
     out.nll_sq += r.nll_sq;
     out.tokens += r.tokens;
     out.top1_same += r.top1_same;
+    out.ref_nll_sum += r.ref_nll_sum;
     out.kld.insert(out.kld.end(), r.kld.begin(), r.kld.end());
   }
   return out;

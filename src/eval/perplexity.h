@@ -15,6 +15,7 @@ struct LmEval {
   int64_t tokens = 0;
   // Against a reference (when given).
   bool compared = false;
+  double ref_nll_sum = 0;  // the reference's own NLL on the same tokens
   std::vector<float> kld;  // per scored token: KL(P_ref ‖ P_model)
   int64_t top1_same = 0;
 
@@ -24,6 +25,7 @@ struct LmEval {
   double kld_mean() const;
   double kld_p99() const;
   double top1_agree() const { return tokens ? (double)top1_same / tokens : 0; }
+  double ref_ppl() const;
   nlohmann::json json() const;  // stable keys: ppl, nll, tokens, kld_mean, kld_p99, top1_agree
 };
 

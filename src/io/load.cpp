@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/mmap.h"
 #include "io/gguf.h"
+#include "io/tquant_dir.h"
 
 namespace tq {
 
@@ -24,6 +25,7 @@ static std::string default_llama2c_tokenizer(const std::string& ckpt) {
 
 Model load_model(const std::string& path, const LoadOptions& opt) {
   if (is_directory(path)) {
+    if (is_tquant_dir(path)) return load_tquant_dir(path);
     if (file_exists(path + "/config.json")) return load_hf_model(path);
     bad_input("{}: a model directory needs config.json (Hugging Face)", path);
   }

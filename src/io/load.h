@@ -18,6 +18,8 @@ struct LoadOptions {
 Model load_model(const std::string& path, const LoadOptions& opt = {});
 
 Model load_gguf_model(const std::string& path);
+struct GgufFile;
+Model model_from_gguf(const GgufFile& g);
 Model load_llama2c_model(const std::string& path, const std::string& tokenizer_path);
 Tokenizer load_llama2c_tokenizer(const std::string& path, int vocab_size);
 Model load_hf_model(const std::string& dir);

@@ -56,9 +56,8 @@ static Tokenizer gguf_tokenizer(const GgufFile& g) {
   return tok;
 }
 
-Model load_gguf_model(const std::string& path) {
-  GgufFile g = read_gguf(path);
-  try {
+Model model_from_gguf(const GgufFile& g) {
+  {
     std::string arch = g.get_str("general.architecture");
     if (arch != "llama") bad_input("GGUF architecture '{}' is not supported (llama is)", arch);
     Model m;
@@ -108,6 +107,13 @@ Model load_gguf_model(const std::string& path) {
     m.tok = gguf_tokenizer(g);
     validate(m);
     return m;
+  }
+}
+
+Model load_gguf_model(const std::string& path) {
+  GgufFile g = read_gguf(path);
+  try {
+    return model_from_gguf(g);
   } catch (const Error& e) {
     throw Error(e.exit_code, path + ": " + e.what());
   }

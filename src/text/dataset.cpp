@@ -7,8 +7,13 @@
 
 namespace tq {
 
-DataSpec parse_data_spec(const std::string& spec) {
+DataSpec parse_data_spec(const std::string& full) {
   DataSpec d;
+  std::string spec = full, query;
+  if (auto q = full.rfind('?'); q != std::string::npos) {
+    spec = full.substr(0, q);
+    query = full.substr(q + 1);
+  }
   auto colon = spec.find(':');
   std::string prefix = colon == std::string::npos ? "" : spec.substr(0, colon);
   if (prefix == "mnist" || prefix == "sst2" || prefix == "text") {
@@ -17,8 +22,39 @@ DataSpec parse_data_spec(const std::string& spec) {
   } else {
     d.path = spec;
   }
-  if (d.path.empty()) bad_input("data spec '{}' names no file", spec);
+  if (d.path.empty()) bad_input("data spec '{}' names no file", full);
+  size_t start = 0;
+  while (start < query.size()) {
+    size_t amp = query.find('&', start);
+    if (amp == std::string::npos) amp = query.size();
+    std::string kv = query.substr(start, amp - start);
+    start = amp + 1;
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos) bad_input("data spec '{}': '{}' is not key=value", full, kv);
+    std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
+    try {
+      if (k == "from") d.from = std::stod(v);
+      else if (k == "to") d.to = std::stod(v);
+      else if (k == "offset") d.offset = std::stoll(v);
+      else if (k == "limit") d.limit = std::stoll(v);
+      else if (k == "ctx") d.ctx = std::stoi(v);
+      else if (k == "protocol") d.protocol = v;
+      else bad_input("data spec '{}': unknown key '{}' (from, to, offset, limit, ctx, protocol)", full, k);
+    } catch (const std::logic_error&) {
+      bad_input("data spec '{}': '{}' is not a number", full, v);
+    }
+  }
+  if (!(d.from >= 0 && d.from <= d.to && d.to <= 1)) bad_input("data spec '{}': need 0 <= from <= to <= 1", full);
   return d;
+}
+
+std::pair<int64_t, int64_t> slice_range(int64_t n, const DataSpec& d) {
+  int64_t b = (int64_t)(d.from * n), e = (int64_t)(d.to * n);
+  if (d.offset < 0 || d.limit < 0) bad_input("offset and limit must not be negative");
+  if (d.offset > e - b) bad_input("offset {} is beyond the {} sequences selected", d.offset, e - b);
+  b += d.offset;
+  if (d.limit > 0) e = std::min(e, b + d.limit);
+  return {b, e};
 }
 
 std::vector<std::string> read_lines(const std::string& path) {
@@ -37,12 +73,9 @@ std::vector<std::string> read_lines(const std::string& path) {
 }
 
 template <class T>
-static std::vector<T> slice(std::vector<T> v, int64_t offset, int64_t limit) {
-  if (offset < 0 || offset > (int64_t)v.size()) bad_input("--offset {} is beyond the {} sequences", offset, v.size());
-  auto b = v.begin() + offset;
-  int64_t avail = v.end() - b;
-  auto e = limit > 0 && limit < avail ? b + limit : v.end();
-  return std::vector<T>(std::make_move_iterator(b), std::make_move_iterator(e));
+static std::vector<T> slice(std::vector<T> v, const DataSpec& d) {
+  auto [b, e] = slice_range((int64_t)v.size(), d);
+  return std::vector<T>(std::make_move_iterator(v.begin() + b), std::make_move_iterator(v.begin() + e));
 }
 
 std::vector<TextSeq> text_sequences(const Tokenizer& tok, const DataSpec& spec) {
@@ -51,7 +84,7 @@ std::vector<TextSeq> text_sequences(const Tokenizer& tok, const DataSpec& spec) 
   TQ_CHECK_INPUT(!tok.empty(), "the model has no tokenizer to encode {}", spec.path);
   std::vector<TextSeq> out;
   if (spec.protocol == "lines") {
-    std::vector<std::string> lines = slice(read_lines(spec.path), spec.offset, spec.limit);
+    std::vector<std::string> lines = slice(read_lines(spec.path), spec);
     out.resize(lines.size());
 #pragma omp parallel for schedule(dynamic, 16)
     for (size_t i = 0; i < lines.size(); i++) {
@@ -69,7 +102,7 @@ std::vector<TextSeq> text_sequences(const Tokenizer& tok, const DataSpec& spec) 
       s.score_from = spec.ctx / 2;
       out.push_back(std::move(s));
     }
-    out = slice(std::move(out), spec.offset, spec.limit);
+    out = slice(std::move(out), spec);
   } else {
     bad_input("unknown protocol '{}' (lines or chunks)", spec.protocol);
   }

@@ -2,8 +2,10 @@
 //   FILE            a text file, scored with --protocol lines|chunks and --ctx N
 //   mnist:DIR       MNIST IDX images and labels
 //   sst2:FILE       SST-2 TSV (sentence, label)
-// --offset N and --limit N select a slice of the sequences (lines, windows,
-// images or sentences).
+// A query selects a slice of the sequences (lines, windows, images or
+// sentences): FILE?from=0.9&limit=128 takes 128 starting at 90 % of them;
+// keys: from, to (fractions), offset, limit (counts after from), protocol, ctx.
+// --offset N and --limit N on the command line set the same fields.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -18,8 +20,11 @@ struct DataSpec {
   std::string path;
   std::string protocol = "lines";
   int ctx = 512;
-  int64_t offset = 0, limit = 0;  // limit 0: to the end
+  double from = 0, to = 1;        // fractions of all sequences
+  int64_t offset = 0, limit = 0;  // then skip offset and keep limit (0: all)
 };
+// [begin, end) of n sequences selected by the spec.
+std::pair<int64_t, int64_t> slice_range(int64_t n, const DataSpec& spec);
 DataSpec parse_data_spec(const std::string& spec);
 
 // A token sequence to score: predictions at positions [score_from, tokens.size() − 1).

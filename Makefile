@@ -1,0 +1,37 @@
+# Entry points; the build itself is CMake + Ninja.
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
+
+.PHONY: setup build demo test sanitize fuzz bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	@cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@ninja -C build -j $(JOBS)
+
+# The main job on the bundled demo model: evaluate it, quantize it, compare, generate.
+demo: build
+	@bash scripts/demo.sh
+
+test: build
+	@cd build && ctest --output-on-failure -j $(JOBS) --timeout 1200
+
+# The tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+sanitize: setup
+	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTQ_SANITIZE=ON -DTQ_BENCH=OFF >/dev/null
+	@ninja -C build-asan -j $(JOBS)
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) --timeout 2400
+
+# libFuzzer targets for the file parsers, each for FUZZ_SECONDS.
+fuzz: setup
+	@CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTQ_FUZZ=ON -DTQ_BENCH=OFF >/dev/null
+	@ninja -C build-fuzz -j $(JOBS) fuzz_gguf fuzz_safetensors
+	@bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+bench: build
+	@./build/tquant bench
+
+clean:
+	rm -rf build build-asan build-fuzz

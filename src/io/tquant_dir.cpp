@@ -1,0 +1,221 @@
+#include "io/tquant_dir.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "core/mmap.h"
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+#include "io/utf8.h"
+
+namespace tq {
+
+bool is_tquant_dir(const std::string& path) {
+  return is_directory(path) && file_exists(path + "/plan.json") && file_exists(path + "/config.json");
+}
+
+// Enum fields travel as their names.
+template <class E>
+static std::string ename(E e, std::initializer_list<std::pair<E, const char*>> names) {
+  for (auto& [v, n] : names)
+    if (v == e) return n;
+  return "?";
+}
+template <class E>
+static E evalue(const nlohmann::json& j, const char* key, std::initializer_list<std::pair<E, const char*>> names) {
+  std::string s = j.at(key).get<std::string>();
+  for (auto& [v, n] : names)
+    if (s == n) return v;
+  bad_input("config.json: unknown {} '{}'", key, s);
+}
+#define NORMS {{NormKind::rms, "rms"}, {NormKind::layer, "layer"}}
+#define ACTS {{ActKind::silu, "silu"}, {ActKind::gelu, "gelu"}, {ActKind::gelu_tanh, "gelu_tanh"}, {ActKind::relu, "relu"}}
+#define POSS {{PosKind::none, "none"}, {PosKind::learned, "learned"}, {PosKind::rope, "rope"}}
+#define ROPES {{RopeLayout::pairs, "pairs"}, {RopeLayout::halves, "halves"}}
+#define EMBEDS {{EmbedKind::tokens, "tokens"}, {EmbedKind::patches, "patches"}}
+#define POOLS {{PoolKind::none, "none"}, {PoolKind::first, "first"}, {PoolKind::mean, "mean"}}
+
+nlohmann::json config_to_json(const Config& c) {
+  return {{"arch", c.arch}, {"dim", c.dim}, {"n_layers", c.n_layers}, {"n_heads", c.n_heads},
+          {"n_kv_heads", c.n_kv_heads}, {"head_dim", c.head_dim}, {"hidden", c.hidden}, {"vocab", c.vocab},
+          {"n_out", c.n_out}, {"max_seq", c.max_seq}, {"norm", ename(c.norm, NORMS)}, {"norm_eps", c.norm_eps},
+          {"act", ename(c.act, ACTS)}, {"gated", c.gated}, {"post_norm", c.post_norm}, {"causal", c.causal},
+          {"pos", ename(c.pos, POSS)}, {"rope_layout", ename(c.rope_layout, ROPES)}, {"rope_theta", c.rope_theta},
+          {"pos_offset", c.pos_offset}, {"embed", ename(c.embed, EMBEDS)}, {"patch_dim", c.patch_dim},
+          {"image_size", c.image_size}, {"patch_size", c.patch_size}, {"channels", c.channels},
+          {"cls_token", c.cls_token}, {"pool", ename(c.pool, POOLS)}, {"pooler", c.pooler},
+          {"tied_head", c.tied_head}, {"n_types", c.n_types}};
+}
+
+Config config_from_json(const nlohmann::json& j) {
+  Config c;
+  c.arch = j.at("arch").get<std::string>();
+  c.dim = j.at("dim");
+  c.n_layers = j.at("n_layers");
+  c.n_heads = j.at("n_heads");
+  c.n_kv_heads = j.at("n_kv_heads");
+  c.head_dim = j.at("head_dim");
+  c.hidden = j.at("hidden");
+  c.vocab = j.at("vocab");
+  c.n_out = j.at("n_out");
+  c.max_seq = j.at("max_seq");
+  c.norm = evalue<NormKind>(j, "norm", NORMS);
+  c.norm_eps = j.at("norm_eps");
+  c.act = evalue<ActKind>(j, "act", ACTS);
+  c.gated = j.at("gated");
+  c.post_norm = j.at("post_norm");
+  c.causal = j.at("causal");
+  c.pos = evalue<PosKind>(j, "pos", POSS);
+  c.rope_layout = evalue<RopeLayout>(j, "rope_layout", ROPES);
+  c.rope_theta = j.at("rope_theta");
+  c.pos_offset = j.at("pos_offset");
+  c.embed = evalue<EmbedKind>(j, "embed", EMBEDS);
+  c.patch_dim = j.at("patch_dim");
+  c.image_size = j.value("image_size", 0);
+  c.patch_size = j.value("patch_size", 0);
+  c.channels = j.value("channels", 0);
+  c.cls_token = j.at("cls_token");
+  c.pool = evalue<PoolKind>(j, "pool", POOLS);
+  c.pooler = j.at("pooler");
+  c.tied_head = j.at("tied_head");
+  c.n_types = j.at("n_types");
+  return c;
+}
+
+// Pieces that are not valid UTF-8 (raw bytes) travel as {"hex": "..."}.
+static nlohmann::json piece_json(const std::string& p) {
+  if (valid_utf8(p)) return p;
+  std::string hex;
+  for (unsigned char ch : p) hex += fmt::format("{:02x}", ch);
+  return {{"hex", hex}};
+}
+static std::string piece_from(const nlohmann::json& j) {
+  if (j.is_string()) return j.get<std::string>();
+  std::string hex = j.at("hex").get<std::string>(), out;
+  if (hex.size() % 2) bad_input("tokenizer piece hex has odd length");
+  for (size_t i = 0; i < hex.size(); i += 2) out += (char)std::stoi(hex.substr(i, 2), nullptr, 16);
+  return out;
+}
+
+static const std::initializer_list<std::pair<TokKind, const char*>> kTokKinds = {
+    {TokKind::none, "none"}, {TokKind::spm, "spm"}, {TokKind::bpe, "bpe"}, {TokKind::wordpiece, "wordpiece"}};
+
+nlohmann::json tokenizer_to_json(const Tokenizer& t) {
+  nlohmann::json pieces = nlohmann::json::array();
+  for (auto& p : t.pieces) pieces.push_back(piece_json(p));
+  return {{"kind", ename(t.kind, kTokKinds)}, {"pieces", pieces}, {"scores", t.scores}, {"types", t.types},
+          {"merges", t.merges}, {"bos", t.bos}, {"eos", t.eos}, {"unk", t.unk}, {"pad", t.pad}, {"sep", t.sep},
+          {"cls", t.cls}, {"mask", t.mask}, {"add_bos", t.add_bos}, {"add_space_prefix", t.add_space_prefix},
+          {"lowercase", t.lowercase}};
+}
+
+Tokenizer tokenizer_from_json(const nlohmann::json& j) {
+  Tokenizer t;
+  t.kind = evalue<TokKind>(j, "kind", kTokKinds);
+  for (auto& p : j.at("pieces")) t.pieces.push_back(piece_from(p));
+  t.scores = j.at("scores").get<std::vector<float>>();
+  t.types = j.at("types").get<std::vector<int32_t>>();
+  t.merges = j.at("merges").get<std::vector<std::string>>();
+  t.bos = j.at("bos"), t.eos = j.at("eos"), t.unk = j.at("unk"), t.pad = j.at("pad");
+  t.sep = j.at("sep"), t.cls = j.at("cls"), t.mask = j.at("mask");
+  t.add_bos = j.at("add_bos"), t.add_space_prefix = j.at("add_space_prefix"), t.lowercase = j.at("lowercase");
+  t.finalize();
+  return t;
+}
+
+void save_tquant_dir(const std::string& dir, const Model& fp, const QuantPlan& plan, const nlohmann::json& extra) {
+  AtomicDir out(dir);
+  nlohmann::json cfg = {{"format", "tquant-model-1"}, {"config", config_to_json(fp.cfg)}, {"labels", fp.labels}};
+  if (!fp.tok.empty()) cfg["tokenizer"] = tokenizer_to_json(fp.tok);
+  for (auto& [k, v] : extra.items()) cfg[k] = v;
+  write_file_atomic(out.file("config.json"), cfg.dump(1) + "\n");
+  write_file_atomic(out.file("plan.json"), plan.to_json(false).dump(1) + "\n");
+  std::vector<SafeTensorOut> ts;
+  for (auto& nt : named_tensors(const_cast<Model&>(fp))) {
+    auto it = plan.weights.find(nt.name);
+    if (it == plan.weights.end() || !it->second.enabled()) {
+      ts.push_back(f32_tensor(nt.name, *nt.t));
+      continue;
+    }
+    const QuantSpec& q = it->second;
+    const Tensor& w = *nt.t;
+    int rows = (int)w.rows(), cols = (int)w.cols();
+    std::vector<int32_t> codes(w.numel());
+    quantize_codes(w.ptr(), rows, cols, q, codes.data());
+    bool is_signed = q.scheme == Scheme::sym;
+    SafeTensorOut c{nt.name, is_signed ? "I8" : "U8", w.shape, std::vector<uint8_t>(codes.size())};
+    for (size_t i = 0; i < codes.size(); i++) c.bytes[i] = (uint8_t)(codes[i] & 0xff);  // log zero code -1 → 0xFF
+    ts.push_back(std::move(c));
+    Tensor sc({(int64_t)q.scale.size()});
+    sc.data = q.scale;
+    ts.push_back(f32_tensor(nt.name + ".scale", sc));
+    if (!q.zero.empty()) {
+      Tensor z({(int64_t)q.zero.size()});
+      z.data = q.zero;
+      ts.push_back(f32_tensor(nt.name + ".zero", z));
+    }
+  }
+  write_safetensors(out.file("model.safetensors"), ts, {{"format", "tquant-model-1"}});
+  out.commit();
+}
+
+Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
+  nlohmann::json cfg, pj;
+  try {
+    cfg = nlohmann::json::parse(read_text_file(dir + "/config.json"));
+    pj = nlohmann::json::parse(read_text_file(dir + "/plan.json"));
+  } catch (const nlohmann::json::exception& e) {
+    bad_input("{}: {}", dir, e.what());
+  }
+  if (cfg.value("format", "") != "tquant-model-1") bad_input("{}: config.json is not a tquant model", dir);
+  Model m;
+  m.cfg = config_from_json(cfg.at("config"));
+  QuantPlan plan = QuantPlan::from_json(pj);
+  SafetensorsFile st = read_safetensors(dir + "/model.safetensors");
+  int64_t values = 0;
+  for (auto& t : st.tensors) values += t.numel();
+  validate_config(m.cfg, values);
+  allocate(m, true, true);  // biases are optional: those the file lacks are dropped
+  for (auto& nt : named_tensors(m)) {
+    const SafeTensor* t = st.find(nt.name);
+    bool bias = nt.name.size() > 5 && nt.name.compare(nt.name.size() - 5, 5, ".bias") == 0;
+    if (!t) {
+      if (!bias) bad_input("{}: model.safetensors has no '{}'", dir, nt.name);
+      *nt.t = Tensor();
+      continue;
+    }
+    if (t->shape != nt.t->shape)
+      bad_input("{}: '{}' has shape {}, expected {}", dir, nt.name, shape_str(t->shape), shape_str(nt.t->shape));
+    auto it = plan.weights.find(nt.name);
+    if (it == plan.weights.end() || !it->second.enabled()) {
+      *nt.t = st.read_f32(*t);
+      continue;
+    }
+    QuantSpec& q = it->second;
+    int rows = (int)nt.t->rows(), cols = (int)nt.t->cols();
+    const SafeTensor* sc = st.find(nt.name + ".scale");
+    const SafeTensor* zp = st.find(nt.name + ".zero");
+    int64_t np = q.n_params(rows, cols);
+    if (!sc || sc->numel() != np || (q.scheme == Scheme::asym && (!zp || zp->numel() != np)))
+      bad_input("{}: quantizer parameters of '{}' are missing or the wrong size", dir, nt.name);
+    if (t->dtype != (q.scheme == Scheme::sym ? "I8" : "U8")) bad_input("{}: codes of '{}' have dtype {}", dir, nt.name, t->dtype);
+    q.scale = st.read_f32(*sc).data;
+    if (zp) q.zero = st.read_f32(*zp).data;
+    std::vector<int32_t> codes(t->numel());
+    bool is_log = q.scheme == Scheme::log2 || q.scheme == Scheme::logsqrt2;
+    for (int64_t i = 0; i < t->numel(); i++) {
+      uint8_t b = t->bytes[i];
+      codes[i] = q.scheme == Scheme::sym ? (int32_t)(int8_t)b : (is_log && b == 0xff) ? -1 : (int32_t)b;
+      if (!is_log && (codes[i] > q.qmax() || codes[i] < q.qmin()))
+        bad_input("{}: code {} of '{}' is outside the {}-bit range", dir, codes[i], nt.name, q.bits);
+    }
+    dequantize_codes(codes.data(), rows, cols, q, nt.t->ptr());
+  }
+  if (cfg.contains("tokenizer")) m.tok = tokenizer_from_json(cfg["tokenizer"]);
+  if (cfg.contains("labels")) m.labels = cfg["labels"].get<std::vector<std::string>>();
+  validate(m);
+  if (plan_out) *plan_out = std::move(plan);
+  return m;
+}
+
+}  // namespace tq

@@ -1,0 +1,147 @@
+#include "passes/pass.h"
+
+#include <fmt/format.h>
+
+#include <regex>
+
+#include "core/error.h"
+#include "core/mmap.h"
+#include "core/progress.h"
+
+namespace tq {
+
+PassDef rtn_pass();  // passes/rtn.cpp
+
+const std::vector<PassDef>& all_passes() {
+  static const std::vector<PassDef> passes = {rtn_pass()};
+  return passes;
+}
+
+void run_calibration(const Model& m, const CalibData& calib, Hooks& hooks) {
+  Workspace ws;
+  Progress prog("calibrate", (int64_t)calib.batches.size(), "batch");
+  for (const Batch& b : calib.batches) {
+    forward(m, b.input(), ws, hooks);
+    prog.add();
+  }
+}
+
+const std::map<std::string, SiteStats>& PassContext::stats() {
+  if (!stats_) {
+    TQ_CHECK_INPUT(!calib.empty(), "this recipe needs calibration data (--calib)");
+    Observer obs;
+    run_calibration(model, calib, obs);
+    stats_ = std::make_unique<std::map<std::string, SiteStats>>(std::move(obs.stats));
+  }
+  return *stats_;
+}
+
+static const PassDef& find_pass(const std::string& name) {
+  std::string names;
+  for (auto& p : all_passes()) {
+    if (p.name == name) return p;
+    names += (names.empty() ? "" : ", ") + p.name;
+  }
+  bad_input("unknown pass '{}' (passes: {})", name, names);
+}
+
+// Checks a step's parameters against the pass's table and fills in defaults.
+static nlohmann::json complete_params(const PassDef& p, const nlohmann::json& given) {
+  nlohmann::json out = nlohmann::json::object();
+  for (auto& [k, v] : given.items()) {
+    if (k == "pass") continue;
+    bool known = false;
+    for (auto& d : p.params) known |= d.name == k;
+    if (!known) {
+      std::string names;
+      for (auto& d : p.params) names += (names.empty() ? "" : ", ") + d.name;
+      bad_input("pass '{}' has no parameter '{}' (parameters: {})", p.name, k, names);
+    }
+  }
+  for (auto& d : p.params) {
+    nlohmann::json v = given.contains(d.name) ? given[d.name] : d.fallback;
+    bool type_ok = (d.fallback.is_number_integer() && v.is_number_integer()) ||
+                   (d.fallback.is_number_float() && v.is_number()) || (d.fallback.is_string() && v.is_string()) ||
+                   (d.fallback.is_boolean() && v.is_boolean());
+    if (!type_ok)
+      bad_input("pass '{}' parameter '{}' must be {}, got {}", p.name, d.name, d.fallback.type_name(), v.dump());
+    if (v.is_number() && (v.get<double>() < d.min || v.get<double>() > d.max))
+      bad_input("pass '{}' parameter '{}' = {} is out of range [{}, {}]", p.name, d.name, v.dump(), d.min, d.max);
+    if (v.is_string() && !d.choices.empty() &&
+        std::find(d.choices.begin(), d.choices.end(), v.get<std::string>()) == d.choices.end())
+      bad_input("pass '{}' parameter '{}' = '{}' is not one of: {}", p.name, d.name, v.get<std::string>(),
+                fmt::format("{}", fmt::join(d.choices, ", ")));
+    out[d.name] = v;
+  }
+  return out;
+}
+
+Recipe recipe_from_json(const nlohmann::json& j, const std::string& name) {
+  if (!j.is_object() || !j.contains("passes") || !j["passes"].is_array() || j["passes"].empty())
+    bad_input("recipe {} needs a non-empty \"passes\" list", name);
+  Recipe r;
+  r.name = j.value("name", name);
+  for (auto& step : j["passes"]) {
+    if (!step.is_object() || !step.contains("pass") || !step["pass"].is_string())
+      bad_input("recipe {}: every step needs a \"pass\" name", name);
+    const PassDef& p = find_pass(step["pass"].get<std::string>());
+    r.steps.push_back({&p, complete_params(p, step)});
+  }
+  return r;
+}
+
+std::vector<std::string> builtin_recipe_names() {
+  return {"wXaY-rtn (X, Y = weight/activation bits 2..8; a16 = float activations)", "wXa16-gG-rtn (group G)"};
+}
+
+Recipe parse_recipe(const std::string& spec) {
+  std::smatch m;
+  static const std::regex rtn(R"(w(\d+)a(\d+)(?:-g(\d+))?-rtn)");
+  if (std::regex_match(spec, m, rtn)) {
+    int wb = std::stoi(m[1]), ab = std::stoi(m[2]);
+    if (wb < 2 || wb > 8) bad_input("recipe {}: weight bits must be 2..8", spec);
+    if (!((ab >= 2 && ab <= 8) || ab == 16)) bad_input("recipe {}: activation bits must be 2..8 or 16 (float)", spec);
+    nlohmann::json step = {{"pass", "rtn"}, {"w_bits", wb}, {"a_bits", ab == 16 ? 0 : ab}};
+    if (m[3].matched) {
+      step["w_gran"] = "group";
+      step["group"] = std::stoi(m[3]);
+      step["w_scheme"] = "asym";
+    }
+    return recipe_from_json({{"name", spec}, {"passes", {step}}}, spec);
+  }
+  if (file_exists(spec)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(read_text_file(spec));
+    } catch (const nlohmann::json::exception& e) {
+      bad_input("recipe file {}: {}", spec, e.what());
+    }
+    return recipe_from_json(j, spec);
+  }
+  bad_input("unknown recipe '{}' (built-in: {}; or a JSON recipe file)", spec,
+            fmt::format("{}", fmt::join(builtin_recipe_names(), ", ")));
+}
+
+void override_param(Recipe& r, const std::string& key, const nlohmann::json& value) {
+  bool used = false;
+  for (auto& [p, params] : r.steps)
+    for (auto& d : p->params)
+      if (d.name == key) {
+        nlohmann::json given = params;
+        given[key] = value;
+        params = complete_params(*p, given);
+        used = true;
+      }
+  if (!used) bad_input("no pass of recipe {} takes '{}'", r.name, key);
+}
+
+void run_recipe(const Recipe& r, PassContext& ctx) {
+  for (auto& [p, params] : r.steps) {
+    p->run(ctx, params);
+    nlohmann::json rec = params;
+    rec["pass"] = p->name;
+    ctx.plan.passes.push_back(rec);
+  }
+}
+
+}  // namespace tq

@@ -1,0 +1,81 @@
+// Passes are the methods: each takes the model, calibration data and its
+// parameters, and changes the model and the plan. A recipe is an ordered
+// list of passes, so methods compose. Every pass is a row of one table
+// (name, help, parameters with defaults and ranges, function); recipes are
+// checked against it before anything runs.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nn/model.h"
+#include "quant/observer.h"
+#include "quant/plan.h"
+#include "text/dataset.h"
+
+namespace tq {
+
+// Calibration inputs: batches the passes run through the forward.
+struct CalibData {
+  std::vector<Batch> batches;
+  bool empty() const { return batches.empty(); }
+};
+
+// Calibration batches from a data spec (text: one sequence per batch).
+CalibData load_calib(const DataSpec& spec, const Model& m);
+
+struct PassContext {
+  PassContext(Model& m, QuantPlan& p, const CalibData& c, uint64_t s = 0) : model(m), plan(p), calib(c), seed(s) {}
+  Model& model;
+  QuantPlan& plan;
+  const CalibData& calib;
+  uint64_t seed = 0;
+
+  // Statistics of every site on the current model over the calibration data,
+  // gathered on first use; a pass that changes the model calls model_changed().
+  const std::map<std::string, SiteStats>& stats();
+  void model_changed() { stats_.reset(); }
+
+ private:
+  std::unique_ptr<std::map<std::string, SiteStats>> stats_;
+};
+
+struct ParamDef {
+  std::string name;
+  nlohmann::json fallback;           // default value; its JSON type is the parameter's type
+  std::string help;
+  std::vector<std::string> choices;  // for strings: the allowed values (empty: any)
+  double min = -1e300, max = 1e300;  // for numbers
+};
+
+struct PassDef {
+  std::string name, help;
+  std::vector<ParamDef> params;
+  std::function<void(PassContext&, const nlohmann::json&)> run;  // params complete and checked
+};
+
+const std::vector<PassDef>& all_passes();
+
+struct Recipe {
+  std::string name;
+  std::vector<std::pair<const PassDef*, nlohmann::json>> steps;  // params with defaults filled in
+};
+
+// A built-in recipe name (e.g. w8a8-rtn, w4a16-g64-rtn) or a JSON file
+// {"name": ..., "passes": [{"pass": "rtn", "w_bits": 8, ...}, ...]}.
+// Throws bad_input naming the problem and the valid choices.
+Recipe parse_recipe(const std::string& name_or_file);
+Recipe recipe_from_json(const nlohmann::json& j, const std::string& name);
+// Sets `key` to `value` in every step whose pass has that parameter (e.g. --calibrator).
+void override_param(Recipe& r, const std::string& key, const nlohmann::json& value);
+std::vector<std::string> builtin_recipe_names();
+
+// Runs every step in order, recording each in plan.passes.
+void run_recipe(const Recipe& r, PassContext& ctx);
+
+// Runs the model over every calibration batch with the given hooks.
+void run_calibration(const Model& m, const CalibData& calib, Hooks& hooks);
+
+}  // namespace tq

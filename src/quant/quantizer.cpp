@@ -1,0 +1,233 @@
+#include "quant/quantizer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace tq {
+
+const char* to_string(Scheme s) {
+  switch (s) {
+    case Scheme::sym: return "sym";
+    case Scheme::asym: return "asym";
+    case Scheme::log2: return "log2";
+    case Scheme::logsqrt2: return "logsqrt2";
+  }
+  return "?";
+}
+const char* to_string(Gran g) {
+  switch (g) {
+    case Gran::tensor: return "tensor";
+    case Gran::row: return "row";
+    case Gran::col: return "col";
+    case Gran::group: return "group";
+  }
+  return "?";
+}
+Scheme scheme_from_string(const std::string& s) {
+  for (Scheme x : {Scheme::sym, Scheme::asym, Scheme::log2, Scheme::logsqrt2})
+    if (s == to_string(x)) return x;
+  bad_input("unknown quantizer scheme '{}' (sym, asym, log2, logsqrt2)", s);
+}
+Gran gran_from_string(const std::string& s) {
+  for (Gran x : {Gran::tensor, Gran::row, Gran::col, Gran::group})
+    if (s == to_string(x)) return x;
+  bad_input("unknown granularity '{}' (tensor, row, col, group)", s);
+}
+
+int64_t QuantSpec::n_params(int rows, int cols) const {
+  switch (gran) {
+    case Gran::tensor: return 1;
+    case Gran::row: return rows;
+    case Gran::col: return cols;
+    case Gran::group: return (int64_t)rows * ((cols + group - 1) / group);
+  }
+  return 1;
+}
+
+float sym_step(float T, int bits, float amax) {
+  float qs = (float)((1 << (bits - 1)) - 1);
+  float step = std::isfinite(T) && T > 0 ? T / qs : 0.0f;
+  step = std::max(step, 1e-8f * amax);
+  return step > 0 && std::isfinite(step) ? step : 1.0f;
+}
+
+void asym_params(float l, float u, int bits, float amax, float& step, float& zero) {
+  if (!(u > l) || !std::isfinite(l) || !std::isfinite(u)) {  // degenerate: zero maps to zero
+    step = 1.0f;
+    zero = 0.0f;
+    return;
+  }
+  step = std::max((u - l) / (float)((1 << bits) - 1), 1e-8f * amax);
+  zero = std::rint(-l / step);
+}
+
+// Largest usable log level: 2^b levels, but at 8 bits code 255 is the runtime's zero marker.
+static int log_levels(int bits) { return std::min(1 << bits, 255); }
+
+int q_log2(float x, float step, int bits) {
+  if (!(x > 0)) return -1;
+  float e = std::rint(-std::log2(x / step));
+  if (e >= log_levels(bits)) return -1;
+  return e < 0 ? 0 : (int)e;
+}
+int q_logsqrt2(float x, float step, int bits) {
+  if (!(x > 0)) return -1;
+  float e = std::rint(-2.0f * std::log2(x / step));
+  if (e >= log_levels(bits)) return -1;
+  return e < 0 ? 0 : (int)e;
+}
+float dq_log2(int q, float step) { return q < 0 ? 0.0f : std::ldexp(step, -q); }
+// 2^(−q/2) = 2^(−⌈q/2⌉)·(1 + (√2−1)·(q mod 2)), the form the log2 runtime computes (methods.md §1.5).
+float dq_logsqrt2(int q, float step) {
+  if (q < 0) return 0.0f;
+  return std::ldexp(q & 1 ? step * 1.41421356237309505f : step, -((q + 1) / 2));
+}
+
+namespace {
+
+// Applies the pre-transform (if any) to one row in place.
+inline void pre_transform(float* x, int cols, const QuantSpec& s) {
+  if (s.pre_inv.empty()) return;
+  const float* inv = s.pre_inv.data();
+  const float* sh = s.pre_shift.empty() ? nullptr : s.pre_shift.data();
+  for (int c = 0; c < cols; c++) x[c] = (x[c] - (sh ? sh[c] : 0.0f)) * inv[c];
+}
+
+// Quantize-dequantize one value with (step, zero); counts saturation.
+inline float fq(float x, float step, float zero, const QuantSpec& s, int64_t& sat) {
+  switch (s.scheme) {
+    case Scheme::sym: {
+      int q = q_sym(x, step, s.bits);
+      float r = std::rint(x / step);
+      sat += r > s.qmax() || r < s.qmin();
+      return step * (float)q;
+    }
+    case Scheme::asym: {
+      int q = q_asym(x, step, zero, s.bits);
+      float r = std::rint(x / step) + zero;
+      sat += r > s.qmax() || r < 0;
+      return step * ((float)q - zero);
+    }
+    case Scheme::log2: return dq_log2(q_log2(x, step, s.bits), step);
+    case Scheme::logsqrt2: return dq_logsqrt2(q_logsqrt2(x, step, s.bits), step);
+  }
+  return x;
+}
+
+// Parameters from a row's (or tensor's) own values: sym absmax, asym min-max, log max.
+inline void dynamic_params(const float* x, int64_t n, const QuantSpec& s, float& step, float& zero) {
+  float mn = INFINITY, mx = -INFINITY;
+  for (int64_t i = 0; i < n; i++) {
+    mn = std::min(mn, x[i]);
+    mx = std::max(mx, x[i]);
+  }
+  float amax = std::max(std::fabs(mn), std::fabs(mx));
+  zero = 0;
+  switch (s.scheme) {
+    case Scheme::sym: step = sym_step(amax, s.bits, amax); break;
+    case Scheme::asym: asym_params(mn, mx, s.bits, amax, step, zero); break;
+    default: step = mx > 0 ? mx : 1.0f; break;
+  }
+}
+
+}  // namespace
+
+int64_t fake_quant(float* x, int rows, int cols, const QuantSpec& s) {
+  if (!s.pre_inv.empty()) {
+    TQ_CHECK_INPUT((int)s.pre_inv.size() == cols, "pre-transform has {} channels, the site has {}", s.pre_inv.size(),
+                   cols);
+    for (int r = 0; r < rows; r++) pre_transform(x + (int64_t)r * cols, cols, s);
+  }
+  if (!s.enabled()) return 0;
+  int64_t sat = 0;
+  if (s.dynamic) {
+    if (s.gran == Gran::row) {
+#pragma omp parallel for reduction(+ : sat) schedule(static) if ((int64_t)rows * cols > 32768)
+      for (int r = 0; r < rows; r++) {
+        float* xr = x + (int64_t)r * cols;
+        float step, zero;
+        dynamic_params(xr, cols, s, step, zero);
+        for (int c = 0; c < cols; c++) xr[c] = fq(xr[c], step, zero, s, sat);
+      }
+    } else {
+      TQ_CHECK_INPUT(s.gran == Gran::tensor, "dynamic quantization is per row (token) or per tensor");
+      float step, zero;
+      dynamic_params(x, (int64_t)rows * cols, s, step, zero);
+      for (int64_t i = 0; i < (int64_t)rows * cols; i++) x[i] = fq(x[i], step, zero, s, sat);
+    }
+    return sat;
+  }
+  int64_t np = s.n_params(rows, cols);
+  TQ_CHECK_INPUT((int64_t)s.scale.size() == np && (s.scheme != Scheme::asym || (int64_t)s.zero.size() == np),
+                 "quantizer has {} parameters, a [{}, {}] {} tensor needs {}", s.scale.size(), rows, cols,
+                 to_string(s.gran), np);
+  const bool has_zero = s.scheme == Scheme::asym;
+#pragma omp parallel for reduction(+ : sat) schedule(static) if ((int64_t)rows * cols > 32768)
+  for (int r = 0; r < rows; r++) {
+    float* xr = x + (int64_t)r * cols;
+    for (int c = 0; c < cols; c++) {
+      int64_t p = s.param_index(r, c, cols);
+      xr[c] = fq(xr[c], s.scale[p], has_zero ? s.zero[p] : 0.0f, s, sat);
+    }
+  }
+  return sat;
+}
+
+void quantize_codes(const float* x, int rows, int cols, const QuantSpec& s, int32_t* codes) {
+  TQ_CHECK_INPUT(!s.dynamic && s.enabled() && s.pre_inv.empty(), "codes need a static quantizer without transform");
+  TQ_CHECK_INPUT((int64_t)s.scale.size() == s.n_params(rows, cols), "quantizer parameters do not fit the tensor");
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) {
+      int64_t i = (int64_t)r * cols + c, p = s.param_index(r, c, cols);
+      switch (s.scheme) {
+        case Scheme::sym: codes[i] = q_sym(x[i], s.scale[p], s.bits); break;
+        case Scheme::asym: codes[i] = q_asym(x[i], s.scale[p], s.zero[p], s.bits); break;
+        case Scheme::log2: codes[i] = q_log2(x[i], s.scale[p], s.bits); break;
+        case Scheme::logsqrt2: codes[i] = q_logsqrt2(x[i], s.scale[p], s.bits); break;
+      }
+    }
+}
+
+void dequantize_codes(const int32_t* codes, int rows, int cols, const QuantSpec& s, float* x) {
+  TQ_CHECK_INPUT((int64_t)s.scale.size() == s.n_params(rows, cols), "quantizer parameters do not fit the tensor");
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) {
+      int64_t i = (int64_t)r * cols + c, p = s.param_index(r, c, cols);
+      switch (s.scheme) {
+        case Scheme::sym: x[i] = s.scale[p] * (float)codes[i]; break;
+        case Scheme::asym: x[i] = s.scale[p] * ((float)codes[i] - s.zero[p]); break;
+        case Scheme::log2: x[i] = dq_log2(codes[i], s.scale[p]); break;
+        case Scheme::logsqrt2: x[i] = dq_logsqrt2(codes[i], s.scale[p]); break;
+      }
+    }
+}
+
+void fit_minmax(const float* x, int rows, int cols, QuantSpec& s) {
+  int64_t np = s.n_params(rows, cols);
+  std::vector<float> mn(np, INFINITY), mx(np, -INFINITY);
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) {
+      float v = x[(int64_t)r * cols + c];
+      if (!std::isfinite(v)) bad_input("cannot quantize a tensor holding {}", v);
+      int64_t p = s.param_index(r, c, cols);
+      mn[p] = std::min(mn[p], v);
+      mx[p] = std::max(mx[p], v);
+    }
+  s.scale.assign(np, 1.0f);
+  s.zero.assign(s.scheme == Scheme::asym ? np : 0, 0.0f);
+  for (int64_t p = 0; p < np; p++) {
+    float amax = std::max(std::fabs(mn[p]), std::fabs(mx[p]));
+    if (s.scheme == Scheme::asym) {
+      asym_params(mn[p], mx[p], s.bits, amax, s.scale[p], s.zero[p]);
+    } else if (s.scheme == Scheme::sym) {
+      s.scale[p] = sym_step(amax, s.bits, amax);
+    } else {
+      s.scale[p] = mx[p] > 0 ? mx[p] : 1.0f;
+    }
+  }
+  if (s.calibrator.empty()) s.calibrator = "minmax";
+}
+
+}  // namespace tq
