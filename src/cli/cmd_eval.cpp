@@ -1,8 +1,10 @@
-// tquant eval MODEL --data SPEC: perplexity (and KLD/top-1 against --compare REF).
+// tquant eval MODEL --data SPEC: perplexity of LMs on text, accuracy of classifiers on
+// mnist:DIR or sst2:FILE (and KLD/top-1 against --compare REF).
 #include <fmt/format.h>
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "eval/accuracy.h"
 #include "eval/perplexity.h"
 
 namespace tq::cli {
@@ -32,22 +34,36 @@ void register_eval(CLI::App& app) {
     d.limit = spec.limit;
     std::optional<Model> ref;
     if (!compare.empty()) ref = load(compare, common);
-    TQ_CHECK_INPUT(d.kind == "text", "data kind '{}' needs the model-families work", d.kind);
-    auto seqs = text_sequences(m.tok, d);
-    LmEval r = eval_lm(m, seqs, no_hooks(), ref ? &*ref : nullptr);
-    nlohmann::json j = r.json();
+    nlohmann::json j;
+    if (d.kind == "text") {
+      auto seqs = text_sequences(m.tok, d);
+      LmEval r = eval_lm(m, seqs, no_hooks(), ref ? &*ref : nullptr);
+      j = r.json();
+      j["protocol"] = d.protocol;
+      j["sequences"] = seqs.size();
+      if (json_out != "-") {
+        fmt::print("{} on {} ({} protocol, {} sequences, {} tokens)\n", path, data, d.protocol, seqs.size(), r.tokens);
+        fmt::print("  PPL {:.4f} ± {:.4f}   NLL {:.6f}\n", r.ppl(), r.ppl_stderr(), r.nll());
+        if (ref)
+          fmt::print("  vs {}: KLD mean {:.6f}  p99 {:.6f}  top-1 agreement {:.2f}%\n", compare, r.kld_mean(),
+                     r.kld_p99(), 100 * r.top1_agree());
+      }
+    } else {
+      std::vector<ClassBatch> batches = d.kind == "mnist" ? image_batches(m.cfg, read_mnist(d.path, d.offset, d.limit))
+                                                          : text_batches(m, read_sst2(d.path, d.offset, d.limit));
+      ClassEval r = eval_classifier(m, batches, no_hooks(), ref ? &*ref : nullptr);
+      j = r.json();
+      if (json_out != "-") {
+        fmt::print("{} on {} ({} examples)\n", path, data, r.total);
+        fmt::print("  accuracy {:.2f}% ({}/{})\n", 100 * r.accuracy(), r.correct, r.total);
+        if (ref)
+          fmt::print("  vs {}: KLD mean {:.6f}  p99 {:.6f}  top-1 agreement {:.2f}%\n", compare,
+                     j["kld_mean"].get<double>(), j["kld_p99"].get<double>(), 100 * r.top1_agree());
+      }
+    }
     j["model"] = path;
     j["data"] = data;
-    j["protocol"] = d.protocol;
-    j["sequences"] = seqs.size();
     if (!json_out.empty()) write_json(json_out, j);
-    if (json_out != "-") {
-      fmt::print("{} on {} ({} protocol, {} sequences, {} tokens)\n", path, data, d.protocol, seqs.size(), r.tokens);
-      fmt::print("  PPL {:.4f} ± {:.4f}   NLL {:.6f}\n", r.ppl(), r.ppl_stderr(), r.nll());
-      if (ref)
-        fmt::print("  vs {}: KLD mean {:.6f}  p99 {:.6f}  top-1 agreement {:.2f}%\n", compare, r.kld_mean(),
-                   r.kld_p99(), 100 * r.top1_agree());
-    }
   });
 }
 

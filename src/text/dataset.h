@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "text/tokenizer.h"
@@ -35,5 +36,17 @@ std::vector<TextSeq> text_sequences(const Tokenizer& tok, const DataSpec& spec);
 
 // The lines of a text file that hold more than white space (kept as they are).
 std::vector<std::string> read_lines(const std::string& path);
+
+// The first index and the count of the slice [offset, offset + limit) of n items
+// (limit 0: to the end); bad_input when offset is beyond them.
+std::pair<int64_t, int64_t> slice_range(int64_t n, int64_t offset, int64_t limit);
+
+// A sentence with its class.
+struct TextExample {
+  std::string text;
+  int32_t label = 0;
+};
+// SST-2 (GLUE) TSV: a header naming the columns 'sentence' and 'label', then one row each.
+std::vector<TextExample> read_sst2(const std::string& path, int64_t offset = 0, int64_t limit = 0);
 
 }  // namespace tq
