@@ -96,6 +96,7 @@ static Tokenizer bpe_from_tokenizer_json(const json& j) {
     auto [a, b] = merge_pair(mg);
     tok.merges.push_back(a + " " + b);
   }
+  tok.finalize();  // the index, for the look-ups
   if (model.contains("unk_token") && model["unk_token"].is_string())
     tok.unk = tok.find(model["unk_token"].get<std::string>());
   return tok;
@@ -121,11 +122,13 @@ static Tokenizer bpe_from_files(const std::string& vocab_path, const std::string
       throw Error(e.exit_code, fmt::format("{} line {}: {}", merges_path, line, e.what()));
     }
   }
+  tok.finalize();
   tok.unk = tok.find("<|endoftext|>") >= 0 ? tok.find("<|endoftext|>") : tok.find("<unk>");
   return tok;
 }
 
 static void wordpiece_specials(Tokenizer& tok) {
+  tok.finalize();
   tok.unk = tok.find("[UNK]");
   tok.cls = tok.find("[CLS]");
   tok.sep = tok.find("[SEP]");
