@@ -73,8 +73,8 @@ static Tensor apply_transform(Tensor t, const HfNameRule& r, const std::string& 
     t.shape = {t.dim(0), t.numel() / t.dim(0)};
   }
   if (r.split >= 0) {
-    TQ_CHECK_INPUT(t.ndim() >= 1 && t.dim(0) > 0 && t.dim(0) % 3 == 0, "tensor {} of shape {} cannot be split in three", name,
-                   shape_str(t.shape));
+    TQ_CHECK_INPUT(t.ndim() >= 1 && t.dim(0) > 0 && t.dim(0) % 3 == 0, "tensor {} of shape {} cannot be split in three",
+                   name, shape_str(t.shape));
     int64_t rows = t.dim(0) / 3, per = t.numel() / t.dim(0);
     std::vector<int64_t> shape = t.shape;
     shape[0] = rows;
