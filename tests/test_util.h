@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "core/mmap.h"
+#include "nn/forward.h"
 
 namespace tq::test {
 
@@ -19,6 +21,15 @@ inline std::string shared(const std::string& rel) { return std::string(TQ_SHARED
     if (!::tq::file_exists(::tq::test::shared(rel)) && !::tq::is_directory(::tq::test::shared(rel))) \
       GTEST_SKIP() << "skipped: ../shared/" << (rel) << " is not present";                 \
   } while (0)
+
+// Records every site call with its layer and shape.
+struct ShapeHook : Hooks {
+  std::map<std::pair<int, int>, std::pair<int, int>> seen;  // (site, layer) -> (rows, cols)
+  void forward(Site s, int layer, float* x, int rows, int cols) override {
+    EXPECT_FALSE(seen.count({(int)s, layer})) << site_name(s) << " twice in layer " << layer;
+    seen[{(int)s, layer}] = {rows, cols};
+  }
+};
 
 // ‖a − b‖ / ‖b‖
 inline double rel_err(const float* a, const float* b, size_t n) {

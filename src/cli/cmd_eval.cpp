@@ -69,7 +69,7 @@ void register_eval(CLI::App& app) {
                  j["ppl_stderr"].get<double>(), j["nll"].get<double>(), j["sequences"].get<int64_t>(),
                  j["tokens"].get<int64_t>());
     } else {
-      fmt::print("  {} {:.4f}\n", r.metric, r.value);
+      fmt::print("  accuracy {:.2f}% ({}/{})\n", 100 * r.value, j["correct"].get<int64_t>(), j["total"].get<int64_t>());
     }
     if (ref)
       fmt::print("  vs {} ({} {:.4f}): KLD mean {:.6f}  p99 {:.6f}  top-1 agreement {:.2f}%\n", compare, r.metric,

@@ -1,6 +1,7 @@
 #include "eval/evaluate.h"
 
 #include "core/error.h"
+#include "eval/accuracy.h"
 #include "eval/perplexity.h"
 
 namespace tq {
@@ -17,7 +18,14 @@ EvalResult evaluate(const Model& m, const DataSpec& data, Hooks& hooks, const Mo
     r.json["sequences"] = seqs.size();
     return r;
   }
-  bad_input("data kind '{}' is not supported yet", data.kind);
+  std::vector<Batch> batches = data.kind == "mnist" ? image_batches(m.cfg, read_mnist(data.path, data))
+                                                   : text_batches(m, read_sst2(data.path, data));
+  ClassEval e = eval_classifier(m, batches, hooks, ref, ref_hooks);
+  r.metric = "accuracy";
+  r.value = e.accuracy();
+  r.json = e.json();
+  if (ref) r.ref_value = e.total ? (double)e.ref_correct / e.total : 0;
+  return r;
 }
 
 }  // namespace tq

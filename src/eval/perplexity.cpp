@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/threads.h"
+#include "eval/kld.h"
 #include "nn/ops.h"
 
 namespace tq {
@@ -19,19 +20,8 @@ double LmEval::ppl_stderr() const {
   return ppl() * std::sqrt(std::max(var, 0.0) / tokens);
 }
 
-double LmEval::kld_mean() const {
-  double s = 0;
-  for (float k : kld) s += k;
-  return kld.empty() ? 0 : s / kld.size();
-}
-
-double LmEval::kld_p99() const {
-  if (kld.empty()) return 0;
-  std::vector<float> v = kld;
-  size_t i = std::min(v.size() - 1, (size_t)std::ceil(0.99 * v.size()) - 1);
-  std::nth_element(v.begin(), v.begin() + i, v.end());
-  return v[i];
-}
+double LmEval::kld_mean() const { return mean_of(kld); }
+double LmEval::kld_p99() const { return p99_of(kld); }
 
 nlohmann::json LmEval::json() const {
   nlohmann::json j = {{"ppl", ppl()}, {"ppl_stderr", ppl_stderr()}, {"nll", nll()}, {"tokens", tokens}};
@@ -90,9 +80,7 @@ LmEval eval_lm(const Model& m, const std::vector<TextSeq>& seqs, Hooks& hooks, c
         if (ref) {
           const float* rrow = ref_ws.logits.row(i);
           log_softmax_row(lp.data(), rrow, V);
-          double kl = 0;
-          for (int v = 0; v < V; v++) kl += std::exp(lp[v]) * (lp[v] - lq[v]);
-          r.kld.push_back((float)std::max(kl, 0.0));
+          r.kld.push_back((float)kl_logprobs(lp.data(), lq.data(), V));
           r.ref_nll_sum -= lp[s.tokens[i + 1]];
           if (std::max_element(row, row + V) - row == std::max_element(rrow, rrow + V) - rrow) r.top1_same++;
         }

@@ -1,7 +1,5 @@
 #include "io/hf.h"
 
-#include <sentencepiece_processor.h>
-
 #include <map>
 
 #include "core/error.h"
@@ -16,12 +14,7 @@ HfWeights read_hf_weights(const std::string& dir) {
   if (file_exists(single)) {
     w.files.push_back(read_safetensors(single));
   } else if (file_exists(index)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_text_file(index));
-    } catch (const nlohmann::json::exception& e) {
-      bad_input("{}: {}", index, e.what());
-    }
+    nlohmann::json j = read_json_file(index);
     if (!j.contains("weight_map") || !j["weight_map"].is_object()) bad_input("{}: no weight_map", index);
     std::map<std::string, int> shards;
     for (auto& [name, file] : j["weight_map"].items()) {
@@ -41,6 +34,10 @@ HfWeights read_hf_weights(const std::string& dir) {
 const SafeTensor* HfWeights::find(const std::string& name) const {
   for (auto& f : files)
     if (auto* t = f.find(name)) return t;
+  if (!base_prefix.empty() && name.rfind(base_prefix, 0) == 0) {
+    for (auto& f : files)
+      if (auto* t = f.find(name.substr(base_prefix.size()))) return t;
+  }
   return nullptr;
 }
 
@@ -64,28 +61,26 @@ static std::string subst(std::string s, int layer) {
   return s;
 }
 
-static Tensor apply_transform(Tensor t, HfTransform tf, const std::string& name) {
-  switch (tf) {
-    case HfTransform::none: return t;
-    case HfTransform::transpose: {
-      TQ_CHECK_INPUT(t.ndim() == 2, "tensor {} should be a matrix to transpose", name);
-      Tensor o({t.dim(1), t.dim(0)});
-      for (int64_t i = 0; i < t.dim(0); i++)
-        for (int64_t j = 0; j < t.dim(1); j++) o.data[j * t.dim(0) + i] = t.data[i * t.dim(1) + j];
-      return o;
-    }
-    case HfTransform::split3_0:
-    case HfTransform::split3_1:
-    case HfTransform::split3_2: {
-      int part = (int)tf - (int)HfTransform::split3_0;
-      TQ_CHECK_INPUT(t.dim(0) % 3 == 0, "tensor {} of {} rows cannot be split in three", name, t.dim(0));
-      int64_t rows = t.dim(0) / 3, per = t.numel() / t.dim(0);
-      std::vector<int64_t> shape = t.shape;
-      shape[0] = rows;
-      Tensor o(shape);
-      std::copy(t.data.begin() + part * rows * per, t.data.begin() + (part + 1) * rows * per, o.data.begin());
-      return o;
-    }
+static Tensor apply_transform(Tensor t, const HfNameRule& r, const std::string& name) {
+  if (r.tf == HfTransform::transpose) {
+    TQ_CHECK_INPUT(t.ndim() == 2, "tensor {} should be a matrix to transpose", name);
+    Tensor o({t.dim(1), t.dim(0)});
+    for (int64_t i = 0; i < t.dim(0); i++)
+      for (int64_t j = 0; j < t.dim(1); j++) o.data[j * t.dim(0) + i] = t.data[i * t.dim(1) + j];
+    t = std::move(o);
+  } else if (r.tf == HfTransform::flatten) {
+    TQ_CHECK_INPUT(t.ndim() >= 2 && t.dim(0) > 0, "tensor {} of shape {} is not a kernel", name, shape_str(t.shape));
+    t.shape = {t.dim(0), t.numel() / t.dim(0)};
+  }
+  if (r.split >= 0) {
+    TQ_CHECK_INPUT(t.ndim() >= 1 && t.dim(0) > 0 && t.dim(0) % 3 == 0, "tensor {} of shape {} cannot be split in three",
+                   name, shape_str(t.shape));
+    int64_t rows = t.dim(0) / 3, per = t.numel() / t.dim(0);
+    std::vector<int64_t> shape = t.shape;
+    shape[0] = rows;
+    Tensor o(shape);
+    std::copy(t.data.begin() + r.split * rows * per, t.data.begin() + (r.split + 1) * rows * per, o.data.begin());
+    t = std::move(o);
   }
   return t;
 }
@@ -115,125 +110,45 @@ void fill_from_rules(Model& m, const HfWeights& w, const std::vector<HfNameRule>
       *nt.t = Tensor();  // an optional tensor (a bias) the checkpoint does not have
       continue;
     }
-    Tensor v = apply_transform(w.owner(t).read_f32(*t), r->tf, hf);
-    if (v.shape != nt.t->shape) {
-      if (v.numel() == nt.t->numel() && nt.t->ndim() == 1) {
-        v.shape = nt.t->shape;  // e.g. [1, 1, D] class token stored as [D]
-      } else {
-        bad_input("tensor {} has shape {}, expected {}", hf, shape_str(v.shape), shape_str(nt.t->shape));
-      }
-    }
+    Tensor v = apply_transform(w.owner(t).read_f32(*t), *r, hf);
+    while (v.ndim() > nt.t->ndim() && v.dim(0) == 1) v.shape.erase(v.shape.begin());
+    if (v.shape != nt.t->shape)
+      bad_input("tensor {} has shape {}, expected {}", hf, shape_str(t->shape), shape_str(nt.t->shape));
     *nt.t = std::move(v);
   }
 }
 
-// tokenizer.json of the LLaMA kind: a BPE model over SentencePiece pieces
-// with byte fallback; a merge's rank stands in for the piece score.
-static Tokenizer spm_from_tokenizer_json(const nlohmann::json& j) {
-  Tokenizer tok;
-  tok.kind = TokKind::spm;
-  const auto& model = j["model"];
-  if (!model.contains("vocab") || !model["vocab"].is_object()) bad_input("tokenizer.json has no model.vocab");
-  size_t n = model["vocab"].size();
-  tok.pieces.assign(n, "");
-  tok.scores.assign(n, 0.0f);
-  tok.types.assign(n, tok_normal);
-  auto unescape = [](std::string p) {
-    std::string q;
-    for (size_t i = 0; i < p.size(); i++) {
-      if (p.compare(i, 3, "\xe2\x96\x81") == 0) {
-        q += ' ';
-        i += 2;
-      } else {
-        q += p[i];
-      }
-    }
-    return q;
-  };
-  for (auto& [piece, id] : model["vocab"].items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<uint64_t>() >= n)
-      bad_input("tokenizer.json: id of '{}' is out of range", piece);
-    tok.pieces[id.get<int>()] = unescape(piece);
-  }
-  if (model.contains("merges") && model["merges"].is_array()) {
-    int rank = 0;
-    for (auto& mg : model["merges"]) {
-      std::string a, b;
-      if (mg.is_string()) {
-        std::string s = mg.get<std::string>();
-        auto sp = s.find(' ');
-        if (sp == std::string::npos) bad_input("tokenizer.json: merge '{}' has no space", s);
-        a = s.substr(0, sp);
-        b = s.substr(sp + 1);
-      } else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {
-        a = mg[0].get<std::string>();
-        b = mg[1].get<std::string>();
-      } else {
-        bad_input("tokenizer.json: a merge is neither 'a b' nor [a, b]");
-      }
-      auto it = model["vocab"].find(a + b);
-      if (it != model["vocab"].end()) {
-        float& s = tok.scores[it->get<int>()];
-        if (s == 0.0f) s = -(float)(++rank);
-      }
-    }
-  }
-  if (j.contains("added_tokens") && j["added_tokens"].is_array())
-    for (auto& t : j["added_tokens"]) {
-      if (!t.contains("id") || !t["id"].is_number_integer()) continue;
-      int64_t id = t["id"].get<int64_t>();
-      if (id >= 0 && (size_t)id < n && t.value("special", false)) tok.types[id] = tok_control;
-    }
-  tok.unk = tok.find("<unk>");
-  return tok;
-}
-
-Tokenizer load_hf_tokenizer(const std::string& dir, const nlohmann::json& config) {
-  Tokenizer tok;
-  std::string spm_path = dir + "/tokenizer.model", json_path = dir + "/tokenizer.json";
-  if (file_exists(spm_path)) {
-    sentencepiece::SentencePieceProcessor sp;
-    if (!sp.Load(spm_path).ok()) bad_input("{} is not a SentencePiece model", spm_path);
-    tok.kind = TokKind::spm;
-    for (int i = 0; i < sp.GetPieceSize(); i++) {
-      std::string p = sp.IdToPiece(i), q;
-      for (size_t k = 0; k < p.size(); k++) {
-        if (p.compare(k, 3, "\xe2\x96\x81") == 0) {
-          q += ' ';
-          k += 2;
-        } else {
-          q += p[k];
+void fold_pre_linears(Model& m, const HfWeights& w, const std::vector<HfPreLinear>& folds) {
+  std::map<std::string, Tensor*> ours;
+  for (auto& nt : named_tensors(m)) ours[nt.name] = nt.t;
+  for (int l = 0; l < m.cfg.n_layers; l++)
+    for (auto& f : folds) {
+      std::string name = subst(f.ours, l), pre = subst(f.hf, l);
+      Tensor* W = ours.count(name + ".weight") ? ours[name + ".weight"] : nullptr;
+      Tensor* b = ours.count(name + ".bias") ? ours[name + ".bias"] : nullptr;
+      if (!W || !b) bad_input("{} needs a weight and a bias to fold {} into", name, pre);
+      const SafeTensor *pw = w.find(pre + ".weight"), *pb = w.find(pre + ".bias");
+      if (!pw || !pb) bad_input("tensor {}.weight or {}.bias is missing", pre, pre);
+      Tensor W1 = w.owner(pw).read_f32(*pw), b1 = w.owner(pb).read_f32(*pb);
+      const int64_t O = W->dim(0), C = W->dim(1);
+      if (W1.shape != std::vector<int64_t>{C, C} || b1.shape != std::vector<int64_t>{C})
+        bad_input("{} has shape {} and bias {}, expected [{}, {}] and [{}]", pre, shape_str(W1.shape),
+                  shape_str(b1.shape), C, C, C);
+      Tensor fw({O, C}), fb({O});
+      for (int64_t o = 0; o < O; o++) {
+        const float* wr = W->row(o);
+        double acc_b = b->data[o];
+        for (int64_t k = 0; k < C; k++) acc_b += (double)wr[k] * b1.data[k];
+        fb.data[o] = (float)acc_b;
+        for (int64_t c = 0; c < C; c++) {
+          double acc = 0;
+          for (int64_t k = 0; k < C; k++) acc += (double)wr[k] * W1.data[k * C + c];
+          fw.data[o * C + c] = (float)acc;
         }
       }
-      tok.pieces.push_back(q);
-      tok.scores.push_back(sp.GetScore(i));
-      tok.types.push_back(sp.IsControl(i) ? tok_control : sp.IsUnknown(i) ? tok_unknown : sp.IsByte(i) ? tok_byte : tok_normal);
+      *W = std::move(fw);
+      *b = std::move(fb);
     }
-    tok.unk = sp.unk_id();
-    tok.bos = sp.bos_id();
-    tok.eos = sp.eos_id();
-  } else if (file_exists(json_path)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_text_file(json_path));
-    } catch (const nlohmann::json::exception& e) {
-      bad_input("{}: {}", json_path, e.what());
-    }
-    if (!j.contains("model") || !j["model"].is_object()) bad_input("{}: no model section", json_path);
-    std::string type = j["model"].value("type", "");
-    if (type != "BPE" || !j["model"].value("byte_fallback", false))
-      bad_input("{}: only SentencePiece-style BPE with byte fallback is supported for LLaMA", json_path);
-    tok = spm_from_tokenizer_json(j);
-  } else {
-    return tok;  // no tokenizer: the model still runs on token ids
-  }
-  auto id = [&](const char* key, int fallback) {
-    return config.contains(key) && config[key].is_number_integer() ? config[key].get<int>() : fallback;
-  };
-  tok.bos = id("bos_token_id", tok.bos);
-  tok.eos = id("eos_token_id", tok.eos);
-  tok.finalize();
-  return tok;
 }
 
 static const std::vector<HfNameRule>& llama_rules() {
@@ -262,7 +177,7 @@ static const std::vector<HfNameRule>& llama_rules() {
   return r;
 }
 
-static int cfg_int(const nlohmann::json& j, const char* key, int fallback = INT32_MIN) {
+int hf_int(const nlohmann::json& j, const char* key, int fallback) {
   if (!j.contains(key) || j[key].is_null()) {
     if (fallback == INT32_MIN) bad_input("config.json has no '{}'", key);
     return fallback;
@@ -273,7 +188,7 @@ static int cfg_int(const nlohmann::json& j, const char* key, int fallback = INT3
   return (int)v;
 }
 
-static float cfg_float(const nlohmann::json& j, const char* key, float fallback) {
+float hf_float(const nlohmann::json& j, const char* key, float fallback) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   if (!j[key].is_number()) bad_input("config.json '{}' is not a number", key);
   return j[key].get<float>();
@@ -283,19 +198,19 @@ static Model load_hf_llama(const std::string& dir, const nlohmann::json& j) {
   Model m;
   Config& c = m.cfg;
   c.arch = "llama";
-  c.dim = cfg_int(j, "hidden_size");
-  c.n_layers = cfg_int(j, "num_hidden_layers");
-  c.n_heads = cfg_int(j, "num_attention_heads");
-  c.n_kv_heads = cfg_int(j, "num_key_value_heads", c.n_heads);
-  c.hidden = cfg_int(j, "intermediate_size");
-  c.vocab = cfg_int(j, "vocab_size");
+  c.dim = hf_int(j, "hidden_size");
+  c.n_layers = hf_int(j, "num_hidden_layers");
+  c.n_heads = hf_int(j, "num_attention_heads");
+  c.n_kv_heads = hf_int(j, "num_key_value_heads", c.n_heads);
+  c.hidden = hf_int(j, "intermediate_size");
+  c.vocab = hf_int(j, "vocab_size");
   c.n_out = c.vocab;
-  c.max_seq = cfg_int(j, "max_position_embeddings", 2048);
+  c.max_seq = hf_int(j, "max_position_embeddings", 2048);
   TQ_CHECK_INPUT(c.n_heads > 0 && c.dim % c.n_heads == 0, "config.json: hidden_size {} and {} heads", c.dim, c.n_heads);
-  c.head_dim = cfg_int(j, "head_dim", c.dim / c.n_heads);
+  c.head_dim = hf_int(j, "head_dim", c.dim / c.n_heads);
   c.norm = NormKind::rms;
-  c.norm_eps = cfg_float(j, "rms_norm_eps", 1e-6f);
-  c.rope_theta = cfg_float(j, "rope_theta", 10000.0f);
+  c.norm_eps = hf_float(j, "rms_norm_eps", 1e-6f);
+  c.rope_theta = hf_float(j, "rope_theta", 10000.0f);
   c.rope_layout = RopeLayout::halves;
   c.pos = PosKind::rope;
   std::string act = j.value("hidden_act", "silu");
@@ -314,12 +229,7 @@ static Model load_hf_llama(const std::string& dir, const nlohmann::json& j) {
 
 Model load_hf_model(const std::string& dir) {
   std::string cfg_path = dir + "/config.json";
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(cfg_path));
-  } catch (const nlohmann::json::exception& e) {
-    bad_input("{}: {}", cfg_path, e.what());
-  }
+  nlohmann::json j = read_json_file(cfg_path);
   if (!j.is_object()) bad_input("{} is not a JSON object", cfg_path);
   std::string arch;
   if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
@@ -329,6 +239,10 @@ Model load_hf_model(const std::string& dir) {
   try {
     if (arch == "LlamaForCausalLM" || arch == "MistralForCausalLM" || type == "llama" || type == "mistral")
       return load_hf_llama(dir, j);
+    if (arch == "OPTForCausalLM" || (arch.empty() && type == "opt")) return load_hf_opt(dir, j);
+    if (arch == "GPT2LMHeadModel" || (arch.empty() && type == "gpt2")) return load_hf_gpt2(dir, j);
+    if (arch == "BertForSequenceClassification") return load_hf_bert(dir, j);
+    if (arch == "ViTForImageClassification") return load_hf_vit(dir, j);
   } catch (const Error& e) {
     throw Error(e.exit_code, dir + ": " + e.what());
   }

@@ -14,6 +14,10 @@ namespace tq {
 // All safetensors shards of a directory, name → tensor.
 struct HfWeights {
   std::vector<SafetensorsFile> files;
+  // Checkpoints saved from the base model (GPT-2's own, BertModel) lack the task
+  // model's prefix ("transformer.", "bert."): names beginning with base_prefix are
+  // then also looked up without it.
+  std::string base_prefix;
   const SafeTensor* find(const std::string& name) const;
   const SafetensorsFile& owner(const SafeTensor* t) const;
   int64_t total_values() const;
@@ -23,21 +27,41 @@ HfWeights read_hf_weights(const std::string& dir);
 // How one of our tensors is built from HF tensors.
 enum class HfTransform {
   none,
-  transpose,    // stored [in, out] (GPT-2 Conv1D)
-  split3_0,     // rows [0, n/3) of a fused [3·n, ...] tensor (or elements, for a bias)
-  split3_1,
-  split3_2,
+  transpose,  // stored [in, out] (GPT-2 Conv1D)
+  flatten,    // a convolution kernel [out, C, kh, kw] as a linear [out, C·kh·kw] over (C, H, W) patches
 };
 struct HfNameRule {
   std::string ours;  // our name with {L} for the layer ("blk.{L}.attn_q.weight")
   std::string hf;    // HF name with {L} ("model.layers.{L}.self_attn.q_proj.weight")
   HfTransform tf = HfTransform::none;
   bool optional = false;
+  int split = -1;    // 0, 1, 2: that third of the rows (after tf) of a fused q|k|v tensor, or of its bias
 };
 
 // Fills every tensor of an allocated model from the rules; tensors without a
-// rule must be absent or optional.
+// rule must be absent or optional. Leading dimensions of size 1 in the file
+// are dropped ([1, 1, D] class token, [1, S, D] positions).
 void fill_from_rules(Model& m, const HfWeights& w, const std::vector<HfNameRule>& rules);
+
+// A linear applied before one of ours, folded into it at load (W = W·pre.W,
+// b = W·pre.b + b), computed in double and rounded once.
+struct HfPreLinear {
+  std::string ours;  // our linear with {L} ("blk.{L}.attn_q")
+  std::string hf;    // the earlier HF linear with {L}: its .weight [in, in'] and .bias
+};
+void fold_pre_linears(Model& m, const HfWeights& w, const std::vector<HfPreLinear>& folds);
+
+int hf_int(const nlohmann::json& j, const char* key, int fallback = INT32_MIN);  // bad_input when absent without fallback
+float hf_float(const nlohmann::json& j, const char* key, float fallback);
+
+// The families (hf_families.cpp), given the parsed config.json.
+Model load_hf_opt(const std::string& dir, const nlohmann::json& config);
+Model load_hf_gpt2(const std::string& dir, const nlohmann::json& config);
+Model load_hf_bert(const std::string& dir, const nlohmann::json& config);
+Model load_hf_vit(const std::string& dir, const nlohmann::json& config);
+
+// Parses a JSON file; bad_input naming the file when it is not JSON.
+nlohmann::json read_json_file(const std::string& path);
 
 Tokenizer load_hf_tokenizer(const std::string& dir, const nlohmann::json& config);
 

@@ -27,15 +27,16 @@ Model load_model(const std::string& path, const LoadOptions& opt) {
   if (is_directory(path)) {
     if (is_tquant_dir(path)) return load_tquant_dir(path);
     if (file_exists(path + "/config.json")) return load_hf_model(path);
-    bad_input("{}: a model directory needs config.json (Hugging Face)", path);
+    return load_torch_layout(path);
   }
   if (!file_exists(path)) bad_input("{}: no such file or directory", path);
   if (is_gguf(path)) return load_gguf_model(path);
+  if (fs::path(path).extension() == ".safetensors") return load_torch_layout(path);
   if (path.size() > 4 && path.substr(path.size() - 4) == ".bin") {
     std::string tok = opt.tokenizer.empty() ? default_llama2c_tokenizer(path) : opt.tokenizer;
     return load_llama2c_model(path, tok);
   }
-  bad_input("{}: unknown model format (expected GGUF, a llama2.c .bin, or a model directory)", path);
+  bad_input("{}: unknown model format (expected GGUF, a llama2.c .bin, .safetensors, or a model directory)", path);
 }
 
 }  // namespace tq

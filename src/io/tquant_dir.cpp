@@ -44,7 +44,8 @@ nlohmann::json config_to_json(const Config& c) {
           {"pos_offset", c.pos_offset}, {"embed", ename(c.embed, EMBEDS)}, {"patch_dim", c.patch_dim},
           {"image_size", c.image_size}, {"patch_size", c.patch_size}, {"channels", c.channels},
           {"cls_token", c.cls_token}, {"pool", ename(c.pool, POOLS)}, {"pooler", c.pooler},
-          {"tied_head", c.tied_head}, {"n_types", c.n_types}};
+          {"tied_head", c.tied_head}, {"n_types", c.n_types}, {"pixel_mean", c.pixel_mean},
+          {"pixel_std", c.pixel_std}};
 }
 
 Config config_from_json(const nlohmann::json& j) {
@@ -79,6 +80,8 @@ Config config_from_json(const nlohmann::json& j) {
   c.pooler = j.at("pooler");
   c.tied_head = j.at("tied_head");
   c.n_types = j.at("n_types");
+  c.pixel_mean = j.value("pixel_mean", std::vector<float>{});
+  c.pixel_std = j.value("pixel_std", std::vector<float>{});
   return c;
 }
 

@@ -36,6 +36,7 @@ struct Config {
   EmbedKind embed = EmbedKind::tokens;
   int patch_dim = 0;        // values per patch (image models)
   int image_size = 0, patch_size = 0, channels = 0;
+  std::vector<float> pixel_mean, pixel_std;  // per channel: input = (pixel/255 − mean) / std
   bool cls_token = false;   // a learned token prepended to the patches
   PoolKind pool = PoolKind::none;
   bool pooler = false;      // BERT: tanh(dense(x_cls)) before the classifier

@@ -72,10 +72,46 @@ std::vector<std::string> read_lines(const std::string& path) {
   return lines;
 }
 
+
 template <class T>
 static std::vector<T> slice(std::vector<T> v, const DataSpec& d) {
   auto [b, e] = slice_range((int64_t)v.size(), d);
   return std::vector<T>(std::make_move_iterator(v.begin() + b), std::make_move_iterator(v.begin() + e));
+}
+
+static std::vector<std::string> split_tabs(const std::string& line) {
+  std::vector<std::string> f;
+  size_t start = 0;
+  while (true) {
+    size_t tab = line.find('\t', start);
+    f.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+    if (tab == std::string::npos) return f;
+    start = tab + 1;
+  }
+}
+
+std::vector<TextExample> read_sst2(const std::string& path, const DataSpec& slice_spec) {
+  std::vector<std::string> lines = read_lines(path);
+  if (lines.empty()) bad_input("{}: empty file", path);
+  std::vector<std::string> head = split_tabs(lines[0]);
+  auto col = [&](const char* name) {
+    auto it = std::find(head.begin(), head.end(), name);
+    if (it == head.end()) bad_input("{}: the header has no '{}' column", path, name);
+    return it - head.begin();
+  };
+  auto text_col = col("sentence"), label_col = col("label");
+  lines.erase(lines.begin());
+  std::vector<TextExample> out;
+  for (size_t i = 0; i < lines.size(); i++) {
+    std::vector<std::string> f = split_tabs(lines[i]);
+    if (f.size() != head.size())
+      bad_input("{}: row {} has {} fields, the header {}", path, i + 1, f.size(), head.size());
+    const std::string& l = f[label_col];
+    if (l.empty() || l.size() > 6 || l.find_first_not_of("0123456789") != std::string::npos)
+      bad_input("{}: row {} has label '{}', expected a class number", path, i + 1, l);
+    out.push_back({f[text_col], std::stoi(l)});
+  }
+  return slice(std::move(out), slice_spec);
 }
 
 std::vector<TextSeq> text_sequences(const Tokenizer& tok, const DataSpec& spec) {

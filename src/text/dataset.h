@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "text/tokenizer.h"
@@ -23,6 +24,13 @@ struct DataSpec {
   double from = 0, to = 1;        // fractions of all sequences
   int64_t offset = 0, limit = 0;  // then skip offset and keep limit (0: all)
 };
+// A spec that only slices: items [offset, offset + limit) (limit 0: to the end).
+inline DataSpec slice_of(int64_t offset, int64_t limit = 0) {
+  DataSpec d;
+  d.offset = offset;
+  d.limit = limit;
+  return d;
+}
 // [begin, end) of n sequences selected by the spec.
 std::pair<int64_t, int64_t> slice_range(int64_t n, const DataSpec& spec);
 DataSpec parse_data_spec(const std::string& spec);
@@ -40,5 +48,14 @@ std::vector<TextSeq> text_sequences(const Tokenizer& tok, const DataSpec& spec);
 
 // The lines of a text file that hold more than white space (kept as they are).
 std::vector<std::string> read_lines(const std::string& path);
+
+// A sentence with its class.
+struct TextExample {
+  std::string text;
+  int32_t label = 0;
+};
+// SST-2 (GLUE) TSV: a header naming the columns 'sentence' and 'label', then one row each.
+// The rows the spec's slice (from, to, offset, limit) selects.
+std::vector<TextExample> read_sst2(const std::string& path, const DataSpec& slice);
 
 }  // namespace tq

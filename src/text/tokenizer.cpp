@@ -118,6 +118,7 @@ std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool bo
     case TokKind::none: bad_input("this model has no tokenizer");
   }
   out.insert(out.end(), body.begin(), body.end());
+  if (bos && tok.kind == TokKind::wordpiece && tok.sep >= 0) out.push_back(tok.sep);
   return out;
 }
 
@@ -135,7 +136,7 @@ std::string decode_token(const Tokenizer& tok, int32_t prev, int32_t id) {
     return p;
   }
   if (tok.kind == TokKind::bpe) {
-    std::string decode_bpe_piece(const std::string&);
+    std::string decode_bpe_piece(const std::string&);  // tokenizer_bpe.cpp
     return decode_bpe_piece(p);
   }
   if (tok.kind == TokKind::wordpiece) return p.rfind("##", 0) == 0 ? p.substr(2) : " " + p;

@@ -47,8 +47,13 @@ struct Tokenizer {
   }
 };
 
-// Encodes text; with bos the tokenizer's BOS (or CLS for wordpiece) comes first.
+// Encodes text; with bos the tokenizer's BOS comes first (wordpiece: [CLS] first and [SEP] last).
 std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool bos);
+
+// The pre-tokenizers, exposed for tests: GPT-2's split (byte ranges of the pieces), and
+// BERT's basic tokenizer (the words WordPiece then cuts).
+std::vector<std::pair<size_t, size_t>> gpt2_pretokenize(std::string_view text);
+std::vector<std::string> bert_pretokenize(std::string_view text, bool lowercase);
 // The text of one token as it appears after token prev (spm drops the space after BOS).
 std::string decode_token(const Tokenizer& tok, int32_t prev, int32_t id);
 std::string decode(const Tokenizer& tok, const std::vector<int32_t>& ids);

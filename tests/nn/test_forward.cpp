@@ -12,15 +12,6 @@ namespace tq {
 
 namespace {
 
-// Records every site call with its layer and shape.
-struct ShapeHook : Hooks {
-  std::map<std::pair<int, int>, std::pair<int, int>> seen;  // (site, layer) -> (rows, cols)
-  void forward(Site s, int layer, float* x, int rows, int cols) override {
-    EXPECT_FALSE(seen.count({(int)s, layer})) << site_name(s) << " twice in layer " << layer;
-    seen[{(int)s, layer}] = {rows, cols};
-  }
-};
-
 std::vector<int32_t> some_tokens(int n, int vocab, uint64_t seed) {
   Rng rng(seed);
   std::vector<int32_t> t(n);
@@ -35,7 +26,7 @@ TEST(Forward, EverySiteReachedWithItsShape) {
   Model m = random_model(c, 1);
   auto toks = some_tokens(2 * 5, c.vocab, 2);
   Input in{2, 5, toks.data()};
-  ShapeHook h;
+  test::ShapeHook h;
   Workspace ws;
   forward(m, in, ws, h);
   const int N = 10;
@@ -67,7 +58,7 @@ TEST(Forward, EncoderSwitchesReachEverySite) {
   std::vector<float> patches(3 * 4 * 12, 0.5f);
   Input in;
   in.B = 3, in.T = 4, in.patches = patches.data();
-  ShapeHook h;
+  test::ShapeHook h;
   Workspace ws;
   forward(m, in, ws, h);
   EXPECT_EQ(h.seen.at({(int)Site::qkv_in, 1}), std::make_pair(15, 16));
