@@ -1,4 +1,5 @@
 #include "core/error.h"
+#include "eval/accuracy.h"
 #include "passes/pass.h"
 
 namespace tq {
@@ -13,9 +14,13 @@ CalibData load_calib(const DataSpec& spec, const Model& m) {
       b.tokens = s.tokens;
       c.batches.push_back(std::move(b));
     }
-    return c;
+  } else if (spec.kind == "mnist") {
+    c.batches = image_batches(m.cfg, read_mnist(spec.path, spec), 32);
+  } else {
+    c.batches = text_batches(m, read_sst2(spec.path, spec));
   }
-  bad_input("calibration data of kind '{}' is not supported yet", spec.kind);
+  if (c.empty()) bad_input("calibration data {} is empty", spec.path);
+  return c;
 }
 
 }  // namespace tq

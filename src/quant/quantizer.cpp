@@ -54,7 +54,11 @@ float sym_step(float T, int bits, float amax) {
 }
 
 void asym_params(float l, float u, int bits, float amax, float& step, float& zero) {
-  if (!(u > l) || !std::isfinite(l) || !std::isfinite(u)) {  // degenerate: zero maps to zero
+  if (u == l) {  // a constant: widen to include 0 so both it and 0 are exact levels
+    l = std::min(l, 0.0f);
+    u = std::max(u, 0.0f);
+  }
+  if (!(u > l) || !std::isfinite(l) || !std::isfinite(u)) {  // degenerate (all zero): zero maps to zero
     step = 1.0f;
     zero = 0.0f;
     return;
