@@ -35,5 +35,6 @@ void register_run(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
+void register_diagnose(CLI::App& app);
 
 }  // namespace tq::cli

@@ -63,6 +63,8 @@ std::string num(const nlohmann::json& v, int prec = 4) {
   return fmt::format("{:.{}f}", d, prec);
 }
 
+}  // namespace
+
 std::string html_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
@@ -77,8 +79,8 @@ std::string html_escape(const std::string& s) {
   return o;
 }
 
-// A horizontal bar chart of (label, value) pairs, as inline SVG.
-std::string svg_bars(const std::vector<std::pair<std::string, double>>& rows, const std::string& unit) {
+std::string svg_bars(const std::vector<std::pair<std::string, double>>& rows, const std::string& unit,
+                     bool db_colours) {
   if (rows.empty()) return "";
   double mx = 1e-9;
   for (auto& [l, v] : rows)
@@ -92,11 +94,22 @@ std::string svg_bars(const std::vector<std::pair<std::string, double>>& rows, co
     int y = pad + (int)i * h, bw = (int)(frac * (w - lw - 90));
     s += fmt::format("<text x='{}' y='{}' text-anchor='end'>{}</text>", lw - 6, y + 12, html_escape(label));
     s += fmt::format("<rect x='{}' y='{}' width='{}' height='{}' fill='{}'/>", lw, y + 2, std::max(bw, 1), h - 4,
-                     v < 20 ? "#d9534f" : v < 30 ? "#f0ad4e" : "#5b8dd6");
-    s += fmt::format("<text x='{}' y='{}'>{} {}</text>", lw + bw + 4, y + 12, std::isfinite(v) ? fmt::format("{:.1f}", v) : "∞", unit);
+                     !db_colours ? "#5b8dd6" : v < 20 ? "#d9534f" : v < 30 ? "#f0ad4e" : "#5b8dd6");
+    s += fmt::format("<text x='{}' y='{}'>{} {}</text>", lw + bw + 4, y + 12,
+                     std::isfinite(v) ? fmt::format("{:.{}f}", v, db_colours ? 1 : 3) : "∞", unit);
   }
   return s + "</svg>";
 }
+
+std::string html_page(const std::string& title, const std::string& body) {
+  return "<!doctype html><html><head><meta charset='utf-8'><title>" + html_escape(title) +
+         "</title><style>body{font-family:sans-serif;max-width:820px;margin:24px auto;color:#222}"
+         "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+         "th{background:#f3f3f3}td:first-child{text-align:left}code{background:#f3f3f3;padding:1px 4px;white-space:pre-wrap;word-break:break-all}</style>"
+         "</head><body><h1>" + html_escape(title) + "</h1>" + body + "</body></html>\n";
+}
+
+namespace {
 
 // Per-channel [min, max] of one site as vertical bars around zero.
 std::string svg_channels(const std::string& key, const nlohmann::json& c) {
@@ -172,12 +185,7 @@ void write_report(const std::string& dir, const nlohmann::json& r) {
   write_file_atomic(dir + "/report.md", md);
 
   // HTML: the same tables plus charts.
-  std::string h = "<!doctype html><html><head><meta charset='utf-8'><title>" + html_escape(r.value("title", "tquant report")) +
-                  "</title><style>body{font-family:sans-serif;max-width:820px;margin:24px auto;color:#222}"
-                  "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-                  "th{background:#f3f3f3}td:first-child{text-align:left}code{background:#f3f3f3;padding:1px 4px}</style></head><body>";
-  h += "<h1>" + html_escape(r.value("title", "tquant report")) + "</h1>";
-  h += "<table><tr><th></th><th>" + html_escape(hl.value("metric", "metric")) +
+  std::string h = "<table><tr><th></th><th>" + html_escape(hl.value("metric", "metric")) +
        "</th><th>KLD mean</th><th>KLD p99</th><th>top-1 agree</th><th>size (bytes)</th><th>bits/weight</th></tr>";
   for (const char* row : {"fp32", "quantized"}) {
     if (!hl.contains(row)) continue;
@@ -192,8 +200,8 @@ void write_report(const std::string& dir, const nlohmann::json& r) {
   std::vector<std::pair<std::string, double>> wbars, sbars;
   for (auto& w : r["weights"]) wbars.push_back({w["name"].get<std::string>(), w["sqnr_db"].get<double>()});
   for (auto& s : r["sites"]) sbars.push_back({s["key"].get<std::string>(), s["sqnr_db"].get<double>()});
-  h += "<h2>Activation sites: SQNR</h2>" + svg_bars(sbars, "dB");
-  h += "<h2>Weights: SQNR</h2>" + svg_bars(wbars, "dB");
+  h += "<h2>Activation sites: SQNR</h2>" + svg_bars(sbars, "dB", true);
+  h += "<h2>Weights: SQNR</h2>" + svg_bars(wbars, "dB", true);
   if (r.contains("channels")) {
     h += "<h2>Per-channel activation ranges</h2><p>Sites whose widest channel stands furthest above the median channel.</p>";
     for (auto& key : outlier_sites(r["channels"], 4)) h += "<p>" + svg_channels(key, r["channels"][key]) + "</p>";
@@ -204,8 +212,8 @@ void write_report(const std::string& dir, const nlohmann::json& r) {
                      html_escape(sites[i]["key"].get<std::string>()), sites[i]["bits"].dump(),
                      sites[i]["scheme"].get<std::string>(), sites[i]["calibrator"].get<std::string>(),
                      num(sites[i]["sqnr_db"], 1), sites[i]["saturated"].dump());
-  h += "</table></body></html>\n";
-  write_file_atomic(dir + "/report.html", h);
+  h += "</table>";
+  write_file_atomic(dir + "/report.html", html_page(r.value("title", "tquant report"), h));
 }
 
 }  // namespace tq

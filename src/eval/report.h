@@ -29,6 +29,13 @@ nlohmann::json weight_errors(const Model& fp, const Model& q, const QuantPlan& p
 // Per-channel min/max of every site (the picture in which outlier channels stand out).
 nlohmann::json channel_ranges(const std::map<std::string, SiteStats>& stats);
 
+// HTML pieces shared by the reports: escaping, a horizontal bar chart (inline
+// SVG; db_colours marks low SQNR in red), and a self-contained page.
+std::string html_escape(const std::string& s);
+std::string svg_bars(const std::vector<std::pair<std::string, double>>& rows, const std::string& unit,
+                     bool db_colours);
+std::string html_page(const std::string& title, const std::string& body);
+
 // Writes report.json, report.md and report.html into dir (created if needed).
 // r holds: title, headline{...}, weights[...], sites[...], channels{...}, plan passes.
 void write_report(const std::string& dir, const nlohmann::json& r);
