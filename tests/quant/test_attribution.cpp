@@ -23,13 +23,15 @@ TEST(Attribution, AGrowingOutlierTakesTheErrorOver) {
   std::vector<float> v(4096);
   for (auto& x : v) x = (float)r.normal();
   double prev = -1;
-  for (float size : {10.0f, 100.0f, 1000.0f, 10000.0f}) {
+  for (float size : {6.0f, 20.0f, 100.0f, 1000.0f}) {
     v[123] = size;
     Attribution a = attribute_error(v.data(), (int64_t)v.size(), 8, 3.0);
     EXPECT_GT(a.share(), prev) << size;
     prev = a.share();
   }
   EXPECT_GT(prev, 0.99);
+  v[123] = 1e5f;  // from here the outlier's own rounding error is noise around 1
+  EXPECT_GT(attribute_error(v.data(), (int64_t)v.size(), 8, 3.0).share(), 0.99);
 }
 
 TEST(Attribution, DiagnoseNamesThePlantedChannel) {
@@ -43,7 +45,8 @@ TEST(Attribution, DiagnoseNamesThePlantedChannel) {
   auto& s = h.sites.at("blk.0.up_in");
   int worst = (int)(std::max_element(s.excess.begin(), s.excess.end()) - s.excess.begin());
   EXPECT_EQ(worst, 11);
-  EXPECT_GT(s.sum.share(), 0.5);
+  EXPECT_GT(s.sum.share(), 0.3);
+  EXPECT_GE(s.count[11], rows - 2);  // (nearly) every value of the channel lies outside the band
 }
 
 }  // namespace tq
