@@ -23,7 +23,7 @@ struct ClassifyOptions {
   int top = 3;
 };
 
-void classify(const Model& m, const ClassifyOptions& o) {
+void classify(const Model& m, const ClassifyOptions& o, Hooks& hooks) {
   Batch b;
   if (!o.text.empty()) {
     b = text_batches(m, {{o.text, 0}})[0];
@@ -34,7 +34,7 @@ void classify(const Model& m, const ClassifyOptions& o) {
     b = image_batches(m.cfg, s, 1)[0];
   }
   Workspace ws;
-  forward(m, b.input(), ws);
+  forward(m, b.input(), ws, hooks);
   const int V = m.cfg.n_out;
   std::vector<double> lp(V);
   log_softmax_row(lp.data(), ws.logits.ptr(), V);
@@ -81,10 +81,14 @@ void register_run(CLI::App& app) {
   cmd->add_option("--json", cls.json_out, "write the classification as JSON to FILE ('-' for stdout)");
   add_common(cmd, common);
   cmd->callback([] {
-    Model m = load(path, common);
+    Loaded loaded = load_with_plan(path, common);  // a tquant directory runs with its quantizers
+    const Model& m = loaded.model;
+    std::optional<SimHook> sim;
+    if (loaded.plan) sim.emplace(*loaded.plan, m.cfg.n_layers);
+    Hooks& hooks = sim ? (Hooks&)*sim : no_hooks();
     if (!cls.image.empty() || !cls.mnist.empty() || !cls.text.empty()) {
       TQ_CHECK_INPUT(!m.cfg.is_lm(), "{} is a language model; use -p to generate", path);
-      classify(m, cls);
+      classify(m, cls, hooks);
       return;
     }
     TQ_CHECK_INPUT(m.cfg.is_lm(), "{} is a classifier; give --image, --mnist DIR --index N, or --text", path);
@@ -97,7 +101,7 @@ void register_run(CLI::App& app) {
       fmt::print("{}", decode_token(m.tok, prev, t));
       std::fflush(stdout);
       prev = t;
-    });
+    }, hooks);
     fmt::print("\n");
   });
 }
