@@ -19,28 +19,37 @@ namespace {
 constexpr int kRows = 6;
 constexpr int64_t kRowBlock = 16 * kRows;  // rows per work item: a panel's reuse before moving on
 
+// Raw sums of MR rows × 16·NV outputs over nq depth quads, into c (row stride 64).
 template <int MR, int NV>
-void tile(const Int8Job& j, int64_t t0, int64_t p) {
-  const int8_t* b = j.w->panel(p);
-  const uint8_t* a = j.a + t0 * j.lda;
-  const int64_t nq = j.lda / 4;
-  __m512i acc[MR][NV];
-  for (int r = 0; r < MR; r++)
-    for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_si512();
-#pragma GCC unroll 2
+void micro(const uint8_t* a, int64_t lda, const int8_t* b, int64_t nq, int32_t* c) {
+  __m512i acc[MR * NV];
+#pragma GCC unroll 24
+  for (int i = 0; i < MR * NV; i++) acc[i] = _mm512_setzero_si512();
   for (int64_t q = 0; q < nq; q++, b += 256) {
     __m512i w[NV];
+#pragma GCC unroll 4
     for (int v = 0; v < NV; v++) w[v] = _mm512_load_si512(b + 64 * v);
+#pragma GCC unroll 6
     for (int r = 0; r < MR; r++) {
       int32_t x;
-      std::memcpy(&x, a + r * j.lda + 4 * q, 4);
-      __m512i xb = _mm512_set1_epi32(x);
-      for (int v = 0; v < NV; v++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xb, w[v]);
+      std::memcpy(&x, a + r * lda + 4 * q, 4);
+      const __m512i xb = _mm512_set1_epi32(x);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[r * NV + v] = _mm512_dpbusd_epi32(acc[r * NV + v], xb, w[v]);
     }
   }
+#pragma GCC unroll 24
+  for (int i = 0; i < MR * NV; i++) _mm512_store_si512(c + i / NV * 64 + i % NV * 16, acc[i]);
+}
+
+template <int MR, int NV>
+void tile(const Int8Job& j, int64_t t0, int64_t p) {
+  alignas(64) int32_t c[MR * 64];
+  micro<MR, NV>(j.a + t0 * j.lda, j.lda, j.w->panel(p), j.lda / 4, c);
   const int64_t o0 = p * 64;
   for (int r = 0; r < MR; r++)
-    for (int v = 0; v < NV; v++) finish16(j, t0 + r, o0 + 16 * v, j.w->O - o0 - 16 * v, acc[r][v]);
+    for (int v = 0; v < NV; v++)
+      finish16(j, t0 + r, o0 + 16 * v, j.w->O - o0 - 16 * v, _mm512_load_si512(c + r * 64 + 16 * v));
 }
 
 using TileFn = void (*)(const Int8Job&, int64_t, int64_t);

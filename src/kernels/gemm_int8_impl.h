@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "kernels/gemm_int8.h"
+#include "kernels/work_split.h"
 
 namespace tq::detail {
 
@@ -38,12 +39,6 @@ void quantize_per_token_avx512(const float* x, int64_t M, int64_t C, int64_t ldx
 // The float epilogue every path uses, in this order: y = fma(float(d), α·s_o, b_o).
 inline float int8_epilogue(int32_t d, float alpha, float scale, float bias) {
   return __builtin_fmaf((float)d, alpha * scale, bias);
-}
-
-// Thread t's contiguous share of n work items; every call splits the same way.
-inline void split_range(int64_t n, int t, int nt, int64_t& begin, int64_t& end) {
-  begin = n * t / nt;
-  end = n * (t + 1) / nt;
 }
 
 }  // namespace tq::detail
