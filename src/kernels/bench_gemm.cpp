@@ -6,7 +6,9 @@
 #include <memory>
 
 #include "core/rng.h"
+#include "core/dtype.h"
 #include "kernels/gemm_int8.h"
+#include "kernels/gemm_lowbit.h"
 
 #ifdef TQ_HAVE_DNNL
 #include <dnnl.hpp>
@@ -116,6 +118,11 @@ std::vector<BenchCase> bench_gemm_cases(const GemmBenchOptions& opt,
       for (int64_t o = 0; o < N; o++) scale[o] = 1e-3f, bias[o] = 0.1f;
       Int8Packed wp = pack_int8({wq.data(), N, K, scale.data(), bias.data()});
       const int32_t z = 128;
+      // K4 at HQQ's recommended b4g64 (methods.md §5.8).
+      std::vector<uint8_t> q4(N * K);
+      for (auto& v : q4) v = (uint8_t)rng.below(16);
+      std::vector<uint16_t> s4(N * K / 64, f32_to_f16(0.01f)), z4(N * K / 64, f32_to_f16(7.5f));
+      LowbitPacked w4 = pack_lowbit({q4.data(), N, K, 4, 64, s4.data(), z4.data(), bias.data()});
 
       std::vector<Runner> rs;
       rs.push_back({M == 1 ? "openblas sgemv" : "openblas sgemm", [&] {
@@ -133,11 +140,16 @@ std::vector<BenchCase> bench_gemm_cases(const GemmBenchOptions& opt,
       const size_t first_ours = rs.size();
       for (Isa isa : fast_paths(opt.scalar))
         rs.push_back({isa_name(isa), [&, isa] { gemm_int8(acts_u8(xq.data(), M, K, 0.02f, z), wp, y.data(), N, isa); }});
+      const size_t first_w4 = rs.size();
+      for (Isa isa : fast_paths(opt.scalar))
+        if (isa != Isa::amx)  // K4 runs the AVX-512 kernel on AMX machines
+          rs.push_back({isa_name(isa), [&, isa] { gemm_lowbit(xf.data(), M, K, w4, y.data(), N, isa); }});
       time_runners(rs, opt);
-      for (size_t i = first_ours; i < rs.size(); i++) {
+      for (size_t i = first_ours; i < first_w4; i++) {
         emit("int8 K1", M, N, K, rs[i], rs[0]);
         if (first_ours > 1) emit("int8 K1", M, N, K, rs[i], rs[1]);
       }
+      for (size_t i = first_w4; i < rs.size(); i++) emit("w4g64 K4", M, N, K, rs[i], rs[0]);
     }
   return out;
 }
