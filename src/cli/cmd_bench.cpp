@@ -27,17 +27,17 @@ void register_bench(CLI::App& app) {
     const bool text = json_out != "-";
     nlohmann::json cases = nlohmann::json::array();
 
-    if (text) fmt::print("GEMM, {} threads: GOP/s = 2·M·N·K per second; ratio = ours / baseline\n", num_threads());
+    if (text) fmt::print("threads {}; GOP/s = 2·M·N·K per second; ratio = ours / base\n", num_threads());
     if (text)
-      fmt::print("{:<12} {:>5} {:>5} {:>5}  {:<8} {:>9}  {:<15} {:>9}  {:>6}\n", "kernel", "M", "N", "K", "ours",
-                 "GOP/s", "baseline", "GOP/s", "ratio");
-    bench_gemm_cases(gemm, [&](const BenchCase& c) {
+      fmt::print("{:<16} {:<15} {:<14} {:>8}  {:<18} {:>8}  {:>6}\n", "case", "shape", "ours", "GOP/s", "base",
+                 "GOP/s", "ratio");
+    bench_gemm_cases(gemm, [&](const GemmBenchCase& c) {
       if (text)
-        fmt::print("{:<12} {:>5} {:>5} {:>5}  {:<8} {:>9.1f}  {:<15} {:>9.1f}  {:>6.2f}\n", c.kernel, c.M, c.N, c.K,
-                   c.ours, c.ours_gops, c.baseline, c.baseline_gops, c.ratio);
-      cases.push_back({{"kernel", c.kernel}, {"M", c.M}, {"N", c.N}, {"K", c.K}, {"threads", num_threads()},
-                       {"ours", c.ours}, {"baseline", c.baseline}, {"ours_gops", c.ours_gops},
-                       {"baseline_gops", c.baseline_gops}, {"ratio", c.ratio}});
+        fmt::print("{:<16} {:<15} {:<14} {:>8.1f}  {:<18} {:>8.1f}  {:>6.2f}\n", c.name, c.shape(), c.ours,
+                   c.ours_gops, c.base, c.base_gops, c.ratio());
+      cases.push_back({{"name", c.name}, {"shape", c.shape()}, {"ours", c.ours}, {"base", c.base},
+                       {"ours_value", c.ours_gops}, {"base_value", c.base_gops}, {"unit", "GOP/s"},
+                       {"ratio", c.ratio()}, {"threads", num_threads()}});
     });
 
     if (!json_out.empty()) write_json(json_out, cases);

@@ -5,8 +5,8 @@
 #include <chrono>
 #include <memory>
 
-#include "core/rng.h"
 #include "core/dtype.h"
+#include "core/rng.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/gemm_lowbit.h"
 
@@ -18,31 +18,38 @@ namespace tq {
 
 namespace {
 
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+// The operands of one shape, shared by every contender's call.
+struct Operands {
+  int64_t M, N, K;
+  std::vector<float> x, w, y, scale, bias;
+  std::vector<uint8_t> xq;
+  std::vector<int8_t> wq;
+  Int8Packed w8;
+  LowbitPacked w4;
+  static constexpr int32_t kZero = 128;
 
-// A contender: a name and one call of the GEMM.
-struct Runner {
-  std::string name;
-  std::function<void()> call;
-  double best = 1e30;  // seconds per call
+  Operands(int64_t M_, int64_t N_, int64_t K_) : M(M_), N(N_), K(K_) {
+    Rng rng(1);
+    x.resize(M * K);
+    w.resize(N * K);
+    y.resize(M * N);
+    xq.resize(M * K);
+    wq.resize(N * K);
+    for (auto& v : x) v = rng.uniform() - 0.5f;
+    for (auto& v : w) v = rng.uniform() - 0.5f;
+    for (auto& v : xq) v = (uint8_t)rng.below(256);
+    for (auto& v : wq) v = (int8_t)(rng.below(255) - 127);
+    scale.assign(N, 1e-3f);
+    bias.assign(N, 0.1f);
+    w8 = pack_int8({wq.data(), N, K, scale.data(), bias.data()});
+    // K4 at HQQ's recommended b4g64 (methods.md §5.8).
+    std::vector<uint8_t> q4(N * K);
+    for (auto& v : q4) v = (uint8_t)rng.below(16);
+    const int64_t groups = (K + 63) / 64;
+    std::vector<uint16_t> s4(N * groups, f32_to_f16(0.01f)), z4(N * groups, f32_to_f16(7.5f));
+    w4 = pack_lowbit({q4.data(), N, K, 4, 64, s4.data(), z4.data(), bias.data()});
+  }
 };
-
-// Times every runner in interleaved rounds, so that load from other processes
-// hits all of them alike; each keeps its fastest batch.
-void time_runners(std::vector<Runner>& rs, const GemmBenchOptions& opt) {
-  for (auto& r : rs) r.call();  // warm caches, JIT and thread pools
-  for (int round = 0; round < opt.rounds; round++)
-    for (auto& r : rs) {
-      int n = 0;
-      double t0 = now(), t;
-      do {
-        r.call();
-        n++;
-        t = now();
-      } while (t - t0 < opt.seconds);
-      r.best = std::min(r.best, (t - t0) / n);
-    }
-}
 
 #ifdef TQ_HAVE_DNNL
 // oneDNN's int8 matmul on the same computation as K1: u8 source with a zero
@@ -53,29 +60,27 @@ struct DnnlInt8 {
   dnnl::stream strm{eng};
   dnnl::matmul mm;
   std::unordered_map<int, dnnl::memory> args;
-  int32_t zero;
+  int32_t zero = Operands::kZero;
 
-  DnnlInt8(const uint8_t* a, const int8_t* w, const float* scale, const float* bias, float* y, int64_t M, int64_t N,
-           int64_t K, int32_t z)
-      : zero(z) {
+  explicit DnnlInt8(Operands& d) {
     using namespace dnnl;
     using dt = memory::data_type;
     using tag = memory::format_tag;
-    memory::desc a_md({M, K}, dt::u8, tag::ab), w_any({K, N}, dt::s8, tag::any), w_md({K, N}, dt::s8, tag::ba);
-    memory::desc y_md({M, N}, dt::f32, tag::ab), b_md({1, N}, dt::f32, tag::ab);
+    memory::desc a_md({d.M, d.K}, dt::u8, tag::ab), w_any({d.K, d.N}, dt::s8, tag::any);
+    memory::desc w_md({d.K, d.N}, dt::s8, tag::ba), y_md({d.M, d.N}, dt::f32, tag::ab), b_md({1, d.N}, dt::f32, tag::ab);
     primitive_attr attr;
     attr.set_output_scales(2, {DNNL_RUNTIME_F32_VAL});
     attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
     matmul::primitive_desc pd(matmul::desc(a_md, w_any, b_md, y_md), attr, eng);
-    memory w_user(w_md, eng, const_cast<int8_t*>(w)), w_packed(pd.weights_desc(), eng);
+    memory w_user(w_md, eng, d.wq.data()), w_packed(pd.weights_desc(), eng);
     reorder(w_user, w_packed).execute(strm, w_user, w_packed);
     strm.wait();
     mm = matmul(pd);
-    args = {{DNNL_ARG_SRC, memory(a_md, eng, const_cast<uint8_t*>(a))},
+    args = {{DNNL_ARG_SRC, memory(a_md, eng, d.xq.data())},
             {DNNL_ARG_WEIGHTS, w_packed},
-            {DNNL_ARG_BIAS, memory(b_md, eng, const_cast<float*>(bias))},
-            {DNNL_ARG_DST, memory(y_md, eng, y)},
-            {DNNL_ARG_ATTR_OUTPUT_SCALES, memory({{N}, dt::f32, tag::a}, eng, const_cast<float*>(scale))},
+            {DNNL_ARG_BIAS, memory(b_md, eng, d.bias.data())},
+            {DNNL_ARG_DST, memory(y_md, eng, d.y.data())},
+            {DNNL_ARG_ATTR_OUTPUT_SCALES, memory({{d.N}, dt::f32, tag::a}, eng, d.scale.data())},
             {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, memory({{1}, dt::s32, tag::a}, eng, &zero)}};
   }
   void run() {
@@ -85,71 +90,71 @@ struct DnnlInt8 {
 };
 #endif
 
-std::vector<Isa> fast_paths(bool scalar) {
-  std::vector<Isa> v;
-  for (Isa i : supported_isas())
-    if (i != Isa::scalar || scalar) v.push_back(i);
-  return v;
-}
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 }  // namespace
 
-std::vector<BenchCase> bench_gemm_cases(const GemmBenchOptions& opt,
-                                        const std::function<void(const BenchCase&)>& on_case) {
-  std::vector<BenchCase> out;
-  auto emit = [&](const std::string& kernel, int64_t M, int64_t N, int64_t K, const Runner& ours,
-                  const Runner& base) {
-    double ops = 2.0 * M * N * K * 1e-9;
-    BenchCase c{kernel, M, N, K, ours.name, base.name, ops / ours.best, ops / base.best, base.best / ours.best};
-    if (on_case) on_case(c);
-    out.push_back(c);
-  };
-  Rng rng(1);
+std::vector<GemmContender> gemm_contenders(int64_t M, int64_t N, int64_t K, bool scalar) {
+  auto d = std::make_shared<Operands>(M, N, K);
+  std::vector<GemmContender> cs;
+  cs.push_back({"fp32", M == 1 ? "OpenBLAS sgemv" : "OpenBLAS sgemm", true, [d] {
+                  if (d->M == 1)
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, d->N, d->K, 1.0f, d->w.data(), d->K, d->x.data(), 1, 0.0f,
+                                d->y.data(), 1);
+                  else
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->M, d->N, d->K, 1.0f, d->x.data(), d->K,
+                                d->w.data(), d->K, 0.0f, d->y.data(), d->N);
+                }});
+#ifdef TQ_HAVE_DNNL
+  auto dnnl = std::make_shared<DnnlInt8>(*d);
+  cs.push_back({"int8_k1", "oneDNN int8 matmul", true, [d, dnnl] { dnnl->run(); }});
+#endif
+  for (Isa isa : supported_isas()) {
+    if (isa == Isa::scalar && !scalar) continue;
+    cs.push_back({"int8_k1", std::string("tquant ") + isa_name(isa), false, [d, isa] {
+                    gemm_int8(acts_u8(d->xq.data(), d->M, d->K, 0.02f, Operands::kZero), d->w8, d->y.data(), d->N,
+                              isa);
+                  }});
+  }
+  for (Isa isa : supported_isas()) {
+    if ((isa == Isa::scalar && !scalar) || isa == Isa::amx) continue;  // AMX machines run K4's AVX-512 kernel
+    cs.push_back({"w4g64_k4", std::string("tquant ") + isa_name(isa), false,
+                  [d, isa] { gemm_lowbit(d->x.data(), d->M, d->K, d->w4, d->y.data(), d->N, isa); }});
+  }
+  return cs;
+}
+
+std::vector<GemmBenchCase> bench_gemm_cases(const GemmBenchOptions& opt,
+                                            const std::function<void(const GemmBenchCase&)>& on_case) {
+  std::vector<GemmBenchCase> out;
   for (int64_t NK : opt.NK)
     for (int64_t M : opt.M) {
-      const int64_t N = NK, K = NK;
-      std::vector<float> xf(M * K), wf(N * K), y(M * N), scale(N), bias(N);
-      std::vector<uint8_t> xq(M * K);
-      std::vector<int8_t> wq(N * K);
-      for (auto& v : xf) v = rng.uniform() - 0.5f;
-      for (auto& v : wf) v = rng.uniform() - 0.5f;
-      for (auto& v : xq) v = (uint8_t)rng.below(256);
-      for (auto& v : wq) v = (int8_t)(rng.below(255) - 127);
-      for (int64_t o = 0; o < N; o++) scale[o] = 1e-3f, bias[o] = 0.1f;
-      Int8Packed wp = pack_int8({wq.data(), N, K, scale.data(), bias.data()});
-      const int32_t z = 128;
-      // K4 at HQQ's recommended b4g64 (methods.md §5.8).
-      std::vector<uint8_t> q4(N * K);
-      for (auto& v : q4) v = (uint8_t)rng.below(16);
-      std::vector<uint16_t> s4(N * K / 64, f32_to_f16(0.01f)), z4(N * K / 64, f32_to_f16(7.5f));
-      LowbitPacked w4 = pack_lowbit({q4.data(), N, K, 4, 64, s4.data(), z4.data(), bias.data()});
-
-      std::vector<Runner> rs;
-      rs.push_back({M == 1 ? "openblas sgemv" : "openblas sgemm", [&] {
-                      if (M == 1)
-                        cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, wf.data(), K, xf.data(), 1, 0.0f,
-                                    y.data(), 1);
-                      else
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, xf.data(), K, wf.data(),
-                                    K, 0.0f, y.data(), N);
-                    }});
-#ifdef TQ_HAVE_DNNL
-      auto dnnl = std::make_unique<DnnlInt8>(xq.data(), wq.data(), scale.data(), bias.data(), y.data(), M, N, K, z);
-      rs.push_back({"onednn int8", [&] { dnnl->run(); }});
-#endif
-      const size_t first_ours = rs.size();
-      for (Isa isa : fast_paths(opt.scalar))
-        rs.push_back({isa_name(isa), [&, isa] { gemm_int8(acts_u8(xq.data(), M, K, 0.02f, z), wp, y.data(), N, isa); }});
-      const size_t first_w4 = rs.size();
-      for (Isa isa : fast_paths(opt.scalar))
-        if (isa != Isa::amx)  // K4 runs the AVX-512 kernel on AMX machines
-          rs.push_back({isa_name(isa), [&, isa] { gemm_lowbit(xf.data(), M, K, w4, y.data(), N, isa); }});
-      time_runners(rs, opt);
-      for (size_t i = first_ours; i < first_w4; i++) {
-        emit("int8 K1", M, N, K, rs[i], rs[0]);
-        if (first_ours > 1) emit("int8 K1", M, N, K, rs[i], rs[1]);
+      std::vector<GemmContender> cs = gemm_contenders(M, NK, NK, opt.scalar);
+      // Interleaved batches, so that load from other processes hits every
+      // contender alike; each keeps its fastest batch.
+      std::vector<double> best(cs.size(), 1e30);
+      for (auto& c : cs) c.call();  // warm caches, JIT kernels and thread pools
+      for (int round = 0; round < opt.rounds; round++)
+        for (size_t i = 0; i < cs.size(); i++) {
+          int n = 0;
+          double t0 = now(), t;
+          do {
+            cs[i].call();
+            n++;
+            t = now();
+          } while (t - t0 < opt.seconds);
+          best[i] = std::min(best[i], (t - t0) / n);
+        }
+      const double gop = 2.0 * M * NK * NK * 1e-9;
+      for (size_t i = 0; i < cs.size(); i++) {
+        if (cs[i].baseline) continue;
+        for (size_t b = 0; b < cs.size(); b++) {
+          if (!cs[b].baseline || (cs[b].kernel != "fp32" && cs[b].kernel != cs[i].kernel)) continue;
+          GemmBenchCase c{"gemm_" + cs[i].kernel, M, NK, NK, cs[i].name, cs[b].name, gop / best[i], gop / best[b]};
+          if (on_case) on_case(c);
+          out.push_back(c);
+        }
       }
-      for (size_t i = first_w4; i < rs.size(); i++) emit("w4g64 K4", M, N, K, rs[i], rs[0]);
     }
   return out;
 }

@@ -1,5 +1,6 @@
-// GEMM figures for `tquant bench` and the issue note: ours (each fast path)
-// against OpenBLAS sgemm and oneDNN's int8 matmul, timed in the same run.
+// GEMM figures for `tquant bench`, the Google Benchmark targets and the issue
+// note: ours (each fast path) against OpenBLAS sgemm and oneDNN's int8 matmul,
+// timed in the same run.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -8,25 +9,42 @@
 
 namespace tq {
 
-// One comparison: `ours` against `baseline` on one shape, in GOP/s
-// (2·M·N·K operations per call); ratio = ours / baseline.
-struct BenchCase {
-  std::string kernel;  // "int8 K1", "w4g64 K4"
+// One thing timed on an M × N × K shape. `call` owns its data (weights packed
+// and activations quantized beforehand, untimed).
+struct GemmContender {
+  std::string kernel;  // "fp32", "int8_k1", "w4g64_k4"
+  std::string name;    // "OpenBLAS sgemm", "oneDNN int8 matmul", or "tquant <path>"
+  bool baseline = false;
+  std::function<void()> call;
+};
+
+// fp32: OpenBLAS sgemm (sgemv for M = 1). int8 K1: oneDNN's u8×s8 matmul with
+// source zero point, per-output scales and bias into f32 (when built with
+// oneDNN), and ours on each path. w4g64 K4: ours on each path, f32 activations.
+std::vector<GemmContender> gemm_contenders(int64_t M, int64_t N, int64_t K, bool scalar);
+
+// One comparison: `ours` against `base` on one shape, in GOP/s (2·M·N·K
+// operations per call). Fields follow the CLI's bench cases.
+struct GemmBenchCase {
+  std::string name;  // "gemm_int8_k1", "gemm_w4g64_k4"
   int64_t M = 0, N = 0, K = 0;
-  std::string ours, baseline;  // "avx512", "openblas sgemm", "onednn int8"
-  double ours_gops = 0, baseline_gops = 0, ratio = 0;
+  std::string ours, base;
+  double ours_gops = 0, base_gops = 0;
+  double ratio() const { return base_gops > 0 ? ours_gops / base_gops : 0; }
+  std::string shape() const { return std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K); }
 };
 
 struct GemmBenchOptions {
   std::vector<int64_t> M = {1, 16, 128, 512};
   std::vector<int64_t> NK = {1024, 4096};  // N = K
-  double seconds = 0.1;  // per timing batch
-  int rounds = 3;        // batches per contender, interleaved; the fastest counts
-  bool scalar = false;   // also time the (slow) scalar path
+  double seconds = 0.02;  // per timing batch
+  int rounds = 15;        // batches per contender, interleaved; the fastest counts
+  bool scalar = false;    // also time the (slow) scalar path
 };
 
-// Runs every shape; on_case (if set) sees each case as soon as it is measured.
-std::vector<BenchCase> bench_gemm_cases(const GemmBenchOptions& opt,
-                                        const std::function<void(const BenchCase&)>& on_case = {});
+// Every shape: ours against OpenBLAS, and int8 against oneDNN. on_case (if set)
+// sees each case as soon as it is measured.
+std::vector<GemmBenchCase> bench_gemm_cases(const GemmBenchOptions& opt,
+                                            const std::function<void(const GemmBenchCase&)>& on_case = {});
 
 }  // namespace tq
