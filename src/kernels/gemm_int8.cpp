@@ -1,7 +1,5 @@
 // Packing, checks, activation preparation and dispatch of the int8 GEMM;
 // the portable scalar path on the packed layout.
-#include <omp.h>
-
 #include <cstdlib>
 #include <cstring>
 
