@@ -43,27 +43,39 @@ __m256i fold_pairs(__m256i lo, __m256i hi) {
   return _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo, hi), 0xd8);
 }
 
+// Raw sums of MR rows × 16 outputs over nq depth quads, into c (row stride 16).
 template <int MR>
-void tile(const Int8Job& j, const int16_t* a16, int64_t t0, int64_t o0) {
-  const int8_t* b = j.w->panel(o0 / 64) + (o0 % 64 / 16) * 64;
-  const int16_t* a = a16 + t0 * j.lda;
-  const int64_t nq = j.lda / 4;
-  __m256i acc[MR][4];
-  for (int r = 0; r < MR; r++)
-    for (int i = 0; i < 4; i++) acc[r][i] = _mm256_setzero_si256();
+void micro(const int16_t* a, int64_t lda, const int8_t* b, int64_t nq, int32_t* c) {
+  __m256i acc[MR * 4];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR * 4; i++) acc[i] = _mm256_setzero_si256();
   for (int64_t q = 0; q < nq; q++, b += 256) {
     __m256i w[4];
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++) w[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)(b + 16 * i)));
+#pragma GCC unroll 2
     for (int r = 0; r < MR; r++) {
       int64_t x;
-      std::memcpy(&x, a + r * j.lda + 4 * q, 8);
-      __m256i xb = _mm256_set1_epi64x(x);
-      for (int i = 0; i < 4; i++) acc[r][i] = _mm256_add_epi32(acc[r][i], _mm256_madd_epi16(w[i], xb));
+      std::memcpy(&x, a + r * lda + 4 * q, 8);
+      const __m256i xb = _mm256_set1_epi64x(x);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; i++) acc[r * 4 + i] = _mm256_add_epi32(acc[r * 4 + i], _mm256_madd_epi16(w[i], xb));
     }
   }
+#pragma GCC unroll 2
   for (int r = 0; r < MR; r++) {
-    finish8(j, t0 + r, o0, j.w->O - o0, fold_pairs(acc[r][0], acc[r][1]));
-    if (j.w->O - o0 > 8) finish8(j, t0 + r, o0 + 8, j.w->O - o0 - 8, fold_pairs(acc[r][2], acc[r][3]));
+    _mm256_store_si256((__m256i*)(c + 16 * r), fold_pairs(acc[r * 4], acc[r * 4 + 1]));
+    _mm256_store_si256((__m256i*)(c + 16 * r + 8), fold_pairs(acc[r * 4 + 2], acc[r * 4 + 3]));
+  }
+}
+
+template <int MR>
+void tile(const Int8Job& j, const int16_t* a16, int64_t t0, int64_t o0) {
+  alignas(32) int32_t c[MR * 16];
+  micro<MR>(a16 + t0 * j.lda, j.lda, j.w->panel(o0 / 64) + (o0 % 64 / 16) * 64, j.lda / 4, c);
+  for (int r = 0; r < MR; r++) {
+    finish8(j, t0 + r, o0, j.w->O - o0, _mm256_load_si256((const __m256i*)(c + 16 * r)));
+    if (j.w->O - o0 > 8) finish8(j, t0 + r, o0 + 8, j.w->O - o0 - 8, _mm256_load_si256((const __m256i*)(c + 16 * r + 8)));
   }
 }
 
