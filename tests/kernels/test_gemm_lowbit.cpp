@@ -1,5 +1,7 @@
 // K4: every path gives the same bits as the scalar path, agrees with the plain
 // reference, and with dequantize-then-matmul in float64.
+#include <cblas.h>
+
 #include "core/dtype.h"
 #include "core/error.h"
 #include "kernel_test.h"
@@ -93,18 +95,29 @@ TEST_P(Lowbit, MatchesReferenceAndDequantizedMatmul) {
       }
 }
 
-// The decode shape: 4096 × 4096 at 4 bits, group 64.
-TEST_P(Lowbit, LargeGemv) {
+// The decode shape, 4096 × 4096 at 4 bits, group 64, and a short GEMM:
+// against the weight dequantized to f32 and OpenBLAS, and against float64.
+TEST_P(Lowbit, LargeAgainstDequantizedSgemm) {
   const Isa isa = GetParam();
-  const int64_t O = 4096, C = 4096;
+  const int64_t O = 4096, C = 4096, G = C / 64;
   Weight w = make_weight(O, C, 4, 64, 77);
   LowbitPacked p = pack_lowbit(w.view);
-  EXPECT_EQ(p.bytes(), (size_t)(O * C / 2 + O * C / 64 * 4 + O * 4));
+  EXPECT_EQ(p.bytes(), (size_t)(O * C / 2 + O * G * 4 + O * 4));
+  std::vector<float> wf(O * C);
+  for (int64_t o = 0; o < O; o++)
+    for (int64_t c = 0; c < C; c++)
+      wf[o * C + c] = f16_to_f32(w.scale[o * G + c / 64]) * (w.q[o * C + c] - f16_to_f32(w.zero[o * G + c / 64]));
   Rng rng(1);
-  std::vector<float> x(C), y(O);
-  for (auto& v : x) v = (float)rng.normal();
-  gemm_lowbit(x.data(), 1, C, p, y.data(), O, isa);
-  EXPECT_LT(rel_err(y, dequant_matmul(x, 1, C, w.view)), 1e-5);
+  for (int64_t M : {1, 3}) {
+    std::vector<float> x(M * C), y(M * O), y_blas(M * O);
+    for (auto& v : x) v = (float)rng.normal();
+    for (int64_t t = 0; t < M; t++) std::copy(w.bias.begin(), w.bias.end(), y_blas.begin() + t * O);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, O, C, 1.0f, x.data(), C, wf.data(), C, 1.0f,
+                y_blas.data(), O);
+    gemm_lowbit(x.data(), M, C, p, y.data(), O, isa);
+    EXPECT_LT(test::rel_err(y, y_blas), 1e-5) << M;
+    EXPECT_LT(rel_err(y, dequant_matmul(x, M, C, w.view)), 1e-5) << M;
+  }
 }
 
 TEST_P(Lowbit, SameBitsForAnyThreadCount) {
