@@ -2,6 +2,8 @@
 
 #include <cblas.h>
 
+#include <time.h>
+
 #include <chrono>
 #include <memory>
 
@@ -90,7 +92,15 @@ struct DnnlInt8 {
 };
 #endif
 
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+double wall_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double cpu_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
 
 }  // namespace
 
@@ -133,6 +143,7 @@ std::vector<GemmBenchCase> bench_gemm_cases(const GemmBenchOptions& opt,
       // Interleaved batches, so that load from other processes hits every
       // contender alike; each keeps its fastest batch.
       std::vector<double> best(cs.size(), 1e30);
+      double (*now)() = opt.cpu_clock ? cpu_seconds : wall_seconds;
       for (auto& c : cs) c.call();  // warm caches, JIT kernels and thread pools
       for (int round = 0; round < opt.rounds; round++)
         for (size_t i = 0; i < cs.size(); i++) {

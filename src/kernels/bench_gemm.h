@@ -40,6 +40,10 @@ struct GemmBenchOptions {
   double seconds = 0.02;  // per timing batch
   int rounds = 15;        // batches per contender, interleaved; the fastest counts
   bool scalar = false;    // also time the (slow) scalar path
+  // Time by the process's CPU time instead of the wall clock. With one thread
+  // this leaves out the time other processes take from the core on a shared
+  // machine; with more it would count threads waiting at barriers as work.
+  bool cpu_clock = false;
 };
 
 // Every shape: ours against OpenBLAS, and int8 against oneDNN. on_case (if set)
