@@ -13,14 +13,15 @@ namespace tq {
 // and activations quantized beforehand, untimed).
 struct GemmContender {
   std::string kernel;  // "fp32", "int8_k1", "w4g64_k4"
-  std::string name;    // "OpenBLAS sgemm", "oneDNN int8 matmul", or "tquant <path>"
+  std::string name;    // "OpenBLAS sgemm", "oneDNN u8s8s32", "oneDNN as K1", or "tquant <path>"
   bool baseline = false;
   std::function<void()> call;
 };
 
-// fp32: OpenBLAS sgemm (sgemv for M = 1). int8 K1: oneDNN's u8×s8 matmul with
-// source zero point, per-output scales and bias into f32 (when built with
-// oneDNN), and ours on each path. w4g64 K4: ours on each path, f32 activations.
+// fp32: OpenBLAS sgemm (sgemv for M = 1). int8 K1: oneDNN's u8×s8 matmul
+// (when built with oneDNN) plain into int32 and as K1 (zero point, scales and
+// bias into f32), and ours on each path. w4g64 K4: ours on each path, f32
+// activations.
 std::vector<GemmContender> gemm_contenders(int64_t M, int64_t N, int64_t K, bool scalar);
 
 // One comparison: `ours` against `base` on one shape, in GOP/s (2·M·N·K

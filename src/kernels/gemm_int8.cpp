@@ -72,24 +72,32 @@ static void run_int8(const Int8Acts& a, const Int8Packed& w, float* y, int32_t* 
   // s8 codes become u8 by +128, so every path runs u8 × s8 with zero point z + 128.
   const int32_t z = a.is_signed ? 128 : a.zero;
   const bool amx = isa == Isa::amx;
-  const int64_t lda = amx ? w.Cp : round_up(C, 4);
-  const int64_t rows = amx ? round_up(M, 32) : M;  // AMX runs whole 32-row blocks
-  avector<uint8_t> abuf(rows * lda, 0);
-  std::vector<int32_t> row_sum(w.zero.empty() ? 0 : M);
+  const int64_t depth = amx ? w.Cp : round_up(C, 4);
+  const uint8_t* act = (const uint8_t*)a.q;
+  int64_t lda = a.ld;
+  if (a.is_signed || depth != C || amx) {
+    // Reused per calling thread: a fresh buffer per call costs page faults.
+    static thread_local avector<uint8_t> scratch;
+    const int64_t rows = amx ? round_up(M, 32) : M;  // AMX runs whole 32-row blocks
+    scratch.resize(std::max<size_t>(scratch.size(), rows * depth));
+    uint8_t* buf = scratch.data();
 #pragma omp parallel for schedule(static) if (M * C > (1 << 16))
-  for (int64_t t = 0; t < M; t++) {
-    uint8_t* dst = abuf.data() + t * lda;
-    const uint8_t* src = (const uint8_t*)a.q + t * a.ld;
-    if (a.is_signed) {
-      for (int64_t c = 0; c < C; c++) dst[c] = src[c] ^ 0x80;
-    } else {
-      std::memcpy(dst, src, C);
+    for (int64_t t = 0; t < rows; t++) {
+      uint8_t* dst = buf + t * depth;
+      const uint8_t flip = a.is_signed ? 0x80 : 0;
+      int64_t c = 0;
+      if (t < M)
+        for (; c < C; c++) dst[c] = act[t * a.ld + c] ^ flip;
+      std::memset(dst + c, 0, depth - c);
     }
-    if (!row_sum.empty()) {
-      int32_t s = 0;
-      for (int64_t c = 0; c < C; c++) s += dst[c];
-      row_sum[t] = s;
-    }
+    act = buf;
+    lda = depth;
+  }
+  std::vector<int32_t> row_sum(w.zero.empty() ? 0 : M);
+  for (int64_t t = 0; t < (int64_t)row_sum.size(); t++) {
+    int32_t s = 0;
+    for (int64_t c = 0; c < C; c++) s += act[t * lda + c];
+    row_sum[t] = s;
   }
   const int64_t Op = w.panels() * Int8Packed::kPanel;
   std::vector<int32_t> corr(Op, 0);
@@ -98,9 +106,10 @@ static void run_int8(const Int8Acts& a, const Int8Packed& w, float* y, int32_t* 
     corr[o] = (int32_t)(uint32_t)(uint64_t)v;  // mod 2^32: the true sums fit, so wrapping terms are exact
   }
   Int8Job j;
-  j.a = abuf.data();
+  j.a = act;
   j.M = M;
   j.lda = lda;
+  j.depth = depth;
   j.w = &w;
   j.corr = corr.data();
   j.zw = w.zero.empty() ? nullptr : w.zero.data();
@@ -146,7 +155,7 @@ static inline void finish(const Int8Job& j, int64_t t, int64_t o, int32_t acc) {
 // Portable path: one row by one panel, the 64 sums kept in an array.
 void gemm_int8_scalar(const Int8Job& j) {
   const Int8Packed& w = *j.w;
-  const int64_t np = w.panels(), nq = j.lda / 4;
+  const int64_t np = w.panels(), nq = j.depth / 4;
 #pragma omp parallel for schedule(static)
   for (int64_t p = 0; p < np; p++) {
     const int8_t* b = w.panel(p);

@@ -72,7 +72,7 @@ void micro(const int16_t* a, int64_t lda, const int8_t* b, int64_t nq, int32_t* 
 template <int MR>
 void tile(const Int8Job& j, const int16_t* a16, int64_t t0, int64_t o0) {
   alignas(32) int32_t c[MR * 16];
-  micro<MR>(a16 + t0 * j.lda, j.lda, j.w->panel(o0 / 64) + (o0 % 64 / 16) * 64, j.lda / 4, c);
+  micro<MR>(a16 + t0 * j.depth, j.depth, j.w->panel(o0 / 64) + (o0 % 64 / 16) * 64, j.depth / 4, c);
   for (int r = 0; r < MR; r++) {
     finish8(j, t0 + r, o0, j.w->O - o0, _mm256_load_si256((const __m256i*)(c + 16 * r)));
     if (j.w->O - o0 > 8) finish8(j, t0 + r, o0 + 8, j.w->O - o0 - 8, _mm256_load_si256((const __m256i*)(c + 16 * r + 8)));
@@ -82,10 +82,14 @@ void tile(const Int8Job& j, const int16_t* a16, int64_t t0, int64_t o0) {
 }  // namespace
 
 void gemm_int8_avx2(const Int8Job& j) {
-  // The activations widened to int16 once per call.
-  avector<int16_t> a16(j.M * j.lda);
-#pragma omp parallel for schedule(static) if (j.M * j.lda > (1 << 16))
-  for (int64_t i = 0; i < j.M * j.lda; i++) a16[i] = j.a[i];
+  // The activations widened to int16 once per call, into a buffer each calling
+  // thread reuses (a fresh one per call costs page faults).
+  static thread_local avector<int16_t> scratch;
+  scratch.resize(std::max<size_t>(scratch.size(), j.M * j.depth));
+  int16_t* a16 = scratch.data();
+#pragma omp parallel for schedule(static) if (j.M * j.depth > (1 << 16))
+  for (int64_t t = 0; t < j.M; t++)
+    for (int64_t c = 0; c < j.depth; c++) a16[t * j.depth + c] = j.a[t * j.lda + c];
   const int64_t nblk = (j.w->O + 15) / 16, nb = (j.M + kRowBlock - 1) / kRowBlock;
 #pragma omp parallel
   {
@@ -94,8 +98,8 @@ void gemm_int8_avx2(const Int8Job& j) {
     for (int64_t it = begin; it < end; it++) {
       const int64_t o0 = it / nb * 16, t_end = std::min(j.M, (it % nb + 1) * kRowBlock);
       for (int64_t t = it % nb * kRowBlock; t < t_end; t += kRows) {
-        if (t_end - t >= 2) tile<2>(j, a16.data(), t, o0);
-        else tile<1>(j, a16.data(), t, o0);
+        if (t_end - t >= 2) tile<2>(j, a16, t, o0);
+        else tile<1>(j, a16, t, o0);
       }
     }
   }

@@ -8,11 +8,12 @@
 
 namespace tq::detail {
 
-// One call, prepared: activations copied to u8 (s8 codes + 128, z likewise),
-// depth padded with zeros, integer corrections precomputed per output.
+// One call, prepared: activations as u8 (s8 codes + 128, z likewise) with
+// depth padded with zeros to depth (a multiple of 4; of 64 and whole 32-row
+// blocks for AMX), integer corrections precomputed per output.
 struct Int8Job {
-  const uint8_t* a = nullptr;  // rows × lda u8; lda a multiple of 4 (of 64 for AMX)
-  int64_t M = 0, lda = 0;
+  const uint8_t* a = nullptr;  // M rows of depth u8, row stride lda
+  int64_t M = 0, lda = 0, depth = 0;
   const Int8Packed* w = nullptr;
   const int32_t* corr = nullptr;     // per output (padded): −z·R_o + C·z·zw_o, mod 2^32
   const int32_t* zw = nullptr;       // zw_o (padded), or null
