@@ -64,12 +64,14 @@ void lowbit_prepare(const float* x, int64_t ldx, int rows, const LowbitPacked& w
     for (int i = 0; i < np; i++) {
       Plane pl = plane_of(w.bits, i);
       const int per_word = 32 / pl.width;
-      float* dst = xs + (r * np + i) * w.Cp;
-      for (int64_t c = 0; c < w.Cp; c++) {
-        const int slot = (int)(c % 32) % per_word;
-        const int e = pl.shift - (slot == per_word - 1 ? 0 : pl.width * slot);
-        dst[c] = c < w.C ? xr[c] * std::ldexp(1.0f, e) : 0.0f;
+      float factor[32];
+      for (int c = 0; c < 32; c++) {
+        const int slot = c % per_word;
+        factor[c] = std::ldexp(1.0f, pl.shift - (slot == per_word - 1 ? 0 : pl.width * slot));
       }
+      float* dst = xs + (r * np + i) * w.Cp;
+      for (int64_t c = 0; c < w.C; c++) dst[c] = xr[c] * factor[c % 32];
+      for (int64_t c = w.C; c < w.Cp; c++) dst[c] = 0.0f;
     }
     for (int64_t g = 0; g < w.groups; g++) {
       float s = 0;
