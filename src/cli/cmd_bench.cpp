@@ -8,6 +8,7 @@
 #include "core/mmap.h"
 #include "core/threads.h"
 #include "eval/bench.h"
+#include "kernels/bench_gemm.h"
 #include "io/load.h"
 #include "nn/forward.h"
 #include "nn/random_model.h"
@@ -54,6 +55,15 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--quick", quick, "small shapes only (a smoke test)");
   cmd->add_option("--filter", filter, "run only cases whose name contains this");
   add_common(cmd, common);
+  // Integer kernels: GEMM/GEMV per instruction-set path against OpenBLAS and oneDNN.
+  static GemmBenchOptions gemm;
+  cmd->add_option("--gemm-m", gemm.M, "int8/low-bit GEMM rows (tokens) to time")->delimiter(',');
+  cmd->add_option("--gemm-nk", gemm.NK, "int8/low-bit GEMM sizes N = K to time")->delimiter(',');
+  cmd->add_option("--gemm-seconds", gemm.seconds, "seconds per timing batch");
+  cmd->add_option("--gemm-rounds", gemm.rounds, "interleaved batches per contender (the fastest counts)");
+  cmd->add_flag("--gemm-scalar", gemm.scalar, "also time the portable scalar path");
+  cmd->add_flag("--gemm-cpu-clock", gemm.cpu_clock,
+                "time by process CPU time (with -t 1: discounts other processes on a shared machine)");
   cmd->callback([] {
     set_threads(common.threads);
     std::vector<BenchCase> cases;
@@ -68,6 +78,12 @@ void register_bench(CLI::App& app) {
                                                                                         {128, 4096, 4096},
                                                                                         {512, 4096, 4096}};
       for (auto [M, N, K] : shapes) report(bench_gemm_f32(M, N, K));
+    }
+    if (want("gemm_int8") || want("gemm_w")) {
+      if (quick) gemm.M = {16}, gemm.NK = {1024};
+      bench_gemm_cases(gemm, [&](const GemmBenchCase& c) {
+        if (want(c.name)) report({c.name, c.shape(), c.ours, c.base, c.ours_gops, c.base_gops, "GOP/s"});
+      });
     }
     if (want("fp32_e2e")) {
       std::string s260 = std::string(TQ_DEFAULT_SHARED) + "/models/stories260K/stories260K.gguf";

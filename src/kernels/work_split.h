@@ -1,0 +1,14 @@
+// How kernels share work between OpenMP threads.
+#pragma once
+#include <cstdint>
+
+namespace tq::detail {
+
+// Thread t's contiguous share of n work items. Each output is computed by one
+// thread in a fixed order, so results do not depend on the thread count.
+inline void split_range(int64_t n, int t, int nt, int64_t& begin, int64_t& end) {
+  begin = n * t / nt;
+  end = n * (t + 1) / nt;
+}
+
+}  // namespace tq::detail

@@ -1,0 +1,72 @@
+// The AMX path cannot run here (no AMX where it was written), so its tile
+// program runs on an emulator of the four tile instructions it uses, written
+// from Intel's definitions: this checks the addressing of A, B and C tiles
+// against the packed layout, not the hardware.
+#include <cstring>
+
+#include "core/rng.h"
+#include "kernel_test.h"
+#include "kernels/gemm_int8.h"
+#include "kernels/gemm_int8_amx_block.h"
+
+namespace tq {
+namespace {
+
+// Eight tiles of 16 rows × 64 bytes (the only shape the AMX path configures).
+struct EmulatedTiles {
+  static inline uint8_t tile[8][16][64];
+  template <int t>
+  static void zero() {
+    std::memset(tile[t], 0, sizeof tile[t]);
+  }
+  template <int t>
+  static void load(const void* p, int64_t stride) {
+    for (int r = 0; r < 16; r++) std::memcpy(tile[t][r], (const uint8_t*)p + r * stride, 64);
+  }
+  // TDPBUSD: C[m].dword[n] += Σ_{i<4} u8(A[m].byte[4k + i]) · s8(B[k].byte[4n + i]) over k < 16.
+  template <int c, int a, int b>
+  static void dpbusd() {
+    for (int m = 0; m < 16; m++)
+      for (int n = 0; n < 16; n++) {
+        int32_t acc;
+        std::memcpy(&acc, &tile[c][m][4 * n], 4);
+        for (int k = 0; k < 16; k++)
+          for (int i = 0; i < 4; i++) acc += (int32_t)tile[a][m][4 * k + i] * (int8_t)tile[b][k][4 * n + i];
+        std::memcpy(&tile[c][m][4 * n], &acc, 4);
+      }
+  }
+  template <int t>
+  static void store(void* p, int64_t stride) {
+    for (int r = 0; r < 16; r++) std::memcpy((uint8_t*)p + r * stride, tile[t][r], 64);
+  }
+};
+
+TEST(KernelAmx, TileProgramOnEmulator) {
+  const int64_t M = 40, O = 100, C = 150;
+  Rng rng(8);
+  std::vector<int8_t> w(O * C);
+  for (auto& v : w) v = (int8_t)(rng.below(256) - 128);
+  std::vector<float> scale(O, 1.0f);
+  Int8Packed p = pack_int8({w.data(), O, C, scale.data()});
+  // Activations as the dispatcher lays them out for AMX: 32-row blocks, depth padded to 64.
+  const int64_t lda = p.Cp, rows = 64;
+  std::vector<uint8_t> a(rows * lda, 0);
+  for (int64_t t = 0; t < M; t++)
+    for (int64_t c = 0; c < C; c++) a[t * lda + c] = (uint8_t)rng.below(256);
+  for (int64_t t0 = 0; t0 < rows; t0 += 32)
+    for (int64_t o0 = 0; o0 < p.panels() * 64; o0 += 32) {
+      std::vector<int32_t> c(32 * 32, -1);
+      detail::amx_block_sums<EmulatedTiles>(a.data() + t0 * lda, lda, p.panel(o0 / 64) + (o0 % 64 / 16) * 64,
+                                            lda / 64, c.data());
+      for (int64_t r = 0; r < 32; r++)
+        for (int64_t n = 0; n < 32; n++) {
+          int64_t want = 0;
+          if (t0 + r < M && o0 + n < O)
+            for (int64_t k = 0; k < C; k++) want += (int64_t)a[(t0 + r) * lda + k] * w[(o0 + n) * C + k];
+          ASSERT_EQ(c[r * 32 + n], want) << "row " << t0 + r << " output " << o0 + n;
+        }
+    }
+}
+
+}  // namespace
+}  // namespace tq
