@@ -78,4 +78,12 @@ void run_recipe(const Recipe& r, PassContext& ctx);
 // Runs the model over every calibration batch with the given hooks.
 void run_calibration(const Model& m, const CalibData& calib, Hooks& hooks);
 
+// Mean KL(P_ref ‖ P_model) of the output distributions over the calibration data
+// (every LM position, every image): the score of searches that pick a setting.
+double calib_kld(const Model& m, Hooks& hooks, const Model& ref, const CalibData& calib);
+
+// The rtn step of the per-token recipes (SmoothQuant, OutlierTune): per-row symmetric
+// weights, per-token dynamic symmetric activations at `sites`, head in float.
+nlohmann::json per_token_rtn_step(int w_bits, int a_bits, const std::string& sites);
+
 }  // namespace tq
