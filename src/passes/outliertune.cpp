@@ -69,7 +69,7 @@ void run_step_fold(PassContext& ctx, const nlohmann::json& p) {
   if (rho < 1) {
     clipped.sites = {Site::qkv_in, Site::up_in};
     clipped.clip_ratio = rho;
-    run_calibration(m, ctx.calib, clipped);
+    observe(m, ctx.plan, ctx.calib, clipped);
   }
   const auto& stats = rho < 1 ? clipped.stats : ctx.stats();
   const std::vector<double> no_shift(m.cfg.dim, 0.0);

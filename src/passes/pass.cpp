@@ -29,11 +29,26 @@ void run_calibration(const Model& m, const CalibData& calib, Hooks& hooks) {
   }
 }
 
+void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Observer& obs) {
+  QuantPlan transforms;
+  for (auto& [key, s] : plan.sites)
+    if (!s.pre_inv.empty()) {
+      QuantSpec t;
+      t.bits = 0;
+      t.pre_inv = s.pre_inv;
+      t.pre_shift = s.pre_shift;
+      transforms.sites[key] = t;
+    }
+  SimHook sim(transforms, m.cfg.n_layers);
+  HookChain chain(sim, obs);
+  run_calibration(m, calib, chain);
+}
+
 const std::map<std::string, SiteStats>& PassContext::stats() {
   if (!stats_) {
     TQ_CHECK_INPUT(!calib.empty(), "this recipe needs calibration data (--calib)");
     Observer obs;
-    run_calibration(model, calib, obs);
+    observe(model, plan, calib, obs);
     stats_ = std::make_unique<std::map<std::string, SiteStats>>(std::move(obs.stats));
   }
   return *stats_;

@@ -78,6 +78,10 @@ void run_recipe(const Recipe& r, PassContext& ctx);
 // Runs the model over every calibration batch with the given hooks.
 void run_calibration(const Model& m, const CalibData& calib, Hooks& hooks);
 
+// Records site statistics of the model as the plan defines it so far: the values
+// seen through the transforms earlier folds put into quantize ops (post-norm), in float.
+void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Observer& obs);
+
 // Mean KL(P_ref ‖ P_model) of the output distributions over the calibration data
 // (every LM position, every image): the score of searches that pick a setting.
 double calib_kld(const Model& m, Hooks& hooks, const Model& ref, const CalibData& calib);

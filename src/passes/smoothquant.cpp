@@ -99,7 +99,7 @@ PassDef smoothquant_pass() {
               {"alpha", 0.5, "migration strength α (the search's result replaces it)", {}, 0.0, 1.0},
               {"search", false, "pick α on a grid by the calibration KLD of the quantized model", {}},
               {"search_step", 0.1, "grid step of the α search over [0, 1]", {}, 0.01, 0.5},
-              {"w_bits", 8, "weight bits the search quantizes with and the fold's SQNR report uses", {}, 2, 8},
+              {"w_bits", 8, "weight bits the search quantizes with and the fold SQNR report uses (0: float)", {}, 0, 8},
               {"a_bits", 8, "activation bits the search quantizes with (per token)", {}, 2, 8},
           },
           run_smoothquant};
