@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "export/gguf_writer.h"
 #include "io/load.h"
 #include "nn/ops.h"
 #include "nn/random_model.h"
@@ -385,6 +386,37 @@ TEST(SmoothQuant, AlphaSearchPicksTheBestScoredGridPoint) {
   EXPECT_EQ(calib_kld(q, sim, c.fp, c.calib), best);
   EXPECT_EQ(s.plan.to_json(true)["weights"], fixed.plan.to_json(true)["weights"]);
   EXPECT_EQ(note["folds"].size(), 2u * c.fp.cfg.n_layers);
+}
+
+// The quantize command: the plan records every fold with its weight SQNR, the
+// figures count saturation, and the saved model evaluates to the same figures.
+TEST(OutlierTune, QuantizeCommandRecordsFoldsAndSaturation) {
+  test::TempDir d;
+  Model m = random_model(llama_config(32, 2, 4, 2, 48, 300, 64), 3, 0.2f);
+  write_gguf_f32(m, d.file("m.gguf"));
+  std::string text = test::write_sample_text(d);
+  auto r = test::run_cli("quantize " + d.file("m.gguf") + " --recipe w6a6-outliertune --set clip=0.5 --calib '" + text +
+                         "?limit=16' --eval '" + text + "?from=0.5' -o " + d.file("q") + " --report " + d.file("rep") +
+                         " --json " + d.file("f.json"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto figures = nlohmann::json::parse(read_text_file(d.file("f.json")));
+  EXPECT_GT(figures["saturated"].get<int64_t>(), 0);
+  EXPECT_NE(r.err.find("activation values clamped"), std::string::npos);
+  auto report = nlohmann::json::parse(read_text_file(d.file("rep/report.json")));
+  EXPECT_EQ(report["saturated"], figures["saturated"]);
+  const auto& folds = report["notes"]["step_fold"]["folds"];
+  ASSERT_EQ(folds.size(), 4u);
+  EXPECT_EQ(folds[0]["site"], "blk.0.qkv_in");
+  EXPECT_TRUE(folds[1]["weights"]["blk.0.ffn_gate.weight"].contains("sqnr_db_after"));
+  EXPECT_EQ(report["notes"]["step_fold"]["clip"], 0.5);
+  EXPECT_EQ(report["notes"]["symmetrize"]["folds"].size(), 4u);
+  auto plan = nlohmann::json::parse(read_text_file(d.file("q/plan.json")));
+  EXPECT_EQ(plan["sites"]["blk.1.up_in"]["scale"], nlohmann::json::array({1.0}));
+  EXPECT_EQ(plan["sites"]["blk.1.o_in"]["dynamic"], true);
+  auto again = test::run_cli("eval " + d.file("q") + " --data '" + text + "?from=0.5' --json -");
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_EQ(nlohmann::json::parse(again.out)["ppl"], figures["eval"]["ppl"]);
+  EXPECT_EQ(nlohmann::json::parse(again.out)["saturated"], figures["saturated"]);
 }
 
 }  // namespace tq

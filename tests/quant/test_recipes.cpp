@@ -73,11 +73,18 @@ TEST(Recipe, CliRejectsBadRecipesAndWritesNothing) {
 // Done-when 3 of the quantization core: the saved model evaluates to the same bits as the simulation.
 TEST(Recipe, SavedModelEvaluatesExactlyLikeTheSimulation) {
   test::TempDir d;
-  Model fp = random_model(llama_config(32, 2, 4, 2, 48, 300, 64), 2, 0.2f);
+  Model pre = random_model(llama_config(32, 2, 4, 2, 48, 300, 64), 2, 0.2f);
+  Config pc = pre.cfg;
+  pc.norm = NormKind::layer;
+  pc.post_norm = true;  // the folds live in the plan's quantize-op transforms
+  Model post = random_model(pc, 2, 0.2f, true);
   std::string text = test::write_sample_text(d);
   DataSpec calib = parse_data_spec(text + "?limit=20"), eval = parse_data_spec(text + "?from=0.5");
-  for (std::string name : {"w8a8-rtn", "w4a8-rtn", "w4a16-g16-rtn"}) {
-    Recipe r = parse_recipe(name);
+  for (std::string name : {"w8a8-rtn", "w4a8-rtn", "w4a16-g16-rtn", "w6a6-outliertune", "w8a8-smoothquant",
+                           "post-norm w6a6-outliertune", "post-norm w6a6-smoothquant"}) {
+    bool is_post = name.rfind("post-norm ", 0) == 0;
+    const Model& fp = is_post ? post : pre;
+    Recipe r = parse_recipe(is_post ? name.substr(10) : name);
     if (name == "w4a8-rtn") override_param(r, "a_gran", "token");
     Model m = fp;
     QuantPlan plan;
