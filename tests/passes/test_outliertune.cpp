@@ -410,6 +410,7 @@ TEST(OutlierTune, QuantizeCommandRecordsFoldsAndSaturation) {
   EXPECT_TRUE(folds[1]["weights"]["blk.0.ffn_gate.weight"].contains("sqnr_db_after"));
   EXPECT_EQ(report["notes"]["step_fold"]["clip"], 0.5);
   EXPECT_EQ(report["notes"]["symmetrize"]["folds"].size(), 4u);
+  EXPECT_NE(read_text_file(d.file("rep/report.md")).find("| step_fold | blk.1.ffn_up.weight |"), std::string::npos);
   auto plan = nlohmann::json::parse(read_text_file(d.file("q/plan.json")));
   EXPECT_EQ(plan["sites"]["blk.1.up_in"]["scale"], nlohmann::json::array({1.0}));
   EXPECT_EQ(plan["sites"]["blk.1.o_in"]["dynamic"], true);
