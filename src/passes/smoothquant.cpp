@@ -78,7 +78,10 @@ void run_smoothquant(PassContext& ctx, const nlohmann::json& p) {
       double kld = calib_kld(q, sim, ctx.model, ctx.calib);
       fmt::print(stderr, "smoothquant: alpha {:.2f}: calibration KLD {:.6f}\n", a, kld);
       scores.push_back({{"alpha", a}, {"kld", kld}});
-      if (kld < best) best = kld, alpha = a;
+      if (kld < best) {
+        best = kld;
+        alpha = a;
+      }
     }
     note["search"] = {{"score", "mean KLD of the output distributions on the calibration data"},
                       {"quantizers", fmt::format("w{} per-row sym, a{} per-token dynamic sym", wb, ab)},
