@@ -122,7 +122,7 @@ FoldRecord fold_channel_affine(Model& m, QuantPlan& plan, Site site, int layer, 
     if (shift && n.b.empty()) n.b = Tensor({C});
     for (int c = 0; c < C; c++) {
       if (scale) n.g.data[c] = (float)(n.g.data[c] / a[c]);
-      if (!n.b.empty() && (scale || shift)) n.b.data[c] = (float)((n.b.data[c] - d[c]) / a[c]);
+      if (!n.b.empty()) n.b.data[c] = (float)((n.b.data[c] - d[c]) / a[c]);
     }
   }
   if (probe.bits > 0) {

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "eval/evaluate.h"
 #include "export/gguf_writer.h"
 #include "io/load.h"
 #include "nn/ops.h"
@@ -418,6 +419,30 @@ TEST(OutlierTune, QuantizeCommandRecordsFoldsAndSaturation) {
   ASSERT_EQ(again.status, 0) << again.err;
   EXPECT_EQ(nlohmann::json::parse(again.out)["ppl"], figures["eval"]["ppl"]);
   EXPECT_EQ(nlohmann::json::parse(again.out)["saturated"], figures["saturated"]);
+}
+
+// An ordering that must hold on the bundled LM (methods.md §2.8, §6.8): at W6A6 OutlierTune
+// loses less than per-tensor RTN on the same sites (calibration and evaluation slices disjoint).
+TEST(OutlierTune, BeatsPerTensorRtnAtW6A6OnStories260K) {
+  TQ_REQUIRE_SHARED(kStories);
+  Model fp = load_model(test::shared(kStories));
+  CalibData calib = load_calib(parse_data_spec(test::shared(kStoriesText) + "?from=0.9&limit=32"), fp);
+  DataSpec eval = parse_data_spec(test::shared(kStoriesText) + "?to=0.9&limit=64");
+  auto kld = [&](const std::string& recipe, const std::vector<std::pair<std::string, nlohmann::json>>& sets) {
+    Recipe r = parse_recipe(recipe);
+    for (auto& [k, v] : sets) override_param(r, k, v);
+    Model m = fp;
+    QuantPlan plan;
+    PassContext ctx(m, plan, calib);
+    run_recipe(r, ctx);
+    Model q = simulate_weights(m, plan);
+    SimHook sim(plan, q.cfg.n_layers);
+    return evaluate(q, eval, sim, &fp).json["kld_mean"].get<double>();
+  };
+  double ot = kld("w6a6-outliertune", {});
+  double rtn = kld("w6a6-rtn", {{"sites", "qkv_in,o_in,up_in,down_in,q,k,v"}, {"head", false}});
+  std::printf("stories260K W6A6 KLD: OutlierTune %.4f, per-tensor RTN (min-max) %.4f\n", ot, rtn);
+  EXPECT_LT(ot, 0.5 * rtn);
 }
 
 }  // namespace tq
