@@ -181,9 +181,7 @@ TEST(OutlierTune, SymmetrizationIsExactAndCentres) {
     // Re-measure the mean per-call mid-range on the same data.
     Observer obs;
     obs.sites = {Site::qkv_in, Site::up_in};
-    SimHook sim(r.plan, r.m.cfg.n_layers);
-    HookChain chain(sim, obs);
-    run_calibration(r.m, c.calib, chain);
+    observe(r.m, r.plan, c.calib, obs);
     double worst = 0, before_max = 0;
     for (auto& [key, st] : obs.stats)
       for (int j = 0; j < st.cols; j++) {
