@@ -20,12 +20,6 @@ namespace {
 
 constexpr Site kNormFed[] = {Site::qkv_in, Site::up_in};
 
-const SiteStats& site_stats(const std::map<std::string, SiteStats>& stats, Site site, int layer) {
-  auto it = stats.find(site_key(site, layer));
-  if (it == stats.end()) bad_input("calibration never reached site {}", site_key(site, layer));
-  return it->second;
-}
-
 void run_symmetrize(PassContext& ctx, const nlohmann::json& p) {
   if (!p["symmetrize"]) {
     ctx.plan.notes["symmetrize"] = "off (ablation: OutlierTune without symmetrization)";

@@ -29,6 +29,12 @@ void run_calibration(const Model& m, const CalibData& calib, Hooks& hooks) {
   }
 }
 
+const SiteStats& site_stats(const std::map<std::string, SiteStats>& stats, Site site, int layer) {
+  auto it = stats.find(site_key(site, layer));
+  if (it == stats.end()) bad_input("calibration never reached site {}", site_key(site, layer));
+  return it->second;
+}
+
 void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Observer& obs) {
   QuantPlan transforms;
   for (auto& [key, s] : plan.sites)

@@ -78,6 +78,9 @@ void run_recipe(const Recipe& r, PassContext& ctx);
 // Runs the model over every calibration batch with the given hooks.
 void run_calibration(const Model& m, const CalibData& calib, Hooks& hooks);
 
+// The statistics of one site; bad_input when calibration never reached it.
+const SiteStats& site_stats(const std::map<std::string, SiteStats>& stats, Site site, int layer);
+
 // Records site statistics of the model as the plan defines it so far: the values
 // seen through the transforms earlier folds put into quantize ops (post-norm), in float.
 void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Observer& obs);

@@ -41,9 +41,7 @@ nlohmann::json smooth(Model& m, QuantPlan& plan, const std::map<std::string, Sit
   const std::vector<double> no_shift(m.cfg.dim, 0.0);
   for (int l = 0; l < m.cfg.n_layers; l++)
     for (Site site : kSmoothed) {
-      auto it = stats.find(site_key(site, l));
-      if (it == stats.end()) bad_input("calibration never reached site {}", site_key(site, l));
-      const SiteStats& st = it->second;
+      const SiteStats& st = site_stats(stats, site, l);
       SqnrProbe probe{w_bits, {}};
       if (w_bits > 0)
         for (int c = 0; c < st.cols; c++) probe.x_scale.push_back(st.col_mean_abs(c));
