@@ -20,6 +20,13 @@ TempDir::TempDir() {
 
 TempDir::~TempDir() { remove_tree(path); }
 
+std::string write_sample_text(const TempDir& d) {
+  std::string text;
+  for (int i = 0; i < 60; i++) text += "the quick brown fox " + std::to_string(i * 37 % 101) + " jumps over the lazy dog\n";
+  std::ofstream(d.file("t.txt")) << text;
+  return d.file("t.txt");
+}
+
 CliResult run_cli(const std::string& args) {
   TempDir d;
   std::string cmd = std::string(TQ_CLI_PATH) + " " + args + " >" + d.file("out") + " 2>" + d.file("err");

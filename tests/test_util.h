@@ -53,6 +53,11 @@ struct TempDir {
   std::string file(const std::string& name) const { return path + "/" + name; }
 };
 
+// Writes 60 short varied lines of text to d/t.txt (calibration and evaluation
+// data for the byte-vocabulary random models) and returns the path.
+std::string write_sample_text(const TempDir& d);
+
+
 // Runs the tquant CLI; returns its exit status and captures stdout/stderr.
 struct CliResult {
   int status;

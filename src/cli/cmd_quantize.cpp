@@ -79,7 +79,8 @@ void register_quantize(CLI::App& app) {
       figures["eval"] = e.json;
       figures["fp32_" + e.metric] = e.ref_value;
       figures["saturated"] = saturated;
-      fmt::print(stderr, "quantize: {} fp32 {:.4f} -> quantized {:.4f}\n", e.metric, e.ref_value, e.value);
+      fmt::print(stderr, "quantize: {} fp32 {:.4f} -> quantized {:.4f}; {} activation values clamped by static ranges\n",
+                 e.metric, e.ref_value, e.value, saturated);
     }
     save_tquant_dir(out, m, plan, {{"recipe", recipe.name}, {"source", path}});
     fmt::print(stderr, "quantize: wrote {} ({} bytes as stored by the plan, {:.2f} bits/weight)\n", out,

@@ -151,6 +151,24 @@ std::vector<std::string> outlier_sites(const nlohmann::json& channels, size_t k)
   return out;
 }
 
+// The weight error each fold caused (passes record {"folds": [{"weights": {name: {sqnr_db_before, sqnr_db_after}}}]}).
+struct FoldRow {
+  std::string pass, weight;
+  nlohmann::json before, after;
+};
+std::vector<FoldRow> fold_rows(const nlohmann::json& notes) {
+  std::vector<FoldRow> out;
+  if (!notes.is_object()) return out;
+  for (auto& [pass, note] : notes.items()) {
+    if (!note.is_object() || !note.contains("folds")) continue;
+    for (auto& f : note["folds"])
+      if (f.contains("weights"))
+        for (auto& [w, e] : f["weights"].items())
+          if (e.is_object()) out.push_back({pass, w, e.value("sqnr_db_before", nlohmann::json()), e.value("sqnr_db_after", nlohmann::json())});
+  }
+  return out;
+}
+
 }  // namespace
 
 void write_report(const std::string& dir, const nlohmann::json& r) {
@@ -182,6 +200,11 @@ void write_report(const std::string& dir, const nlohmann::json& r) {
   for (auto& w : r["weights"])
     md += fmt::format("| {} | {} | {} | {} |\n", w["name"].get<std::string>(), w["bits"].dump(), w["gran"].get<std::string>(),
                       num(w["sqnr_db"], 1));
+  auto folds = fold_rows(r.value("notes", nlohmann::json()));
+  if (!folds.empty()) {
+    md += "\n## Folds: weight SQNR before → after (activation-weighted, per-row RTN)\n\n| pass | weight | before dB | after dB |\n|---|---|---|---|\n";
+    for (auto& f : folds) md += fmt::format("| {} | {} | {} | {} |\n", f.pass, f.weight, num(f.before, 1), num(f.after, 1));
+  }
   write_file_atomic(dir + "/report.md", md);
 
   // HTML: the same tables plus charts.
@@ -213,6 +236,14 @@ void write_report(const std::string& dir, const nlohmann::json& r) {
                      sites[i]["scheme"].get<std::string>(), sites[i]["calibrator"].get<std::string>(),
                      num(sites[i]["sqnr_db"], 1), sites[i]["saturated"].dump());
   h += "</table>";
+  if (!folds.empty()) {
+    h += "<h2>Folds: weight SQNR before → after</h2><p>Activation-weighted, per-row round-to-nearest.</p>"
+         "<table><tr><th>pass</th><th>weight</th><th>before dB</th><th>after dB</th></tr>";
+    for (auto& f : folds)
+      h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", html_escape(f.pass), html_escape(f.weight),
+                       num(f.before, 1), num(f.after, 1));
+    h += "</table>";
+  }
   write_file_atomic(dir + "/report.html", html_page(r.value("title", "tquant report"), h));
 }
 

@@ -29,6 +29,20 @@ struct Hooks {
 };
 Hooks& no_hooks();
 
+// Two hooks in order at every site (e.g. simulate, then observe); backward in reverse.
+struct HookChain : Hooks {
+  Hooks &first, &second;
+  HookChain(Hooks& a, Hooks& b) : first(a), second(b) {}
+  void forward(Site s, int layer, float* x, int rows, int cols) override {
+    first.forward(s, layer, x, rows, cols);
+    second.forward(s, layer, x, rows, cols);
+  }
+  void backward(Site s, int layer, float* dx, int rows, int cols) override {
+    second.backward(s, layer, dx, rows, cols);
+    first.backward(s, layer, dx, rows, cols);
+  }
+};
+
 // B sequences of T tokens (or T patches for image models), all of the same length.
 struct Input {
   int B = 1, T = 0;

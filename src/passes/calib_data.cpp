@@ -1,5 +1,7 @@
 #include "core/error.h"
 #include "eval/accuracy.h"
+#include "eval/kld.h"
+#include "eval/perplexity.h"
 #include "passes/pass.h"
 
 namespace tq {
@@ -21,6 +23,15 @@ CalibData load_calib(const DataSpec& spec, const Model& m) {
   }
   if (c.empty()) bad_input("calibration data {} is empty", spec.path);
   return c;
+}
+
+double calib_kld(const Model& m, Hooks& hooks, const Model& ref, const CalibData& calib) {
+  if (!m.cfg.is_lm()) return mean_of(eval_classifier(m, calib.batches, hooks, &ref, nullptr, "score").kld);
+  std::vector<TextSeq> seqs;
+  for (const Batch& b : calib.batches)
+    for (int i = 0; i < b.B; i++)
+      seqs.push_back({std::vector<int32_t>(b.tokens.begin() + (int64_t)i * b.T, b.tokens.begin() + (int64_t)(i + 1) * b.T)});
+  return eval_lm(m, seqs, hooks, &ref, nullptr, "score").kld_mean();
 }
 
 }  // namespace tq

@@ -10,10 +10,13 @@
 
 namespace tq {
 
-PassDef rtn_pass();  // passes/rtn.cpp
+PassDef rtn_pass();          // passes/rtn.cpp
+PassDef smoothquant_pass();  // passes/smoothquant.cpp
+PassDef symmetrize_pass();   // passes/outliertune.cpp
+PassDef step_fold_pass();    // passes/outliertune.cpp
 
 const std::vector<PassDef>& all_passes() {
-  static const std::vector<PassDef> passes = {rtn_pass()};
+  static const std::vector<PassDef> passes = {rtn_pass(), smoothquant_pass(), symmetrize_pass(), step_fold_pass()};
   return passes;
 }
 
@@ -26,11 +29,32 @@ void run_calibration(const Model& m, const CalibData& calib, Hooks& hooks) {
   }
 }
 
+const SiteStats& site_stats(const std::map<std::string, SiteStats>& stats, Site site, int layer) {
+  auto it = stats.find(site_key(site, layer));
+  if (it == stats.end()) bad_input("calibration never reached site {}", site_key(site, layer));
+  return it->second;
+}
+
+void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Observer& obs) {
+  QuantPlan transforms;
+  for (auto& [key, s] : plan.sites)
+    if (!s.pre_inv.empty()) {
+      QuantSpec t;
+      t.bits = 0;
+      t.pre_inv = s.pre_inv;
+      t.pre_shift = s.pre_shift;
+      transforms.sites[key] = t;
+    }
+  SimHook sim(transforms, m.cfg.n_layers);
+  HookChain chain(sim, obs);
+  run_calibration(m, calib, chain);
+}
+
 const std::map<std::string, SiteStats>& PassContext::stats() {
   if (!stats_) {
     TQ_CHECK_INPUT(!calib.empty(), "this recipe needs calibration data (--calib)");
     Observer obs;
-    run_calibration(model, calib, obs);
+    observe(model, plan, calib, obs);
     stats_ = std::make_unique<std::map<std::string, SiteStats>>(std::move(obs.stats));
   }
   return *stats_;
@@ -91,7 +115,13 @@ Recipe recipe_from_json(const nlohmann::json& j, const std::string& name) {
 }
 
 std::vector<std::string> builtin_recipe_names() {
-  return {"wXaY-rtn (X, Y = weight/activation bits 2..8; a16 = float activations)", "wXa16-gG-rtn (group G)"};
+  return {"wXaY-rtn (X, Y = weight/activation bits 2..8; a16 = float activations)", "wXa16-gG-rtn (group G)",
+          "wXaY-smoothquant", "wXaY-outliertune"};
+}
+
+nlohmann::json per_token_rtn_step(int w_bits, int a_bits, const std::string& sites) {
+  return {{"pass", "rtn"}, {"w_bits", w_bits}, {"a_bits", a_bits}, {"a_scheme", "sym"},
+          {"a_gran", "token"}, {"sites", sites}, {"head", false}};
 }
 
 Recipe parse_recipe(const std::string& spec) {
@@ -108,6 +138,22 @@ Recipe parse_recipe(const std::string& spec) {
       step["w_scheme"] = "asym";
     }
     return recipe_from_json({{"name", spec}, {"passes", {step}}}, spec);
+  }
+  // methods.md §0.6: the norm-fed sites get the method's fold; the rest is per-token dynamic.
+  static const std::regex method(R"(w(\d+)a(\d+)-(smoothquant|outliertune))");
+  if (std::regex_match(spec, m, method)) {
+    int wb = std::stoi(m[1]), ab = std::stoi(m[2]);
+    if (wb < 2 || wb > 8 || ab < 2 || ab > 8) bad_input("recipe {}: weight and activation bits must be 2..8", spec);
+    nlohmann::json steps;
+    if (m[3] == "smoothquant") {
+      steps = {{{"pass", "smoothquant"}, {"w_bits", wb}, {"a_bits", ab}},
+               per_token_rtn_step(wb, ab, "qkv_in,o_in,up_in,down_in,q,k,v")};
+    } else {
+      steps = {{{"pass", "symmetrize"}},
+               {{"pass", "step_fold"}, {"w_bits", wb}, {"a_bits", ab}},
+               per_token_rtn_step(wb, ab, "o_in,down_in,q,k,v")};
+    }
+    return recipe_from_json({{"name", spec}, {"passes", steps}}, spec);
   }
   if (file_exists(spec)) {
     nlohmann::json j;

@@ -78,4 +78,19 @@ void run_recipe(const Recipe& r, PassContext& ctx);
 // Runs the model over every calibration batch with the given hooks.
 void run_calibration(const Model& m, const CalibData& calib, Hooks& hooks);
 
+// The statistics of one site; bad_input when calibration never reached it.
+const SiteStats& site_stats(const std::map<std::string, SiteStats>& stats, Site site, int layer);
+
+// Records site statistics of the model as the plan defines it so far: the values
+// seen through the transforms earlier folds put into quantize ops (post-norm), in float.
+void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Observer& obs);
+
+// Mean KL(P_ref ‖ P_model) of the output distributions over the calibration data
+// (every LM position, every image): the score of searches that pick a setting.
+double calib_kld(const Model& m, Hooks& hooks, const Model& ref, const CalibData& calib);
+
+// The rtn step of the per-token recipes (SmoothQuant, OutlierTune): per-row symmetric
+// weights, per-token dynamic symmetric activations at `sites`, head in float.
+nlohmann::json per_token_rtn_step(int w_bits, int a_bits, const std::string& sites);
+
 }  // namespace tq

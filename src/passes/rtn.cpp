@@ -69,9 +69,7 @@ static void run_rtn(PassContext& ctx, const nlohmann::json& p) {
         q.dynamic = true;
         q.calibrator = "dynamic";
       } else {
-        auto it = ctx.stats().find(key);
-        if (it == ctx.stats().end()) bad_input("calibration never reached site {}", key);
-        calibrate_tensor(it->second.hist, q, ac);
+        calibrate_tensor(site_stats(ctx.stats(), s, layer).hist, q, ac);
       }
       ctx.plan.sites[key] = q;
     };

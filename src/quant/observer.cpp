@@ -1,5 +1,6 @@
 #include "quant/observer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -28,6 +29,7 @@ void Observer::forward(Site site, int layer, float* x, int rows, int cols) {
       st.col_max.assign(cols, -INFINITY);
       st.col_abs_sum.assign(cols, 0.0);
       st.col_mid_sum.assign(cols, 0.0);
+      if (clip_ratio < 1) st.col_clip_absmax.assign(cols, 0.0f);
     }
   }
   if (per_channel && st.cols != cols)
@@ -49,6 +51,13 @@ void Observer::forward(Site site, int layer, float* x, int rows, int cols) {
       st.col_min[c] = std::min(st.col_min[c], mn[c]);
       st.col_max[c] = std::max(st.col_max[c], mx[c]);
       st.col_mid_sum[c] += 0.5 * ((double)mn[c] + mx[c]);
+    }
+    if (clip_ratio < 1) {
+      float lo = clip_ratio * *std::min_element(mn.begin(), mn.end());
+      float hi = clip_ratio * *std::max_element(mx.begin(), mx.end());
+      for (int c = 0; c < cols; c++)
+        st.col_clip_absmax[c] = std::max({st.col_clip_absmax[c], std::fabs(std::clamp(mn[c], lo, hi)),
+                                          std::fabs(std::clamp(mx[c], lo, hi))});
     }
   }
   st.rows += rows;

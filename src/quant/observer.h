@@ -24,9 +24,13 @@ struct SiteStats {
   std::vector<float> col_min, col_max;
   std::vector<double> col_abs_sum;  // Σ|x| (AWQ's mean magnitude)
   std::vector<double> col_mid_sum;  // Σ over calls of (max_t x + min_t x)/2 (OutlierTune's centre)
+  // With Observer::clip_ratio ρ < 1: max over calls of |x| after clamping each call to
+  // [ρ·min, ρ·max] of that call's whole tensor (OutlierTune's clip, methods.md §2.4).
+  std::vector<float> col_clip_absmax;
 
   double mean() const { return rows ? sum / ((double)rows * cols) : 0; }
   double stddev() const;
+  double col_mean_abs(int c) const { return rows ? col_abs_sum[c] / (double)rows : 0; }
   float col_absmax(int c) const { return std::max(std::fabs(col_min[c]), std::fabs(col_max[c])); }
   bool per_channel() const { return !col_min.empty(); }
 };
@@ -34,6 +38,7 @@ struct SiteStats {
 // Records statistics at the chosen sites (all by default).
 struct Observer : Hooks {
   std::set<Site> sites;  // empty: every site
+  float clip_ratio = 1;  // < 1 also gathers SiteStats::col_clip_absmax
   std::map<std::string, SiteStats> stats;
   void forward(Site site, int layer, float* x, int rows, int cols) override;
 };

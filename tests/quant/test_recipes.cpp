@@ -1,8 +1,6 @@
 // Recipes, passes, the saved model and the quantize command.
 #include <gtest/gtest.h>
 
-#include <fstream>
-
 #include "core/error.h"
 #include "eval/evaluate.h"
 #include "export/gguf_writer.h"
@@ -13,14 +11,6 @@
 
 namespace tq {
 
-namespace {
-std::string write_text(const test::TempDir& d) {
-  std::string text;
-  for (int i = 0; i < 60; i++) text += "the quick brown fox " + std::to_string(i * 37 % 101) + " jumps over the lazy dog\n";
-  std::ofstream(d.file("t.txt")) << text;
-  return d.file("t.txt");
-}
-}  // namespace
 
 TEST(Recipe, BuiltinNamesExpand) {
   Recipe r = parse_recipe("w6a8-rtn");
@@ -66,7 +56,7 @@ TEST(Recipe, CliRejectsBadRecipesAndWritesNothing) {
   test::TempDir d;
   Model m = random_model(llama_config(32, 2, 4, 2, 48, 300, 64), 1, 0.2f);
   write_gguf_f32(m, d.file("m.gguf"));
-  std::string text = write_text(d);
+  std::string text = test::write_sample_text(d);
   for (std::string recipe : {std::string("w3a17-rtn"), std::string("bogus"), d.file("t.txt")}) {
     auto r = test::run_cli("quantize " + d.file("m.gguf") + " --recipe " + recipe + " --calib " + text + " -o " +
                            d.file("out"));
@@ -83,11 +73,18 @@ TEST(Recipe, CliRejectsBadRecipesAndWritesNothing) {
 // Done-when 3 of the quantization core: the saved model evaluates to the same bits as the simulation.
 TEST(Recipe, SavedModelEvaluatesExactlyLikeTheSimulation) {
   test::TempDir d;
-  Model fp = random_model(llama_config(32, 2, 4, 2, 48, 300, 64), 2, 0.2f);
-  std::string text = write_text(d);
+  Model pre = random_model(llama_config(32, 2, 4, 2, 48, 300, 64), 2, 0.2f);
+  Config pc = pre.cfg;
+  pc.norm = NormKind::layer;
+  pc.post_norm = true;  // the folds live in the plan's quantize-op transforms
+  Model post = random_model(pc, 2, 0.2f, true);
+  std::string text = test::write_sample_text(d);
   DataSpec calib = parse_data_spec(text + "?limit=20"), eval = parse_data_spec(text + "?from=0.5");
-  for (std::string name : {"w8a8-rtn", "w4a8-rtn", "w4a16-g16-rtn"}) {
-    Recipe r = parse_recipe(name);
+  for (std::string name : {"w8a8-rtn", "w4a8-rtn", "w4a16-g16-rtn", "w6a6-outliertune", "w8a8-smoothquant",
+                           "post-norm w6a6-outliertune", "post-norm w6a6-smoothquant"}) {
+    bool is_post = name.rfind("post-norm ", 0) == 0;
+    const Model& fp = is_post ? post : pre;
+    Recipe r = parse_recipe(is_post ? name.substr(10) : name);
     if (name == "w4a8-rtn") override_param(r, "a_gran", "token");
     Model m = fp;
     QuantPlan plan;
@@ -112,7 +109,7 @@ TEST(Recipe, QuantizeCommandWritesModelAndReport) {
   test::TempDir d;
   Model m = random_model(llama_config(32, 2, 4, 2, 48, 300, 64), 3, 0.2f);
   write_gguf_f32(m, d.file("m.gguf"));
-  std::string text = write_text(d);
+  std::string text = test::write_sample_text(d);
   auto r = test::run_cli("quantize " + d.file("m.gguf") + " --recipe w8a8-rtn --calibrator percentile --calib '" +
                          text + "?limit=16' --eval '" + text + "?from=0.5' -o " + d.file("q") + " --report " +
                          d.file("rep") + " --json " + d.file("f.json"));
