@@ -88,7 +88,7 @@ static void run_int8(const Int8Acts& a, const Int8Packed& w, float* y, int32_t* 
       int64_t c = 0;
       if (t < M)
         for (; c < C; c++) dst[c] = act[t * a.ld + c] ^ flip;
-      std::memset(dst + c, 0, depth - c);
+      if (c < depth) std::memset(dst + c, 0, depth - c);
     }
     act = buf;
     lda = depth;
