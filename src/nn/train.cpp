@@ -95,6 +95,7 @@ StepLog Trainer::step() {
   for (auto& i : idx_) i = sampler.next();
   data.fill(idx_.data(), opt.batch, batch_);
   Hooks& h = hook ? *hook : no_hooks();
+  if (hook) hook->begin();
   forward(model, batch_.in, ws_, h);
   const int rows = (int)ws_.logits.dim(0), V = (int)ws_.logits.dim(1);
   if ((int)batch_.targets.size() != rows)

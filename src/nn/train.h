@@ -68,8 +68,10 @@ struct Sampler {
 };
 
 // A hook that adds a loss term of its own to the task loss (QuantTune's outlier loss):
-// its backward adds the term's gradient, value() is the term's weighted value in the last forward.
+// begin() comes before each training forward, the hook's backward adds the term's gradient,
+// value() is the term's weighted value in the last forward.
 struct LossHook : Hooks {
+  virtual void begin() = 0;
   virtual double value() const = 0;
   virtual const char* name() const = 0;
 };
