@@ -25,5 +25,8 @@ void register_inspect(CLI::App& app);
 void register_run(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_train(CLI::App& app);
+void register_finetune(CLI::App& app);
+void register_quanttune(CLI::App& app);
 
 }  // namespace tq::cli

@@ -111,13 +111,13 @@ StepLog Trainer::step() {
   backward(model, grads_, batch_.in, ws_, dlogits.data(), h);
   double norm = clip_grad_norm(grads_, opt.clip);
   float lr = lr_at(opt.schedule, adam.step);
-  double extra = hook ? hook->value() : 0.0;
-  if (!std::isfinite(task + extra) || !std::isfinite(norm))
-    run_failed("training diverged at step {}: loss {}, gradient norm {} (try a lower --lr)", adam.step + 1, task + extra,
+  double term = hook ? hook->value() : 0.0;
+  if (!std::isfinite(task + term) || !std::isfinite(norm))
+    run_failed("training diverged at step {}: loss {}, gradient norm {} (try a lower --lr)", adam.step + 1, task + term,
                norm);
   adamw_update(model, grads_, adam, opt.adam, lr);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  log.push_back({adam.step, lr, task + extra, extra, norm, secs});
+  log.push_back({adam.step, lr, task + term, term, norm, secs});
   return log.back();
 }
 
@@ -153,7 +153,7 @@ static SafeTensorOut raw_tensor(const std::string& name, const char* dtype, std:
   return o;
 }
 
-void Trainer::save(const std::string& path, const std::vector<SafeTensorOut>& extra) const {
+void Trainer::save(const std::string& path) const {
   std::vector<SafeTensorOut> out;
   for (auto& nt : named_tensors(model)) out.push_back(f32_tensor("model." + nt.name, *nt.t));
   for (auto& nt : named_tensors(const_cast<Model&>(adam.m))) out.push_back(f32_tensor("adam.m." + nt.name, *nt.t));

@@ -105,14 +105,15 @@ struct Trainer {
   AdamState adam;
   Sampler sampler;
   std::vector<StepLog> log;
+  std::vector<SafeTensorOut> extra;  // saved with every checkpoint (a tokenizer, say)
 
   Trainer(Model& m, const BatchSource& data, TrainOptions opt, LossHook* hook = nullptr);
   StepLog step();  // one update on the next batch
   // Trains up to opt.steps updates. Every `every` updates check(*this) runs and may stop the
   // run by returning false (QuantTune's guard).
   void run(int64_t every = 0, const std::function<bool(Trainer&)>& check = {});
-  // Model, moments, step, data order and loss curve; `extra` tensors travel with them.
-  void save(const std::string& path, const std::vector<SafeTensorOut>& extra = {}) const;
+  // Model, moments, step, data order, loss curve and `extra`, written atomically.
+  void save(const std::string& path) const;
   void resume(const std::string& path);
 
  private:
