@@ -36,6 +36,9 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   cmd->add_option("--checkpoint", f.opt.checkpoint, "checkpoint file (model, optimizer, data order), written atomically");
   cmd->add_option("--checkpoint-every", f.opt.checkpoint_every, "steps between checkpoints (0: only at the end)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--stop-after", f.opt.stop_after,
+                  "end this run after N steps in all, to --resume later (the schedule still spans --steps)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--resume", f.resume, "continue from --checkpoint (same flags, same threads: the same bits)");
   cmd->add_option("--log", f.log_csv, "write the loss curve as CSV");
 }

@@ -122,10 +122,11 @@ StepLog Trainer::step() {
 }
 
 void Trainer::run(int64_t every, const std::function<bool(Trainer&)>& check) {
-  Progress prog(opt.label, opt.steps - adam.step, "step");
+  const int64_t end = opt.stop_after > 0 ? std::min(opt.stop_after, opt.steps) : opt.steps;
+  Progress prog(opt.label, end - adam.step, "step");
   double secs = 0;
   int64_t done = 0;
-  while (adam.step < opt.steps) {
+  while (adam.step < end) {
     StepLog s = step();
     secs += s.seconds;
     done++;
@@ -134,8 +135,7 @@ void Trainer::run(int64_t every, const std::function<bool(Trainer&)>& check) {
     note += fmt::format(" lr {:.2e} {:.0f} tok/s", s.lr, done * opt.batch * data.tokens_per_example() / secs);
     prog.set_note(note);
     prog.add(1);
-    if (!opt.checkpoint.empty() && opt.checkpoint_every > 0 && s.step % opt.checkpoint_every == 0 &&
-        s.step < opt.steps)
+    if (!opt.checkpoint.empty() && opt.checkpoint_every > 0 && s.step % opt.checkpoint_every == 0 && s.step < end)
       save(opt.checkpoint);
     if (every > 0 && check && s.step % every == 0 && !check(*this)) break;
   }

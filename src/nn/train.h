@@ -83,6 +83,7 @@ struct TrainOptions {
   AdamW adam;
   float clip = 1.0f;  // global gradient norm; 0: no clipping
   uint64_t seed = 1;  // data order
+  int64_t stop_after = 0;  // end this run after that many updates in all (0: at steps); the schedule spans steps
   std::string checkpoint;        // file written every checkpoint_every steps and at the end (empty: none)
   int64_t checkpoint_every = 0;
   std::string label = "train";   // progress label; TQ_QUIET silences it
@@ -109,7 +110,7 @@ struct Trainer {
 
   Trainer(Model& m, const BatchSource& data, TrainOptions opt, LossHook* hook = nullptr);
   StepLog step();  // one update on the next batch
-  // Trains up to opt.steps updates. Every `every` updates check(*this) runs and may stop the
+  // Trains up to opt.steps (or opt.stop_after) updates. Every `every` updates check(*this) runs and may stop the
   // run by returning false (QuantTune's guard).
   void run(int64_t every = 0, const std::function<bool(Trainer&)>& check = {});
   // Model, moments, step, data order, loss curve and `extra`, written atomically.
