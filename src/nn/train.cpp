@@ -103,12 +103,12 @@ StepLog Trainer::step() {
   int scored = 0;
   for (int32_t t : batch_.targets) scored += t >= 0;
   TQ_CHECK_INPUT(scored > 0, "a training batch has no target to score");
-  std::vector<float> dlogits((size_t)rows * V);
-  double task =
-      cross_entropy_forward_backward(dlogits.data(), ws_.logits.ptr(), batch_.targets.data(), rows, V, 1.0f / scored) /
-      scored;
+  dlogits_.resize((size_t)rows * V);
+  double task = cross_entropy_forward_backward(dlogits_.data(), ws_.logits.ptr(), batch_.targets.data(), rows, V,
+                                               1.0f / scored) /
+                scored;
   for (auto& nt : named_tensors(grads_)) std::fill(nt.t->data.begin(), nt.t->data.end(), 0.0f);
-  backward(model, grads_, batch_.in, ws_, dlogits.data(), h);
+  backward(model, grads_, batch_.in, ws_, dlogits_.data(), h);
   double norm = clip_grad_norm(grads_, opt.clip);
   float lr = lr_at(opt.schedule, adam.step);
   double term = hook ? hook->value() : 0.0;

@@ -121,6 +121,7 @@ struct Trainer {
   Workspace ws_;
   Batch batch_;
   Model grads_;
+  std::vector<float> dlogits_;
   std::vector<int64_t> idx_;
 };
 
