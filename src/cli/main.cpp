@@ -1,8 +1,5 @@
 // tquant: make transformer models small and fast without losing accuracy.
 #include <fmt/format.h>
-#include <unistd.h>
-
-#include <cstdlib>
 
 #include "cli/common.h"
 #include "core/error.h"
@@ -32,17 +29,7 @@ void write_json(const std::string& dest, const nlohmann::json& j) {
 
 }  // namespace tq::cli
 
-// libgomp's workers spin after each parallel region and take the cores from OpenBLAS's own
-// threads: on 2 cores training ran 2.6x slower. The policy is read when libgomp loads, so
-// unless the user chose one, the process restarts itself once with passive waiting.
-static void prefer_passive_openmp(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY")) return;
-  setenv("OMP_WAIT_POLICY", "passive", 1);
-  execv("/proc/self/exe", argv);  // returns only if that failed: carry on as we are
-}
-
 int main(int argc, char** argv) {
-  prefer_passive_openmp(argv);
   CLI::App app{"tquant: quantize transformer models to 8, 6 or 4 bits and run them fast on a CPU", "tquant"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "tquant 0.1");

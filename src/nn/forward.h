@@ -39,6 +39,22 @@ struct Input {
   bool last_only = false;           // LM logits only for the last token of each sequence
 };
 
+// Owned inputs: what datasets produce and calibration and training consume.
+struct Batch {
+  int B = 0, T = 0;
+  std::vector<int32_t> tokens, types;  // [B·T]
+  std::vector<float> patches;          // [B·T·patch_dim]
+  std::vector<int32_t> labels;         // [B] class labels (classifiers)
+  Input input() const {
+    Input in;
+    in.B = B, in.T = T;
+    in.tokens = tokens.empty() ? nullptr : tokens.data();
+    in.types = types.empty() ? nullptr : types.data();
+    in.patches = patches.empty() ? nullptr : patches.data();
+    return in;
+  }
+};
+
 // Keys and values of past positions, per layer [B, max_seq, kv_dim].
 struct KVCache {
   int B = 0, max_seq = 0, len = 0;

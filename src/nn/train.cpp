@@ -22,18 +22,17 @@ TokenWindows::TokenWindows(std::vector<int32_t> s, int t) : stream(std::move(s))
 
 int64_t TokenWindows::size() const { return stream.empty() ? 0 : ((int64_t)stream.size() - 1) / T; }
 
-void TokenWindows::fill(const int64_t* idx, int n, Batch& b) const {
+void TokenWindows::fill(const int64_t* idx, int n, Batch& b, std::vector<int32_t>& targets) const {
+  b = Batch{};
+  b.B = n;
+  b.T = T;
   b.tokens.resize((size_t)n * T);
-  b.targets.resize((size_t)n * T);
+  targets.resize((size_t)n * T);
   for (int i = 0; i < n; i++) {
     const int32_t* w = stream.data() + idx[i] * T;
     std::memcpy(b.tokens.data() + (size_t)i * T, w, sizeof(int32_t) * T);
-    std::memcpy(b.targets.data() + (size_t)i * T, w + 1, sizeof(int32_t) * T);
+    std::memcpy(targets.data() + (size_t)i * T, w + 1, sizeof(int32_t) * T);
   }
-  b.in = Input{};
-  b.in.B = n;
-  b.in.T = T;
-  b.in.tokens = b.tokens.data();
 }
 
 std::vector<int32_t> token_stream(const Tokenizer& tok, const std::vector<std::string>& lines) {
@@ -45,26 +44,19 @@ std::vector<int32_t> token_stream(const Tokenizer& tok, const std::vector<std::s
   return out;
 }
 
-void LabelledExamples::fill(const int64_t* idx, int n, Batch& b) const {
-  b.targets.resize(n);
-  if (P > 0) {
-    b.patches.resize((size_t)n * T * P);
-    for (int i = 0; i < n; i++)
-      std::memcpy(b.patches.data() + (size_t)i * T * P, patches.data() + idx[i] * T * P, sizeof(float) * T * P);
-  } else {
-    b.tokens.resize((size_t)n * T);
-    for (int i = 0; i < n; i++)
-      std::memcpy(b.tokens.data() + (size_t)i * T, tokens.data() + idx[i] * T, sizeof(int32_t) * T);
+void LabelledExamples::fill(const int64_t* idx, int n, Batch& b, std::vector<int32_t>& targets) const {
+  b = Batch{};
+  b.B = n;
+  b.T = T;
+  for (int i = 0; i < n; i++) {
+    if (P > 0) {
+      b.patches.insert(b.patches.end(), patches.begin() + idx[i] * T * P, patches.begin() + (idx[i] + 1) * T * P);
+    } else {
+      b.tokens.insert(b.tokens.end(), tokens.begin() + idx[i] * T, tokens.begin() + (idx[i] + 1) * T);
+    }
+    b.labels.push_back(labels[idx[i]]);
   }
-  for (int i = 0; i < n; i++) b.targets[i] = labels[idx[i]];
-  b.in = Input{};
-  b.in.B = n;
-  b.in.T = T;
-  if (P > 0) {
-    b.in.patches = b.patches.data();
-  } else {
-    b.in.tokens = b.tokens.data();
-  }
+  targets = b.labels;
 }
 
 Sampler::Sampler(int64_t count, uint64_t seed) : rng(seed), n(count) {
@@ -93,22 +85,22 @@ StepLog Trainer::step() {
   auto t0 = std::chrono::steady_clock::now();
   idx_.resize(opt.batch);
   for (auto& i : idx_) i = sampler.next();
-  data.fill(idx_.data(), opt.batch, batch_);
+  data.fill(idx_.data(), opt.batch, batch_, targets_);
+  const Input in = batch_.input();
   Hooks& h = hook ? *hook : no_hooks();
   if (hook) hook->begin();
-  forward(model, batch_.in, ws_, h);
+  forward(model, in, ws_, h);
   const int rows = (int)ws_.logits.dim(0), V = (int)ws_.logits.dim(1);
-  if ((int)batch_.targets.size() != rows)
-    bad_input("the batch has {} targets for {} rows of logits", batch_.targets.size(), rows);
+  if ((int)targets_.size() != rows) bad_input("the batch has {} targets for {} rows of logits", targets_.size(), rows);
   int scored = 0;
-  for (int32_t t : batch_.targets) scored += t >= 0;
+  for (int32_t t : targets_) scored += t >= 0;
   TQ_CHECK_INPUT(scored > 0, "a training batch has no target to score");
   dlogits_.resize((size_t)rows * V);
-  double task = cross_entropy_forward_backward(dlogits_.data(), ws_.logits.ptr(), batch_.targets.data(), rows, V,
-                                               1.0f / scored) /
-                scored;
+  double task =
+      cross_entropy_forward_backward(dlogits_.data(), ws_.logits.ptr(), targets_.data(), rows, V, 1.0f / scored) /
+      scored;
   for (auto& nt : named_tensors(grads_)) std::fill(nt.t->data.begin(), nt.t->data.end(), 0.0f);
-  backward(model, grads_, batch_.in, ws_, dlogits_.data(), h);
+  backward(model, grads_, in, ws_, dlogits_.data(), h);
   double norm = clip_grad_norm(grads_, opt.clip);
   float lr = lr_at(opt.schedule, adam.step);
   double term = hook ? hook->value() : 0.0;
@@ -224,6 +216,7 @@ EvalResult evaluate(const Model& m, const BatchSource& data, int batch, Hooks& h
   EvalResult r;
   Workspace ws;
   Batch b;
+  std::vector<int32_t> targets;
   std::vector<int64_t> idx;
   double nll = 0;
   int64_t correct = 0;
@@ -231,11 +224,11 @@ EvalResult evaluate(const Model& m, const BatchSource& data, int batch, Hooks& h
     int n = (int)std::min<int64_t>(batch, data.size() - start);
     idx.resize(n);
     std::iota(idx.begin(), idx.end(), start);
-    data.fill(idx.data(), n, b);
-    forward(m, b.in, ws, hooks);
+    data.fill(idx.data(), n, b, targets);
+    forward(m, b.input(), ws, hooks);
     const int V = (int)ws.logits.dim(1);
     for (int64_t row = 0; row < ws.logits.dim(0); row++) {
-      int32_t t = b.targets[row];
+      int32_t t = targets[row];
       if (t < 0) continue;
       const float* lr = ws.logits.row(row);
       nll += log_softmax_row(nullptr, lr, V) - lr[t];

@@ -17,20 +17,14 @@
 
 namespace tq {
 
-// A batch and the storage its Input points into. targets has one entry per
-// logits row (−1: not scored).
-struct Batch {
-  Input in;
-  std::vector<int32_t> tokens, types, targets;
-  std::vector<float> patches;
-};
-
-// Where examples come from: the trainer picks example indices, the source fills a batch.
+// Where examples come from: the trainer picks example indices, the source fills a batch and
+// the target of every logits row (next tokens for a language model, labels for a classifier;
+// −1: not scored).
 struct BatchSource {
   virtual ~BatchSource() = default;
   virtual int64_t size() const = 0;                // examples
   virtual int64_t tokens_per_example() const = 0;  // for the tokens/s figure
-  virtual void fill(const int64_t* idx, int n, Batch& b) const = 0;
+  virtual void fill(const int64_t* idx, int n, Batch& b, std::vector<int32_t>& targets) const = 0;
 };
 
 // Language modelling: example i is the window stream[i·T, i·T + T] (T + 1 tokens); the
@@ -41,7 +35,7 @@ struct TokenWindows : BatchSource {
   TokenWindows(std::vector<int32_t> stream, int T);
   int64_t size() const override;
   int64_t tokens_per_example() const override { return T; }
-  void fill(const int64_t* idx, int n, Batch& b) const override;
+  void fill(const int64_t* idx, int n, Batch& b, std::vector<int32_t>& targets) const override;
 };
 // Lines as one stream, each line [BOS] + its tokens (the packing llama2.c trains with).
 std::vector<int32_t> token_stream(const Tokenizer& tok, const std::vector<std::string>& lines);
@@ -55,7 +49,7 @@ struct LabelledExamples : BatchSource {
   std::vector<int32_t> labels;   // [n]
   int64_t size() const override { return (int64_t)labels.size(); }
   int64_t tokens_per_example() const override { return T; }
-  void fill(const int64_t* idx, int n, Batch& b) const override;
+  void fill(const int64_t* idx, int n, Batch& b, std::vector<int32_t>& targets) const override;
 };
 
 // A seeded order over n examples: a fresh Fisher–Yates permutation from rng each epoch.
@@ -120,6 +114,7 @@ struct Trainer {
  private:
   Workspace ws_;
   Batch batch_;
+  std::vector<int32_t> targets_;
   Model grads_;
   std::vector<float> dlogits_;
   std::vector<int64_t> idx_;

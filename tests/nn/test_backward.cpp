@@ -111,7 +111,10 @@ double directional_fd(const Model& m0, const std::vector<std::vector<float>>& v,
 std::vector<float> unit_direction(size_t n, Rng& rng) {
   std::vector<float> v(n);
   double ss = 0;
-  for (auto& x : v) ss += (double)(x = (float)rng.normal()) * x;
+  for (auto& x : v) {
+    x = (float)rng.normal();
+    ss += (double)x * x;
+  }
   for (auto& x : v) x = (float)(x / std::sqrt(ss));
   return v;
 }

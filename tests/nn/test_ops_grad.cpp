@@ -155,7 +155,9 @@ TEST(OpsGrad, AttentionScoresSoftmaxCausalAndBidirectionalWithGqa) {
     };
     Vec P(H * cs.Sq * cs.Sk), dq(q.size()), dk(k.size(), 0.0);
     attention_scores_forward(P.data(), q.data(), k.data(), s, H * hd, KV * hd);
-    if (cs.causal) EXPECT_EQ(P[cs.Sk - 1], 0.0);  // the first query does not see the last key
+    if (cs.causal) {
+      EXPECT_EQ(P[cs.Sk - 1], 0.0);  // the first query does not see the last key
+    }
     attention_scores_backward(dq.data(), dk.data(), w.data(), P.data(), q.data(), k.data(), s, H * hd, KV * hd);
     check(cs.name, loss, {{"q", &q, dq}, {"k", &k, dk}});
   }

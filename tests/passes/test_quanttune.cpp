@@ -137,13 +137,14 @@ TEST(QuantTune, PlantedOutlierChannelShrinks) {
   Trainer(m, train, options(300, 1e-2f)).run();
   Workspace w0, w1;
   Batch b;
+  std::vector<int32_t> targets;
   std::vector<int64_t> idx = {0, 1, 2, 3};
-  held.fill(idx.data(), 4, b);
-  forward(m, b.in, w0);
+  held.fill(idx.data(), 4, b, targets);
+  forward(m, b.input(), w0);
   const int j = 5;
   for (int i = 0; i < c.dim; i++) m.blocks[0].up.w.row(j)[i] *= 8;
   for (int o = 0; o < c.dim; o++) m.blocks[0].down.w.row(o)[j] /= 8;
-  forward(m, b.in, w1);
+  forward(m, b.input(), w1);
   EXPECT_LT(test::rel_err(w1.logits.data, w0.logits.data), 1e-5);  // the plant does not change the function
 
   std::vector<Site> sites = {Site::down_in};
