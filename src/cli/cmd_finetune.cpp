@@ -14,6 +14,7 @@ void register_finetune(CLI::App& app) {
   static std::string path;
   static TrainFlags f;
   static Common common;
+  f.opt.label = "finetune";
   f.opt.steps = 500;
   f.opt.batch = 16;
   f.opt.schedule.lr = 1e-4f;

@@ -25,6 +25,7 @@ void register_quanttune(CLI::App& app) {
   static QuantTuneOptions q;
   static int64_t guard_every = 50;
   static double tolerance = 0.005;
+  f.opt.label = "quanttune";
   f.opt.steps = 500;
   f.opt.batch = 16;
   f.opt.schedule.lr = 1e-4f;

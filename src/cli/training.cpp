@@ -39,7 +39,7 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   cmd->add_option("--stop-after", f.opt.stop_after,
                   "end this run after N steps in all, to --resume later (the schedule still spans --steps)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_flag("--resume", f.resume, "continue from --checkpoint (same flags, same threads: the same bits)");
+  cmd->add_flag("--resume", f.resume, "continue from --checkpoint when it exists (same flags and threads: the same bits)");
   cmd->add_option("--log", f.log_csv, "write the loss curve as CSV");
 }
 

@@ -173,7 +173,10 @@ TEST(Backward, LlamaMatchesFiniteDifferences) {
   Config c = llama_config(8, 2, 4, 2, 12, 16, 16);  // GQA, RoPE, SwiGLU, RMSNorm
   check_every_tensor(random_model(c, 1, 0.3f), make_data(c, 2, 5, 2));
   c.tied_head = true;
-  check_every_tensor(random_model(c, 3, 0.3f), make_data(c, 2, 5, 4));
+  Data d = make_data(c, 2, 5, 4);
+  check_every_tensor(random_model(c, 3, 0.3f), d);
+  d.in.pos0 = 3;  // sequences that start later: RoPE's backward rotates by the same positions
+  check_every_tensor(random_model(c, 3, 0.3f), d);
 }
 
 TEST(Backward, EncoderMatchesFiniteDifferences) {
@@ -255,6 +258,7 @@ TEST(Backward, HooksReceiveTheGradientOfTheirSite) {
   check_hooks(random_model(c, 11, 0.3f), make_data(c, 2, 5, 12));
   Config e = vit_config();
   check_hooks(random_model(e, 13, 0.3f, true), make_data(e, 3, 4, 14));
+  check_hooks(bert_model(15), make_data(bert_config(), 3, 4, 16));  // the pooler's tanh sits before head_in
 }
 
 // Without a cache, a sequence that starts at position pos0 sees only its own past: with
