@@ -212,8 +212,8 @@ void Trainer::resume(const std::string& path) {
                "uninterrupted run\n", path, meta("threads"), num_threads());
 }
 
-EvalResult evaluate(const Model& m, const BatchSource& data, int batch, Hooks& hooks) {
-  EvalResult r;
+TaskLoss task_loss(const Model& m, const BatchSource& data, int batch, Hooks& hooks) {
+  TaskLoss r;
   Workspace ws;
   Batch b;
   std::vector<int32_t> targets;

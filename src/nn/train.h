@@ -121,11 +121,11 @@ struct Trainer {
 };
 
 // Mean task loss and top-1 accuracy over the scored rows of every example, in order.
-struct EvalResult {
+struct TaskLoss {
   double loss = 0, accuracy = 0;
   int64_t rows = 0;
 };
-EvalResult evaluate(const Model& m, const BatchSource& data, int batch, Hooks& hooks = no_hooks());
+TaskLoss task_loss(const Model& m, const BatchSource& data, int batch, Hooks& hooks = no_hooks());
 
 // A fresh model for training from scratch: weights N(0, 0.02²), the projections into the
 // residual stream (attn_output, ffn_down) scaled by 1/√(2·layers), norm gains 1, biases 0.

@@ -112,14 +112,14 @@ struct ErrorHook : Hooks {
 std::vector<SiteRange> site_ranges(const Model& m, const BatchSource& data, int batch, const std::vector<Site>& sites,
                                    double k) {
   RangeHook rh(sites);
-  evaluate(m, data, batch, rh);
+  task_loss(m, data, batch, rh);
   for (auto& [key, sr] : rh.r) {
     sr.mean = rh.s[key] / rh.n[key];
     sr.std = std::sqrt(std::max(0.0, rh.ss[key] / rh.n[key] - sr.mean * sr.mean));
     sr.dr = sr.std > 0 ? (sr.max - sr.min) / (2 * k * sr.std) : 0;
   }
   ErrorHook eh(rh.r);
-  evaluate(m, data, batch, eh);
+  task_loss(m, data, batch, eh);
   std::vector<SiteRange> out;
   for (auto& [key, sr] : rh.r) {
     double ns = eh.noise[key];

@@ -179,12 +179,12 @@ TEST(Trainer, ClassifierLearnsSyntheticLabels) {
       for (int p = 0; p < 6; p++) data.patches.push_back((float)rng.normal() * 0.5f + (p % 3 == label ? 1.0f : 0.0f));
     data.labels.push_back(label);
   }
-  EvalResult before = evaluate(m, data, 16);
+  TaskLoss before = task_loss(m, data, 16);
   TrainOptions o = small_options(80);
   o.batch = 8;
   Trainer t(m, data, o);
   t.run();
-  EvalResult after = evaluate(m, data, 16);
+  TaskLoss after = task_loss(m, data, 16);
   EXPECT_EQ(after.rows, 96);
   EXPECT_LT(after.loss, 0.5 * before.loss);
   EXPECT_GT(after.accuracy, 0.9);

@@ -149,7 +149,7 @@ TEST(QuantTune, PlantedOutlierChannelShrinks) {
 
   std::vector<Site> sites = {Site::down_in};
   auto before = site_ranges(m, held, 8, sites, 3.0);
-  double loss_before = evaluate(m, held, 8).loss;
+  double loss_before = task_loss(m, held, 8).loss;
   Model plain = m, tuned = m;
   Trainer(plain, train, options(100, 3e-3f)).run();
   OutlierLossHook hook(QuantTuneOptions{});
@@ -162,8 +162,8 @@ TEST(QuantTune, PlantedOutlierChannelShrinks) {
   EXPECT_LT(rq.dr, 0.7 * r0.dr);
   EXPECT_LT(rq.dr, 0.7 * rp.dr);
   EXPECT_GT(rq.sqnr_db, r0.sqnr_db + 3.0);
-  double loss_after = evaluate(tuned, held, 8).loss;
-  RecordProperty("loss", testing::PrintToString(std::vector<double>{loss_before, evaluate(plain, held, 8).loss, loss_after}));
+  double loss_after = task_loss(tuned, held, 8).loss;
+  RecordProperty("loss", testing::PrintToString(std::vector<double>{loss_before, task_loss(plain, held, 8).loss, loss_after}));
   EXPECT_LE(loss_after, loss_before * 1.005);
 }
 
