@@ -55,14 +55,15 @@ LmSplit split_lines(const TrainFlags& f) {
   TQ_CHECK_INPUT(f.offset <= (int64_t)all.size(), "--offset {} is beyond the {} lines of {}", f.offset, all.size(),
                  f.data);
   int64_t end = f.limit > 0 ? std::min<int64_t>(all.size(), f.offset + f.limit) : (int64_t)all.size();
-  int64_t n = end - f.offset, held = (int64_t)(n * f.holdout), fit = n - held;
+  // The held-out tail starts at ⌊(1 − holdout)·n⌋: the line a data spec's from=0.9 names.
+  int64_t n = end - f.offset, fit = (int64_t)((1 - f.holdout) * n);
   TQ_CHECK_INPUT(fit > 0, "{} gives no lines to train on", f.data);
   LmSplit s;
   s.fit.assign(all.begin() + f.offset, all.begin() + f.offset + fit);
   s.first_line = f.offset;
   s.held.path = f.data;
   s.held.offset = f.offset + fit;
-  s.held.limit = held;
+  s.held.limit = n - fit;
   s.held.ctx = f.ctx;
   return s;
 }
