@@ -52,10 +52,7 @@ void register_quanttune(CLI::App& app) {
     TQ_CHECK_INPUT(split.held.limit > 0, "the pool of {} lines is too small to hold out a guard tenth",
                    split.fit.size());
     TokenWindows data(token_stream(m.tok, split.fit), f.ctx);
-    std::vector<std::string> guard_lines = read_lines(f.data);
-    guard_lines = std::vector<std::string>(guard_lines.begin() + split.held.offset,
-                                           guard_lines.begin() + split.held.offset + split.held.limit);
-    TokenWindows guard(token_stream(m.tok, guard_lines), f.ctx);
+    TokenWindows guard(token_stream(m.tok, split.held_lines), f.ctx);
     auto ranges_before = site_ranges(m, guard, f.opt.batch, q.sites, q.k);
     const double base = held_out_ppl(m, split, "guard");
 

@@ -60,6 +60,7 @@ LmSplit split_lines(const TrainFlags& f) {
   TQ_CHECK_INPUT(fit > 0, "{} gives no lines to train on", f.data);
   LmSplit s;
   s.fit.assign(all.begin() + f.offset, all.begin() + f.offset + fit);
+  s.held_lines.assign(all.begin() + f.offset + fit, all.begin() + end);
   s.first_line = f.offset;
   s.held.path = f.data;
   s.held.offset = f.offset + fit;

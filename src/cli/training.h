@@ -24,10 +24,10 @@ struct TrainFlags {
 void add_train_flags(CLI::App* cmd, TrainFlags& f);
 TrainOptions train_options(const TrainFlags& f);
 
-// The lines of --data (after --offset/--limit): those to fit, and the held-out tail as a
+// The lines of --data (after --offset/--limit): those to fit, and the held-out tail, also as a
 // lines-protocol spec of at most ctx tokens per line.
 struct LmSplit {
-  std::vector<std::string> fit;
+  std::vector<std::string> fit, held_lines;
   DataSpec held;
   int64_t first_line = 0;  // index of the first fitted line in the file's non-empty lines
 };
