@@ -36,5 +36,8 @@ void register_eval(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_diagnose(CLI::App& app);
+void register_train(CLI::App& app);
+void register_finetune(CLI::App& app);
+void register_quanttune(CLI::App& app);
 
 }  // namespace tq::cli

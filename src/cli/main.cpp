@@ -39,6 +39,9 @@ int main(int argc, char** argv) {
   tq::cli::register_quantize(app);
   tq::cli::register_diagnose(app);
   tq::cli::register_bench(app);
+  tq::cli::register_train(app);
+  tq::cli::register_finetune(app);
+  tq::cli::register_quanttune(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,5 +1,6 @@
 #include "nn/forward.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -16,6 +17,20 @@ std::optional<Site> site_from_name(std::string_view name) {
   for (int i = 0; i < kNumSites; i++)
     if (name == kSiteNames[i]) return (Site)i;
   return std::nullopt;
+}
+
+std::vector<Site> parse_sites(std::string_view list) {
+  std::vector<Site> out;
+  while (!list.empty()) {
+    size_t end = std::min(list.find(','), list.size());
+    std::string_view name = list.substr(0, end);
+    list.remove_prefix(std::min(end + 1, list.size()));
+    if (name.empty()) continue;
+    auto s = site_from_name(name);
+    if (!s) bad_input("unknown site '{}' (qkv_in, q, k, v, probs, o_in, up_in, down_in, head_in)", name);
+    if (std::find(out.begin(), out.end(), *s) == out.end()) out.push_back(*s);
+  }
+  return out;
 }
 
 Hooks& no_hooks() {
@@ -82,46 +97,45 @@ static void lin_backward(const Linear& l, Linear& dl, float* dx, const float* dy
     for (int64_t i = 0; i < (int64_t)N * l.in(); i++) dx[i] += dst[i];
 }
 
+// Row ids into the position table ([B·S]) and the token-type table (zeros when absent).
+static std::vector<int32_t> position_ids(const Config& c, int B, int S, int pos0) {
+  std::vector<int32_t> ids((size_t)B * S);
+  for (int b = 0; b < B; b++)
+    for (int s = 0; s < S; s++) ids[(size_t)b * S + s] = pos0 + s + c.pos_offset;
+  return ids;
+}
+static std::vector<int32_t> type_ids(const Input& in, int64_t N) {
+  return in.types ? std::vector<int32_t>(in.types, in.types + N) : std::vector<int32_t>(N, 0);
+}
+
 static void embed_forward(const Model& m, const Input& in, Workspace& ws, int pos0) {
   const Config& c = m.cfg;
   const int B = in.B, T = in.T, S = ws.S, D = c.dim;
-  float* x = need(ws.x, {(int64_t)B * S, D});
+  const int64_t N = (int64_t)B * S;
+  float* x = need(ws.x, {N, D});
   if (c.embed == EmbedKind::tokens) {
-    for (int64_t n = 0; n < (int64_t)B * T; n++) {
-      int32_t t = in.tokens[n];
-      if (t < 0 || t >= c.vocab) bad_input("token id {} is outside the vocabulary of {}", t, c.vocab);
-      std::memcpy(x + n * D, m.tok_embd.row(t), sizeof(float) * D);
-    }
+    for (int64_t n = 0; n < (int64_t)B * T; n++)
+      if (in.tokens[n] < 0 || in.tokens[n] >= c.vocab)
+        bad_input("token id {} is outside the vocabulary of {}", in.tokens[n], c.vocab);
+    embedding_forward(x, m.tok_embd.ptr(), in.tokens, N, D, false);
   } else {
     TQ_CHECK_INPUT(in.patches, "this model takes images, not tokens");
-    for (int b = 0; b < B; b++) {
-      float* xb = x + (int64_t)b * S * D;
-      if (c.cls_token) std::memcpy(xb, m.cls.ptr(), sizeof(float) * D);
-      lin_forward(m.patch_embd, xb + (c.cls_token ? D : 0), in.patches + (int64_t)b * T * c.patch_dim, T);
-    }
+    patch_embed_forward(x, in.patches, m.patch_embd.w.ptr(), m.patch_embd.b.empty() ? nullptr : m.patch_embd.b.ptr(),
+                        c.cls_token ? m.cls.ptr() : nullptr, B, T, c.patch_dim, D);
   }
   if (c.pos == PosKind::learned) {
-    for (int b = 0; b < B; b++)
-      for (int s = 0; s < S; s++) {
-        int64_t p = pos0 + s + c.pos_offset;
-        if (p >= m.pos_embd.dim(0))
-          bad_input("position {} is beyond the {} positions this model knows", p - c.pos_offset,
-                    m.pos_embd.dim(0) - c.pos_offset);
-        const float* pe = m.pos_embd.row(p);
-        float* xr = x + ((int64_t)b * S + s) * D;
-        for (int d = 0; d < D; d++) xr[d] += pe[d];
-      }
+    if (pos0 + S + c.pos_offset > m.pos_embd.dim(0))
+      bad_input("position {} is beyond the {} positions this model knows", pos0 + S - 1,
+                m.pos_embd.dim(0) - c.pos_offset);
+    embedding_forward(x, m.pos_embd.ptr(), position_ids(c, B, S, pos0).data(), N, D, true);
   }
   if (!m.type_embd.empty()) {
-    for (int64_t n = 0; n < (int64_t)B * S; n++) {
-      int32_t t = in.types ? in.types[n] : 0;
+    std::vector<int32_t> types = type_ids(in, N);
+    for (int32_t t : types)
       if (t < 0 || t >= m.type_embd.dim(0)) bad_input("token type {} is out of range", t);
-      const float* te = m.type_embd.row(t);
-      for (int d = 0; d < D; d++) x[n * D + d] += te[d];
-    }
+    embedding_forward(x, m.type_embd.ptr(), types.data(), N, D, true);
   }
   if (!m.embd_norm.g.empty()) {
-    int64_t N = (int64_t)B * S;
     std::memcpy(need(ws.emb_sum, {N, D}), x, sizeof(float) * N * D);
     norm_forward(c, m.embd_norm, x, need(ws.emb_mean, {N}), need(ws.emb_rstd, {N}), ws.emb_sum.ptr(), N);
   }
@@ -174,7 +188,7 @@ static void block_forward(const Model& m, int l, const Input& in, Workspace& ws,
     Sk = pos0 + S;
     kv_batch_stride = (int64_t)cache->max_seq * kvd;
   }
-  AttnShape shp{S, Sk, H, c.n_kv_heads, hd, pos0, c.causal};
+  AttnShape shp{S, Sk, H, c.n_kv_heads, hd, Sk - S, c.causal};
   const int64_t psz = (int64_t)H * S * Sk;
   float* p = need(A.p, {B, H, S, Sk});
   for (int b = 0; b < B; b++)
@@ -255,24 +269,12 @@ void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks, KVCac
   } else {
     rows = B;
     float* pooled = need(ws.pooled, {B, D});
-    for (int b = 0; b < B; b++) {
-      float* pr = pooled + (int64_t)b * D;
-      const float* xb = xf + (int64_t)b * S * D;
-      if (c.pool == PoolKind::first) {
-        std::memcpy(pr, xb, sizeof(float) * D);
-      } else {
-        for (int d = 0; d < D; d++) {
-          double s = 0;
-          for (int t = 0; t < S; t++) s += xb[(int64_t)t * D + d];
-          pr[d] = (float)(s / S);
-        }
-      }
-    }
+    pool_forward(pooled, xf, B, S, D, c.pool);
     hin = need(ws.head_in, {B, D});
     if (c.pooler) {
       float* pre = need(ws.pool_pre, {B, D});
       lin_forward(m.pooler_fc, pre, pooled, B);
-      for (int64_t i = 0; i < (int64_t)B * D; i++) hin[i] = std::tanh(pre[i]);
+      tanh_forward(hin, pre, (int64_t)B * D);
     } else {
       std::memcpy(hin, pooled, sizeof(float) * B * D);
     }
@@ -282,7 +284,7 @@ void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks, KVCac
   linear_forward(logits, hin, m.head_w().ptr(), m.head.b.empty() ? nullptr : m.head.b.ptr(), rows, D, c.n_out);
 }
 
-static void block_backward(const Model& m, Model& gm, int l, Workspace& ws, Hooks& hooks, float* dx) {
+static void block_backward(const Model& m, Model& gm, int l, Workspace& ws, Hooks& hooks, float* dx, int pos0) {
   const Config& c = m.cfg;
   const Block& bl = m.blocks[l];
   Block& gb = gm.blocks[l];
@@ -339,8 +341,8 @@ static void block_backward(const Model& m, Model& gm, int l, Workspace& ws, Hook
   hooks.backward(Site::k, l, dk.data(), N, kvd);
   hooks.backward(Site::v, l, dv.data(), N, kvd);
   if (c.pos == PosKind::rope) {
-    rope_backward(dq.data(), N, S, 0, H, hd, c.rope_theta, c.rope_layout);
-    rope_backward(dk.data(), N, S, 0, c.n_kv_heads, hd, c.rope_theta, c.rope_layout);
+    rope_backward(dq.data(), N, S, pos0, H, hd, c.rope_theta, c.rope_layout);
+    rope_backward(dk.data(), N, S, pos0, c.n_kv_heads, hd, c.rope_theta, c.rope_layout);
   }
   std::vector<float> da(ND);
   lin_backward(bl.q, gb.q, da.data(), dq.data(), A.a.ptr(), N, false, scratch);
@@ -375,23 +377,13 @@ void backward(const Model& m, Model& gm, const Input& in, Workspace& ws, const f
     }
   } else {
     std::vector<float> dpooled(dhin);
-    if (c.pooler) {
-      std::vector<float> dpre((size_t)B * D);
-      for (int64_t i = 0; i < (int64_t)B * D; i++) {
-        float t = ws.head_in.data[i];
-        dpre[i] = dhin[i] * (1.0f - t * t);
-      }
+    if (c.pooler) {  // tanh's output recomputed: head_in may have been changed by a hook
+      std::vector<float> t((size_t)B * D), dpre((size_t)B * D);
+      tanh_forward(t.data(), ws.pool_pre.ptr(), (int64_t)B * D);
+      tanh_backward(dpre.data(), dhin.data(), t.data(), (int64_t)B * D);
       lin_backward(m.pooler_fc, gm.pooler_fc, dpooled.data(), dpre.data(), ws.pooled.ptr(), B, false, scratch);
     }
-    for (int b = 0; b < B; b++)
-      for (int d = 0; d < D; d++) {
-        float g = dpooled[(int64_t)b * D + d];
-        if (c.pool == PoolKind::first) {
-          dxf[(int64_t)b * S * D + d] += g;
-        } else {
-          for (int t = 0; t < S; t++) dxf[((int64_t)b * S + t) * D + d] += g / S;
-        }
-      }
+    pool_backward(dxf.data(), dpooled.data(), B, S, D, c.pool);
   }
   std::vector<float> dx((size_t)N * D);
   if (!m.final_norm.g.empty()) {
@@ -400,7 +392,7 @@ void backward(const Model& m, Model& gm, const Input& in, Workspace& ws, const f
   } else {
     dx = dxf;
   }
-  for (int l = c.n_layers - 1; l >= 0; l--) block_backward(m, gm, l, ws, hooks, dx.data());
+  for (int l = c.n_layers - 1; l >= 0; l--) block_backward(m, gm, l, ws, hooks, dx.data(), in.pos0);
 
   // Embeddings.
   if (!m.embd_norm.g.empty()) {
@@ -409,31 +401,14 @@ void backward(const Model& m, Model& gm, const Input& in, Workspace& ws, const f
                   ws.emb_rstd.ptr(), N);
     dx = dsum;
   }
-  for (int64_t n = 0; n < N; n++) {
-    const float* g = dx.data() + n * D;
-    if (c.pos == PosKind::learned) {
-      float* pe = gm.pos_embd.row(in.pos0 + n % S + c.pos_offset);
-      for (int d = 0; d < D; d++) pe[d] += g[d];
-    }
-    if (!m.type_embd.empty()) {
-      float* te = gm.type_embd.row(in.types ? in.types[n] : 0);
-      for (int d = 0; d < D; d++) te[d] += g[d];
-    }
-  }
+  if (c.pos == PosKind::learned)
+    embedding_backward(gm.pos_embd.ptr(), dx.data(), position_ids(c, B, S, in.pos0).data(), N, D);
+  if (!m.type_embd.empty()) embedding_backward(gm.type_embd.ptr(), dx.data(), type_ids(in, N).data(), N, D);
   if (c.embed == EmbedKind::tokens) {
-    for (int64_t n = 0; n < N; n++) {
-      float* te = gm.tok_embd.row(in.tokens[n]);
-      for (int d = 0; d < D; d++) te[d] += dx[n * D + d];
-    }
+    embedding_backward(gm.tok_embd.ptr(), dx.data(), in.tokens, N, D);
   } else {
-    const int T = ws.T, off = c.cls_token ? 1 : 0;
-    for (int b = 0; b < B; b++) {
-      const float* db = dx.data() + (int64_t)b * S * D;
-      if (c.cls_token)
-        for (int d = 0; d < D; d++) gm.cls.data[d] += db[d];
-      lin_backward(m.patch_embd, gm.patch_embd, nullptr, db + off * D, in.patches + (int64_t)b * T * c.patch_dim, T,
-                   false, scratch);
-    }
+    patch_embed_backward(gm.patch_embd.w.ptr(), gm.patch_embd.b.empty() ? nullptr : gm.patch_embd.b.ptr(),
+                         c.cls_token ? gm.cls.ptr() : nullptr, dx.data(), in.patches, B, ws.T, c.patch_dim, D);
   }
 }
 

@@ -8,56 +8,81 @@
 
 namespace tq {
 
-void linear_forward(float* y, const float* x, const float* W, const float* b, int N, int C, int O) {
+// Loops over fewer elements than this stay on one thread: a parallel region costs more than
+// the work (a decoded token, the small shapes of the tests). Rows are independent, so the
+// results are the same either way.
+constexpr int64_t kParallelMin = 1 << 15;
+
+// BLAS by scalar type, row-major.
+static void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                 float beta, float* C, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+              B, ldb, beta, C, ldc);
+}
+static void gemm(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B,
+                 int ldb, double beta, double* C, int ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+              B, ldb, beta, C, ldc);
+}
+static void gemv(int M, int N, float alpha, const float* A, const float* x, float beta, float* y) {
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, M, N, alpha, A, N, x, 1, beta, y, 1);
+}
+static void gemv(int M, int N, double alpha, const double* A, const double* x, double beta, double* y) {
+  cblas_dgemv(CblasRowMajor, CblasNoTrans, M, N, alpha, A, N, x, 1, beta, y, 1);
+}
+
+template <class T>
+void linear_forward(T* y, const T* x, const T* W, const T* b, int N, int C, int O) {
   if (b) {
-    for (int n = 0; n < N; n++) std::memcpy(y + (int64_t)n * O, b, sizeof(float) * O);
+    for (int n = 0; n < N; n++) std::memcpy(y + (int64_t)n * O, b, sizeof(T) * O);
   }
   if (N == 1) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, O, C, 1.0f, W, C, x, 1, b ? 1.0f : 0.0f, y, 1);
+    gemv(O, C, T(1), W, x, b ? T(1) : T(0), y);
   } else {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, C, 1.0f, x, C, W, C, b ? 1.0f : 0.0f, y, O);
+    gemm(false, true, N, O, C, T(1), x, C, W, C, b ? T(1) : T(0), y, O);
   }
 }
 
-void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W, int N, int C,
-                     int O) {
-  if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, O, 1.0f, dy, O, W, C, 0.0f, dx, C);
-  if (dW) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, C, N, 1.0f, dy, O, x, C, 1.0f, dW, C);
+template <class T>
+void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int N, int C, int O) {
+  if (dx) gemm(false, false, N, C, O, T(1), dy, O, W, C, T(0), dx, C);
+  if (dW) gemm(true, false, O, C, N, T(1), dy, O, x, C, T(1), dW, C);
   if (db) {
     for (int n = 0; n < N; n++) {
-      const float* r = dy + (int64_t)n * O;
+      const T* r = dy + (int64_t)n * O;
       for (int o = 0; o < O; o++) db[o] += r[o];
     }
   }
 }
 
-void rmsnorm_forward(float* y, float* rstd, const float* x, const float* g, const float* b, int N, int C, float eps) {
-#pragma omp parallel for schedule(static)
+template <class T>
+void rmsnorm_forward(T* y, T* rstd, const T* x, const T* g, const T* b, int N, int C, float eps) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * C > kParallelMin)
   for (int n = 0; n < N; n++) {
-    const float* xr = x + (int64_t)n * C;
-    float* yr = y + (int64_t)n * C;
+    const T* xr = x + (int64_t)n * C;
+    T* yr = y + (int64_t)n * C;
     double ss = 0;
     for (int c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
-    float r = (float)(1.0 / std::sqrt(ss / C + eps));
+    T r = (T)(1.0 / std::sqrt(ss / C + eps));
     if (rstd) rstd[n] = r;
-    for (int c = 0; c < C; c++) yr[c] = xr[c] * r * g[c] + (b ? b[c] : 0.0f);
+    for (int c = 0; c < C; c++) yr[c] = xr[c] * r * g[c] + (b ? b[c] : T(0));
   }
 }
 
-void rmsnorm_backward(float* dx, float* dg, float* db, const float* dy, const float* x, const float* rstd,
-                      const float* g, int N, int C) {
+template <class T>
+void rmsnorm_backward(T* dx, T* dg, T* db, const T* dy, const T* x, const T* rstd, const T* g, int N, int C) {
   if (dx) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)N * C > kParallelMin)
     for (int n = 0; n < N; n++) {
-      const float *xr = x + (int64_t)n * C, *dyr = dy + (int64_t)n * C;
-      float* dxr = dx + (int64_t)n * C;
+      const T *xr = x + (int64_t)n * C, *dyr = dy + (int64_t)n * C;
+      T* dxr = dx + (int64_t)n * C;
       double r = rstd[n], dot = 0;  // dot = Σ dy·g·x̂
       for (int c = 0; c < C; c++) dot += (double)dyr[c] * g[c] * xr[c] * r;
-      for (int c = 0; c < C; c++) dxr[c] = (float)(r * (dyr[c] * g[c] - xr[c] * r * dot / C));
+      for (int c = 0; c < C; c++) dxr[c] = (T)(r * (dyr[c] * g[c] - xr[c] * r * dot / C));
     }
   }
   for (int n = 0; n < N; n++) {  // serial over rows: a fixed summation order
-    const float *xr = x + (int64_t)n * C, *dyr = dy + (int64_t)n * C;
+    const T *xr = x + (int64_t)n * C, *dyr = dy + (int64_t)n * C;
     for (int c = 0; c < C; c++) {
       if (dg) dg[c] += dyr[c] * xr[c] * rstd[n];
       if (db) db[c] += dyr[c];
@@ -65,30 +90,31 @@ void rmsnorm_backward(float* dx, float* dg, float* db, const float* dy, const fl
   }
 }
 
-void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* g, const float* b, int N, int C,
-                       float eps) {
-#pragma omp parallel for schedule(static)
+template <class T>
+void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* g, const T* b, int N, int C, float eps) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * C > kParallelMin)
   for (int n = 0; n < N; n++) {
-    const float* xr = x + (int64_t)n * C;
-    float* yr = y + (int64_t)n * C;
+    const T* xr = x + (int64_t)n * C;
+    T* yr = y + (int64_t)n * C;
     double s = 0;
     for (int c = 0; c < C; c++) s += xr[c];
     double m = s / C, v = 0;
     for (int c = 0; c < C; c++) v += (xr[c] - m) * (xr[c] - m);
-    float r = (float)(1.0 / std::sqrt(v / C + eps));
-    if (mean) mean[n] = (float)m;
+    T r = (T)(1.0 / std::sqrt(v / C + eps));
+    if (mean) mean[n] = (T)m;
     if (rstd) rstd[n] = r;
-    for (int c = 0; c < C; c++) yr[c] = (float)(xr[c] - m) * r * g[c] + (b ? b[c] : 0.0f);
+    for (int c = 0; c < C; c++) yr[c] = (T)(xr[c] - m) * r * g[c] + (b ? b[c] : T(0));
   }
 }
 
-void layernorm_backward(float* dx, float* dg, float* db, const float* dy, const float* x, const float* mean,
-                        const float* rstd, const float* g, int N, int C) {
+template <class T>
+void layernorm_backward(T* dx, T* dg, T* db, const T* dy, const T* x, const T* mean, const T* rstd, const T* g,
+                        int N, int C) {
   if (dx) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)N * C > kParallelMin)
     for (int n = 0; n < N; n++) {
-      const float *xr = x + (int64_t)n * C, *dyr = dy + (int64_t)n * C;
-      float* dxr = dx + (int64_t)n * C;
+      const T *xr = x + (int64_t)n * C, *dyr = dy + (int64_t)n * C;
+      T* dxr = dx + (int64_t)n * C;
       double m = mean[n], r = rstd[n], s1 = 0, s2 = 0;  // s1 = Σ dŷ, s2 = Σ dŷ·x̂
       for (int c = 0; c < C; c++) {
         double dh = (double)dyr[c] * g[c], xh = (xr[c] - m) * r;
@@ -97,12 +123,12 @@ void layernorm_backward(float* dx, float* dg, float* db, const float* dy, const 
       }
       for (int c = 0; c < C; c++) {
         double dh = (double)dyr[c] * g[c], xh = (xr[c] - m) * r;
-        dxr[c] = (float)(r * (dh - s1 / C - xh * s2 / C));
+        dxr[c] = (T)(r * (dh - s1 / C - xh * s2 / C));
       }
     }
   }
   for (int n = 0; n < N; n++) {
-    const float *xr = x + (int64_t)n * C, *dyr = dy + (int64_t)n * C;
+    const T *xr = x + (int64_t)n * C, *dyr = dy + (int64_t)n * C;
     for (int c = 0; c < C; c++) {
       if (dg) dg[c] += dyr[c] * (xr[c] - mean[n]) * rstd[n];
       if (db) db[c] += dyr[c];
@@ -111,23 +137,23 @@ void layernorm_backward(float* dx, float* dg, float* db, const float* dy, const 
 }
 
 // Rotates pairs of each head by angle pos·θ^(−2i/hd); sign = −1 rotates back (the backward).
-static void rope_rotate(float* x, int N, int seq, int pos0, int H, int hd, float theta, RopeLayout layout,
-                        float sign) {
+template <class T>
+static void rope_rotate(T* x, int N, int seq, int pos0, int H, int hd, float theta, RopeLayout layout, T sign) {
   int half = hd / 2;
-  std::vector<float> inv_freq(half);
-  for (int i = 0; i < half; i++) inv_freq[i] = (float)std::pow((double)theta, -2.0 * i / hd);
-#pragma omp parallel for schedule(static)
+  std::vector<T> inv_freq(half);
+  for (int i = 0; i < half; i++) inv_freq[i] = (T)std::pow((double)theta, -2.0 * i / hd);
+#pragma omp parallel for schedule(static) if ((int64_t)N * H * hd > kParallelMin)
   for (int n = 0; n < N; n++) {
     int pos = pos0 + n % seq;
-    float* row = x + (int64_t)n * H * hd;
+    T* row = x + (int64_t)n * H * hd;
     for (int i = 0; i < half; i++) {
-      float a = pos * inv_freq[i];
-      float c = std::cos(a), s = sign * std::sin(a);
+      T a = pos * inv_freq[i];
+      T c = std::cos(a), s = sign * std::sin(a);
       for (int h = 0; h < H; h++) {
-        float* p = row + h * hd;
+        T* p = row + h * hd;
         int i0 = layout == RopeLayout::pairs ? 2 * i : i;
         int i1 = layout == RopeLayout::pairs ? 2 * i + 1 : i + half;
-        float x0 = p[i0], x1 = p[i1];
+        T x0 = p[i0], x1 = p[i1];
         p[i0] = x0 * c - x1 * s;
         p[i1] = x0 * s + x1 * c;
       }
@@ -135,149 +161,247 @@ static void rope_rotate(float* x, int N, int seq, int pos0, int H, int hd, float
   }
 }
 
-void rope_forward(float* x, int N, int seq, int pos0, int H, int hd, float theta, RopeLayout layout) {
-  rope_rotate(x, N, seq, pos0, H, hd, theta, layout, 1.0f);
+template <class T>
+void rope_forward(T* x, int N, int seq, int pos0, int H, int hd, float theta, RopeLayout layout) {
+  rope_rotate(x, N, seq, pos0, H, hd, theta, layout, T(1));
 }
-void rope_backward(float* dx, int N, int seq, int pos0, int H, int hd, float theta, RopeLayout layout) {
-  rope_rotate(dx, N, seq, pos0, H, hd, theta, layout, -1.0f);
+template <class T>
+void rope_backward(T* dx, int N, int seq, int pos0, int H, int hd, float theta, RopeLayout layout) {
+  rope_rotate(dx, N, seq, pos0, H, hd, theta, layout, T(-1));
 }
 
-static inline bool masked(const AttnShape& s, int i, int j) { return s.causal && j > s.pos0 + i; }
+static inline bool masked(const AttnShape& s, int i, int j) { return s.causal && j > s.past + i; }
 
-void attention_scores_forward(float* P, const float* q, const float* k, const AttnShape& s, int q_stride,
-                              int kv_stride) {
-  const float scale = 1.0f / std::sqrt((float)s.hd);
+template <class T>
+void attention_scores_forward(T* P, const T* q, const T* k, const AttnShape& s, int q_stride, int kv_stride) {
+  const T scale = T(1) / std::sqrt((T)s.hd);
   const int group = s.H / s.KV;
   for (int h = 0; h < s.H; h++) {
-    float* Ph = P + (int64_t)h * s.Sq * s.Sk;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s.Sq, s.Sk, s.hd, scale, q + h * s.hd, q_stride,
-                k + (h / group) * s.hd, kv_stride, 0.0f, Ph, s.Sk);
+    T* Ph = P + (int64_t)h * s.Sq * s.Sk;
+    gemm(false, true, s.Sq, s.Sk, s.hd, scale, q + h * s.hd, q_stride, k + (h / group) * s.hd, kv_stride, T(0), Ph,
+         s.Sk);
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)s.H * s.Sq * s.Sk > kParallelMin)
   for (int64_t r = 0; r < (int64_t)s.H * s.Sq; r++) {
     int i = (int)(r % s.Sq);
-    float* row = P + r * s.Sk;
-    float mx = -INFINITY;
+    T* row = P + r * s.Sk;
+    T mx = -INFINITY;
     for (int j = 0; j < s.Sk; j++)
       if (!masked(s, i, j)) mx = std::max(mx, row[j]);
     double sum = 0;
     for (int j = 0; j < s.Sk; j++) {
-      float e = masked(s, i, j) ? 0.0f : std::exp(row[j] - mx);
+      T e = masked(s, i, j) ? T(0) : std::exp(row[j] - mx);
       row[j] = e;
       sum += e;
     }
-    float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+    T inv = sum > 0 ? (T)(1.0 / sum) : T(0);
     for (int j = 0; j < s.Sk; j++) row[j] *= inv;
   }
 }
 
-void attention_apply_forward(float* out, const float* P, const float* v, const AttnShape& s, int out_stride,
-                             int kv_stride) {
+template <class T>
+void attention_apply_forward(T* out, const T* P, const T* v, const AttnShape& s, int out_stride, int kv_stride) {
   const int group = s.H / s.KV;
   for (int h = 0; h < s.H; h++) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s.Sq, s.hd, s.Sk, 1.0f, P + (int64_t)h * s.Sq * s.Sk, s.Sk,
-                v + (h / group) * s.hd, kv_stride, 0.0f, out + h * s.hd, out_stride);
+    gemm(false, false, s.Sq, s.hd, s.Sk, T(1), P + (int64_t)h * s.Sq * s.Sk, s.Sk, v + (h / group) * s.hd, kv_stride,
+         T(0), out + h * s.hd, out_stride);
   }
 }
 
-void attention_apply_backward(float* dP, float* dv, const float* dout, const float* P, const float* v,
-                              const AttnShape& s, int out_stride, int kv_stride) {
+template <class T>
+void attention_apply_backward(T* dP, T* dv, const T* dout, const T* P, const T* v, const AttnShape& s,
+                              int out_stride, int kv_stride) {
   const int group = s.H / s.KV;
   for (int h = 0; h < s.H; h++) {
-    const float* Ph = P + (int64_t)h * s.Sq * s.Sk;
-    float* dPh = dP + (int64_t)h * s.Sq * s.Sk;
-    const float* dO = dout + h * s.hd;
+    const T* Ph = P + (int64_t)h * s.Sq * s.Sk;
+    T* dPh = dP + (int64_t)h * s.Sq * s.Sk;
+    const T* dO = dout + h * s.hd;
     int kvo = (h / group) * s.hd;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s.Sq, s.Sk, s.hd, 1.0f, dO, out_stride, v + kvo, kv_stride,
-                0.0f, dPh, s.Sk);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s.Sk, s.hd, s.Sq, 1.0f, Ph, s.Sk, dO, out_stride, 1.0f,
-                dv + kvo, kv_stride);
+    gemm(false, true, s.Sq, s.Sk, s.hd, T(1), dO, out_stride, v + kvo, kv_stride, T(0), dPh, s.Sk);
+    gemm(true, false, s.Sk, s.hd, s.Sq, T(1), Ph, s.Sk, dO, out_stride, T(1), dv + kvo, kv_stride);
   }
 }
 
-void attention_scores_backward(float* dq, float* dk, const float* dP, const float* P, const float* q, const float* k,
-                               const AttnShape& s, int q_stride, int kv_stride) {
-  const float scale = 1.0f / std::sqrt((float)s.hd);
+template <class T>
+void attention_scores_backward(T* dq, T* dk, const T* dP, const T* P, const T* q, const T* k, const AttnShape& s,
+                               int q_stride, int kv_stride) {
+  const T scale = T(1) / std::sqrt((T)s.hd);
   const int group = s.H / s.KV;
-  std::vector<float> dS((size_t)s.Sq * s.Sk);
+  std::vector<T> dS((size_t)s.Sq * s.Sk);
   for (int h = 0; h < s.H; h++) {
-    const float* Ph = P + (int64_t)h * s.Sq * s.Sk;
-    const float* dPh = dP + (int64_t)h * s.Sq * s.Sk;
+    const T* Ph = P + (int64_t)h * s.Sq * s.Sk;
+    const T* dPh = dP + (int64_t)h * s.Sq * s.Sk;
     for (int i = 0; i < s.Sq; i++) {  // softmax backward: dS = P ⊙ (dP − Σ P·dP), times the score scale
-      const float *pr = Ph + (int64_t)i * s.Sk, *dpr = dPh + (int64_t)i * s.Sk;
+      const T *pr = Ph + (int64_t)i * s.Sk, *dpr = dPh + (int64_t)i * s.Sk;
       double dot = 0;
       for (int j = 0; j < s.Sk; j++) dot += (double)pr[j] * dpr[j];
-      float* dsr = dS.data() + (int64_t)i * s.Sk;
-      for (int j = 0; j < s.Sk; j++) dsr[j] = (float)(pr[j] * (dpr[j] - dot)) * scale;
+      T* dsr = dS.data() + (int64_t)i * s.Sk;
+      for (int j = 0; j < s.Sk; j++) dsr[j] = (T)(pr[j] * (dpr[j] - dot)) * scale;
     }
     int kvo = (h / group) * s.hd;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s.Sq, s.hd, s.Sk, 1.0f, dS.data(), s.Sk, k + kvo, kv_stride,
-                0.0f, dq + h * s.hd, q_stride);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s.Sk, s.hd, s.Sq, 1.0f, dS.data(), s.Sk, q + h * s.hd,
-                q_stride, 1.0f, dk + kvo, kv_stride);
+    gemm(false, false, s.Sq, s.hd, s.Sk, T(1), dS.data(), s.Sk, k + kvo, kv_stride, T(0), dq + h * s.hd, q_stride);
+    gemm(true, false, s.Sk, s.hd, s.Sq, T(1), dS.data(), s.Sk, q + h * s.hd, q_stride, T(1), dk + kvo, kv_stride);
   }
 }
 
-static inline float gelu_erf(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); }
-static inline float gelu_erf_grad(float x) {
-  return 0.5f * (1.0f + std::erf(x * 0.70710678118654752f)) + x * 0.3989422804014327f * std::exp(-0.5f * x * x);
+// Constants are written in double and rounded once to T.
+template <class T>
+static inline T gelu_erf(T x) {
+  return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752)));
 }
-static inline float gelu_tanh(float x) {
-  float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-  return 0.5f * x * (1.0f + std::tanh(u));
+template <class T>
+static inline T gelu_erf_grad(T x) {
+  return T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752))) +
+         x * T(0.3989422804014327) * std::exp(T(-0.5) * x * x);
 }
-static inline float gelu_tanh_grad(float x) {
-  float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-  float t = std::tanh(u);
-  return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * 0.7978845608028654f * (1.0f + 3.0f * 0.044715f * x * x);
+template <class T>
+static inline T gelu_tanh(T x) {
+  T u = T(0.7978845608028654) * (x + T(0.044715) * x * x * x);
+  return T(0.5) * x * (T(1) + std::tanh(u));
 }
-static inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
-static inline float silu_grad(float x) {
-  float s = 1.0f / (1.0f + std::exp(-x));
-  return s * (1.0f + x * (1.0f - s));
+template <class T>
+static inline T gelu_tanh_grad(T x) {
+  T u = T(0.7978845608028654) * (x + T(0.044715) * x * x * x);
+  T t = std::tanh(u);
+  return T(0.5) * (T(1) + t) +
+         T(0.5) * x * (T(1) - t * t) * T(0.7978845608028654) * (T(1) + T(3) * T(0.044715) * x * x);
+}
+template <class T>
+static inline T silu(T x) {
+  return x / (T(1) + std::exp(-x));
+}
+template <class T>
+static inline T silu_grad(T x) {
+  T s = T(1) / (T(1) + std::exp(-x));
+  return s * (T(1) + x * (T(1) - s));
 }
 
-static inline float act1(float x, ActKind a) {
+template <class T>
+static inline T act1(T x, ActKind a) {
   switch (a) {
     case ActKind::silu: return silu(x);
     case ActKind::gelu: return gelu_erf(x);
     case ActKind::gelu_tanh: return gelu_tanh(x);
-    case ActKind::relu: return x > 0 ? x : 0.0f;
+    case ActKind::relu: return x > 0 ? x : T(0);
   }
   return x;
 }
-static inline float act_grad1(float x, ActKind a) {
+template <class T>
+static inline T act_grad1(T x, ActKind a) {
   switch (a) {
     case ActKind::silu: return silu_grad(x);
     case ActKind::gelu: return gelu_erf_grad(x);
     case ActKind::gelu_tanh: return gelu_tanh_grad(x);
-    case ActKind::relu: return x > 0 ? 1.0f : 0.0f;
+    case ActKind::relu: return x > 0 ? T(1) : T(0);
   }
-  return 1.0f;
+  return T(1);
 }
 
-void act_forward(float* y, const float* x, int64_t n, ActKind act) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+template <class T>
+void act_forward(T* y, const T* x, int64_t n, ActKind act) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; i++) y[i] = act1(x[i], act);
 }
-void act_backward(float* dx, const float* dy, const float* x, int64_t n, ActKind act) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+template <class T>
+void act_backward(T* dx, const T* dy, const T* x, int64_t n, ActKind act) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * act_grad1(x[i], act);
 }
-void gated_forward(float* h, const float* g, const float* u, int64_t n, ActKind act) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+template <class T>
+void gated_forward(T* h, const T* g, const T* u, int64_t n, ActKind act) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; i++) h[i] = act1(g[i], act) * u[i];
 }
-void gated_backward(float* dg, float* du, const float* dh, const float* g, const float* u, int64_t n, ActKind act) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+template <class T>
+void gated_backward(T* dg, T* du, const T* dh, const T* g, const T* u, int64_t n, ActKind act) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; i++) {
     dg[i] = dh[i] * u[i] * act_grad1(g[i], act);
     du[i] = dh[i] * act1(g[i], act);
   }
 }
+template <class T>
+void tanh_forward(T* y, const T* x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = std::tanh(x[i]);
+}
+template <class T>
+void tanh_backward(T* dx, const T* dy, const T* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
+}
 
-double log_softmax_row(double* out, const float* logits, int V) {
-  float mx = -INFINITY;
+template <class T>
+void embedding_forward(T* x, const T* table, const int32_t* ids, int64_t N, int D, bool add) {
+  for (int64_t n = 0; n < N; n++) {
+    const T* r = table + (int64_t)ids[n] * D;
+    T* xr = x + n * D;
+    if (add) {
+      for (int d = 0; d < D; d++) xr[d] += r[d];
+    } else {
+      std::memcpy(xr, r, sizeof(T) * D);
+    }
+  }
+}
+template <class T>
+void embedding_backward(T* dtable, const T* dx, const int32_t* ids, int64_t N, int D) {
+  for (int64_t n = 0; n < N; n++) {  // serial: rows sharing an id add up in a fixed order
+    T* r = dtable + (int64_t)ids[n] * D;
+    const T* g = dx + n * D;
+    for (int d = 0; d < D; d++) r[d] += g[d];
+  }
+}
+
+template <class T>
+void patch_embed_forward(T* x, const T* patches, const T* W, const T* b, const T* cls, int B, int T_, int P, int D) {
+  const int S = T_ + (cls ? 1 : 0);
+  for (int i = 0; i < B; i++) {
+    T* xb = x + (int64_t)i * S * D;
+    if (cls) std::memcpy(xb, cls, sizeof(T) * D);
+    linear_forward(xb + (cls ? D : 0), patches + (int64_t)i * T_ * P, W, b, T_, P, D);
+  }
+}
+template <class T>
+void patch_embed_backward(T* dW, T* db, T* dcls, const T* dx, const T* patches, int B, int T_, int P, int D) {
+  const int S = T_ + (dcls ? 1 : 0);
+  for (int i = 0; i < B; i++) {
+    const T* dxb = dx + (int64_t)i * S * D;
+    if (dcls)
+      for (int d = 0; d < D; d++) dcls[d] += dxb[d];
+    linear_backward<T>(nullptr, dW, db, dxb + (dcls ? D : 0), patches + (int64_t)i * T_ * P, nullptr, T_, P, D);
+  }
+}
+
+template <class T>
+void pool_forward(T* out, const T* x, int B, int S, int D, PoolKind pool) {
+  for (int b = 0; b < B; b++) {
+    T* o = out + (int64_t)b * D;
+    const T* xb = x + (int64_t)b * S * D;
+    for (int d = 0; d < D; d++) {
+      if (pool == PoolKind::first) {
+        o[d] = xb[d];
+      } else {
+        double s = 0;
+        for (int t = 0; t < S; t++) s += xb[(int64_t)t * D + d];
+        o[d] = (T)(s / S);
+      }
+    }
+  }
+}
+template <class T>
+void pool_backward(T* dx, const T* dout, int B, int S, int D, PoolKind pool) {
+  for (int b = 0; b < B; b++)
+    for (int d = 0; d < D; d++) {
+      T g = dout[(int64_t)b * D + d];
+      if (pool == PoolKind::first) {
+        dx[(int64_t)b * S * D + d] += g;
+      } else {
+        for (int t = 0; t < S; t++) dx[((int64_t)b * S + t) * D + d] += g / S;
+      }
+    }
+}
+
+template <class T>
+double log_softmax_row(double* out, const T* logits, int V) {
+  T mx = -INFINITY;
   for (int v = 0; v < V; v++) mx = std::max(mx, logits[v]);
   double sum = 0;
   for (int v = 0; v < V; v++) sum += std::exp((double)logits[v] - mx);
@@ -287,22 +411,23 @@ double log_softmax_row(double* out, const float* logits, int V) {
   return lse;
 }
 
-double cross_entropy_forward_backward(float* dlogits, const float* logits, const int32_t* targets, int N, int V,
-                                      float scale) {
+template <class T>
+double cross_entropy_forward_backward(T* dlogits, const T* logits, const int32_t* targets, int N, int V,
+                                      Scalar<T> scale) {
   std::vector<double> losses(N, 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)N * V > kParallelMin)
   for (int n = 0; n < N; n++) {
-    const float* row = logits + (int64_t)n * V;
-    float* drow = dlogits ? dlogits + (int64_t)n * V : nullptr;
+    const T* row = logits + (int64_t)n * V;
+    T* drow = dlogits ? dlogits + (int64_t)n * V : nullptr;
     int32_t t = targets[n];
     if (t < 0) {
-      if (drow) std::memset(drow, 0, sizeof(float) * V);
+      if (drow) std::memset(drow, 0, sizeof(T) * V);
       continue;
     }
     double lse = log_softmax_row(nullptr, row, V);
     losses[n] = lse - row[t];
     if (drow) {
-      for (int v = 0; v < V; v++) drow[v] = (float)(std::exp(row[v] - lse) * scale);
+      for (int v = 0; v < V; v++) drow[v] = (T)(std::exp(row[v] - lse) * scale);
       drow[t] -= scale;
     }
   }
@@ -310,5 +435,38 @@ double cross_entropy_forward_backward(float* dlogits, const float* logits, const
   for (double l : losses) total += l;
   return total;
 }
+
+// Each op once per scalar type.
+#define TQ_OPS(T)                                                                                                 \
+  template void linear_forward(T*, const T*, const T*, const T*, int, int, int);                                  \
+  template void linear_backward(T*, T*, T*, const T*, const T*, const T*, int, int, int);                         \
+  template void rmsnorm_forward(T*, T*, const T*, const T*, const T*, int, int, float);                           \
+  template void rmsnorm_backward(T*, T*, T*, const T*, const T*, const T*, const T*, int, int);                   \
+  template void layernorm_forward(T*, T*, T*, const T*, const T*, const T*, int, int, float);                     \
+  template void layernorm_backward(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int, int);       \
+  template void rope_forward(T*, int, int, int, int, int, float, RopeLayout);                                     \
+  template void rope_backward(T*, int, int, int, int, int, float, RopeLayout);                                    \
+  template void attention_scores_forward(T*, const T*, const T*, const AttnShape&, int, int);                     \
+  template void attention_apply_forward(T*, const T*, const T*, const AttnShape&, int, int);                      \
+  template void attention_apply_backward(T*, T*, const T*, const T*, const T*, const AttnShape&, int, int);       \
+  template void attention_scores_backward(T*, T*, const T*, const T*, const T*, const T*, const AttnShape&, int,  \
+                                          int);                                                                   \
+  template void act_forward(T*, const T*, int64_t, ActKind);                                                      \
+  template void act_backward(T*, const T*, const T*, int64_t, ActKind);                                           \
+  template void gated_forward(T*, const T*, const T*, int64_t, ActKind);                                          \
+  template void gated_backward(T*, T*, const T*, const T*, const T*, int64_t, ActKind);                           \
+  template void tanh_forward(T*, const T*, int64_t);                                                              \
+  template void tanh_backward(T*, const T*, const T*, int64_t);                                                   \
+  template void embedding_forward(T*, const T*, const int32_t*, int64_t, int, bool);                              \
+  template void embedding_backward(T*, const T*, const int32_t*, int64_t, int);                                   \
+  template void patch_embed_forward(T*, const T*, const T*, const T*, const T*, int, int, int, int);              \
+  template void patch_embed_backward(T*, T*, T*, const T*, const T*, int, int, int, int);                         \
+  template void pool_forward(T*, const T*, int, int, int, PoolKind);                                              \
+  template void pool_backward(T*, const T*, int, int, int, PoolKind);                                             \
+  template double cross_entropy_forward_backward(T*, const T*, const int32_t*, int, int, Scalar<T>);              \
+  template double log_softmax_row(double*, const T*, int);
+TQ_OPS(float)
+TQ_OPS(double)
+#undef TQ_OPS
 
 }  // namespace tq

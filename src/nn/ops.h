@@ -2,63 +2,109 @@
 // row-major spans with the shapes in the signature: x_forward and x_backward.
 // Backward functions accumulate (+=) into parameter gradients and overwrite
 // input gradients unless stated otherwise.
+//
+// Every op is a template on the scalar type, instantiated for float (the model)
+// and double (the finite-difference checks of the tests); BLAS is sgemm/dgemm.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "nn/model.h"
 
 namespace tq {
 
+// A scalar argument that follows the type of the spans instead of deciding it.
+template <class T>
+using Scalar = std::type_identity_t<T>;
+
 // y[N,O] = x[N,C] · W[O,C]ᵀ + b[O]   (b may be null)
-void linear_forward(float* y, const float* x, const float* W, const float* b, int N, int C, int O);
+template <class T>
+void linear_forward(T* y, const T* x, const T* W, const T* b, int N, int C, int O);
 // dx[N,C] = dy·W (skipped if dx null); dW[O,C] += dyᵀ·x; db[O] += Σ_n dy   (dW, db may be null)
-void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W, int N, int C,
-                     int O);
+template <class T>
+void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int N, int C, int O);
 
 // y = x / rms(x) ⊙ g (+ b).  rstd[N] is saved for the backward.
-void rmsnorm_forward(float* y, float* rstd, const float* x, const float* g, const float* b, int N, int C, float eps);
-void rmsnorm_backward(float* dx, float* dg, float* db, const float* dy, const float* x, const float* rstd,
-                      const float* g, int N, int C);
+template <class T>
+void rmsnorm_forward(T* y, T* rstd, const T* x, const T* g, const T* b, int N, int C, float eps);
+template <class T>
+void rmsnorm_backward(T* dx, T* dg, T* db, const T* dy, const T* x, const T* rstd, const T* g, int N, int C);
 // y = (x − mean) ⊙ rstd ⊙ g + b.  mean[N], rstd[N] saved.
-void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* g, const float* b, int N, int C,
-                       float eps);
-void layernorm_backward(float* dx, float* dg, float* db, const float* dy, const float* x, const float* mean,
-                        const float* rstd, const float* g, int N, int C);
+template <class T>
+void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* g, const T* b, int N, int C, float eps);
+template <class T>
+void layernorm_backward(T* dx, T* dg, T* db, const T* dy, const T* x, const T* mean, const T* rstd, const T* g,
+                        int N, int C);
 
 // Rotary embedding in place on x[N, n_heads*head_dim]; row r has position pos0 + r % seq.
-void rope_forward(float* x, int N, int seq, int pos0, int n_heads, int head_dim, float theta, RopeLayout layout);
-void rope_backward(float* dx, int N, int seq, int pos0, int n_heads, int head_dim, float theta, RopeLayout layout);
+template <class T>
+void rope_forward(T* x, int N, int seq, int pos0, int n_heads, int head_dim, float theta, RopeLayout layout);
+template <class T>
+void rope_backward(T* dx, int N, int seq, int pos0, int n_heads, int head_dim, float theta, RopeLayout layout);
 
 // Attention of one sequence. q[Sq, H·hd], k/v[Sk, KV·hd] (row strides q_stride/kv_stride),
-// P[H, Sq, Sk] = softmax(q·kᵀ/√hd) with query i at absolute position pos0 + i; causal
-// masking zeroes keys after the query's position.
+// P[H, Sq, Sk] = softmax(q·kᵀ/√hd). Query i sits after the key at index past + i (past =
+// keys of earlier calls held in a cache); causal masking zeroes the keys after it.
 struct AttnShape {
-  int Sq, Sk, H, KV, hd, pos0;
+  int Sq, Sk, H, KV, hd, past;
   bool causal;
 };
-void attention_scores_forward(float* P, const float* q, const float* k, const AttnShape& s, int q_stride,
-                              int kv_stride);
+template <class T>
+void attention_scores_forward(T* P, const T* q, const T* k, const AttnShape& s, int q_stride, int kv_stride);
 // out[Sq, H·hd] = P·v per head
-void attention_apply_forward(float* out, const float* P, const float* v, const AttnShape& s, int out_stride,
-                             int kv_stride);
+template <class T>
+void attention_apply_forward(T* out, const T* P, const T* v, const AttnShape& s, int out_stride, int kv_stride);
 // dP = dout·vᵀ (overwritten); dv += Pᵀ·dout
-void attention_apply_backward(float* dP, float* dv, const float* dout, const float* P, const float* v,
-                              const AttnShape& s, int out_stride, int kv_stride);
+template <class T>
+void attention_apply_backward(T* dP, T* dv, const T* dout, const T* P, const T* v, const AttnShape& s,
+                              int out_stride, int kv_stride);
 // From dP (gradient w.r.t. the probabilities) and the softmax output P: dq (overwritten), dk (+=).
-void attention_scores_backward(float* dq, float* dk, const float* dP, const float* P, const float* q, const float* k,
-                               const AttnShape& s, int q_stride, int kv_stride);
+template <class T>
+void attention_scores_backward(T* dq, T* dk, const T* dP, const T* P, const T* q, const T* k, const AttnShape& s,
+                               int q_stride, int kv_stride);
 
 // Element-wise activation, and the gated form h = act(g) ⊙ u.
-void act_forward(float* y, const float* x, int64_t n, ActKind act);
-void act_backward(float* dx, const float* dy, const float* x, int64_t n, ActKind act);
-void gated_forward(float* h, const float* g, const float* u, int64_t n, ActKind act);
-void gated_backward(float* dg, float* du, const float* dh, const float* g, const float* u, int64_t n, ActKind act);
+template <class T>
+void act_forward(T* y, const T* x, int64_t n, ActKind act);
+template <class T>
+void act_backward(T* dx, const T* dy, const T* x, int64_t n, ActKind act);
+template <class T>
+void gated_forward(T* h, const T* g, const T* u, int64_t n, ActKind act);
+template <class T>
+void gated_backward(T* dg, T* du, const T* dh, const T* g, const T* u, int64_t n, ActKind act);
+// y = tanh(x) (the BERT pooler); the backward reads the output y.
+template <class T>
+void tanh_forward(T* y, const T* x, int64_t n);
+template <class T>
+void tanh_backward(T* dx, const T* dy, const T* y, int64_t n);
+
+// Rows of a table: x[n] = table[ids[n]] (or += with add). The backward adds dx[n] into dtable[ids[n]].
+template <class T>
+void embedding_forward(T* x, const T* table, const int32_t* ids, int64_t N, int D, bool add);
+template <class T>
+void embedding_backward(T* dtable, const T* dx, const int32_t* ids, int64_t N, int D);
+
+// Image tokens of B images: x[B, S, D] with S = T (+1 when cls is given, the CLS row first);
+// row t of the patches is W·patch + b.
+template <class T>
+void patch_embed_forward(T* x, const T* patches, const T* W, const T* b, const T* cls, int B, int T_, int P, int D);
+template <class T>
+void patch_embed_backward(T* dW, T* db, T* dcls, const T* dx, const T* patches, int B, int T_, int P, int D);
+
+// out[B, D] from x[B, S, D]: the first row (CLS) or the mean over the S rows.
+template <class T>
+void pool_forward(T* out, const T* x, int B, int S, int D, PoolKind pool);
+// dx[B, S, D] is added to.
+template <class T>
+void pool_backward(T* dx, const T* dout, int B, int S, int D, PoolKind pool);
 
 // Cross-entropy of logits[N,V] against targets (target < 0: ignored). Returns the summed
 // loss; with dlogits non-null writes d(scale·Σloss)/dlogits.
-double cross_entropy_forward_backward(float* dlogits, const float* logits, const int32_t* targets, int N, int V,
-                                      float scale);
+template <class T>
+double cross_entropy_forward_backward(T* dlogits, const T* logits, const int32_t* targets, int N, int V,
+                                      Scalar<T> scale);
 // log-softmax of one row into out (double accumulation); returns log Σ exp.
-double log_softmax_row(double* out, const float* logits, int V);
+template <class T>
+double log_softmax_row(double* out, const T* logits, int V);
 
 }  // namespace tq

@@ -3,27 +3,12 @@
 // calibrator) or per token (dynamic).
 #include <fmt/format.h>
 
-#include <sstream>
-
 #include "core/error.h"
 #include "passes/pass.h"
 #include "quant/calibrator.h"
 #include "quant/weights.h"
 
 namespace tq {
-
-std::vector<Site> parse_sites(const std::string& list) {
-  std::vector<Site> out;
-  std::stringstream ss(list);
-  std::string name;
-  while (std::getline(ss, name, ',')) {
-    if (name.empty()) continue;
-    auto s = site_from_name(name);
-    if (!s) bad_input("unknown site '{}' (qkv_in, q, k, v, probs, o_in, up_in, down_in, head_in)", name);
-    out.push_back(*s);
-  }
-  return out;
-}
 
 static void run_rtn(PassContext& ctx, const nlohmann::json& p) {
   Model& m = ctx.model;
@@ -55,7 +40,7 @@ static void run_rtn(PassContext& ctx, const nlohmann::json& p) {
     as.scheme = scheme_from_string(p["a_scheme"]);
     bool dynamic = p["a_gran"] == "token";
     CalibOptions ac{calib_from_string(p["calibrator"]), p["percentile"]};
-    std::vector<Site> sites = parse_sites(p["sites"]);
+    std::vector<Site> sites = parse_sites(p["sites"].get<std::string>());
     auto plan_site = [&](Site s, int layer) {
       QuantSpec q = as;
       std::string key = site_key(s, layer);
