@@ -36,5 +36,6 @@ void register_eval(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_diagnose(CLI::App& app);
+void register_export(CLI::App& app);
 
 }  // namespace tq::cli
