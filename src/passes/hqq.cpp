@@ -4,7 +4,7 @@
 //           the depth, give those linears a higher rung (or random layers at
 //           equal memory, the paper's ablation)
 //   budget  tquant's allocator: the rung of every linear that minimises the
-//           summed input-weighted output error under a size budget
+//           summed sensitivity-weighted output error under a size budget
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -203,8 +203,17 @@ void run_budget(PassContext& ctx, const nlohmann::json& p) {
   run_calibration(ctx.model, ctx.calib, mom);
   const auto& ladder = hqq_ladder();
   auto refs = block_weights(ctx.model);
-  // error(linear, rung) = E‖(W − Ŵ)x‖² with the inputs' second moments taken per channel:
-  // Σ_c E[x_c²] Σ_o (W − Ŵ)²_oc. Sizes in bits, parameters as f16 scale + zero.
+  // A linear's own output error at a rung, E‖(W − Ŵ)x‖² with the inputs' second moments taken per
+  // channel (Σ_c E[x_c²] Σ_o (W − Ŵ)²_oc), is in the units of that linear's output: q/k errors pass
+  // through the softmax, gate/up errors through the gated activation. Each is rescaled to the block
+  // output (residual units, comparable across linears) by its part's sensitivity at b4g64 over the
+  // part's summed own error at b4g64. Sizes in bits, parameters as f16 scale + zero.
+  const int probe = ladder_index("b4g64");
+  auto sens = sensitivity(ctx.model, ctx.calib.batches, [&](const std::string&, const Tensor& w) {
+    Tensor out = w;
+    fake_quant(out.ptr(), (int)w.dim(0), (int)w.dim(1), hqq_fit(w, ladder[probe].bits, ladder[probe].group, o));
+    return out;
+  });
   std::vector<std::vector<Choice>> items;
   std::vector<std::vector<QuantSpec>> specs;
   double n = 0;
@@ -229,6 +238,13 @@ void run_budget(PassContext& ctx, const nlohmann::json& p) {
       specs.back().push_back(std::move(q));
     }
   }
+  std::map<std::pair<int, int>, double> own;  // (layer, part) → Σ own error at the probe rung
+  for (size_t i = 0; i < refs.size(); i++) own[{refs[i].layer, (int)part_of(refs[i].module)}] += items[i][probe].error;
+  for (size_t i = 0; i < refs.size(); i++) {
+    int part = (int)part_of(refs[i].module);
+    double e = own[{refs[i].layer, part}], scale = e > 0 ? sens[refs[i].layer][part] / e : 0.0;
+    for (Choice& c : items[i]) c.error *= scale;
+  }
   double bytes = p["budget_bytes"].get<double>();
   double budget_bits = bytes > 0 ? bytes * 8 : p["budget"].get<double>() * n;
   std::vector<Allocation> path;
@@ -244,7 +260,8 @@ void run_budget(PassContext& ctx, const nlohmann::json& p) {
       {"budget_bits_per_weight", budget_bits / n},
       {"bits_per_weight", a.size / n},
       {"error", a.error},
-      {"error_measure", "sum over linears of sum_c E[x_c^2] sum_o (W - W^)^2_oc (per-channel input second moments)"},
+      {"error_measure",
+       "sum over linears of sum_c E[x_c^2] sum_o (W - W^)^2_oc, scaled per part by sensitivity(b4g64) / own error(b4g64)"},
       {"solver", "greedy on each linear's lower convex hull (Lagrangian multiple-choice knapsack)"},
       {"rungs", picks},
       {"frontier", frontier}};
@@ -287,7 +304,7 @@ PassDef boost_pass() {
 
 PassDef budget_pass() {
   return {"budget",
-          "HQQ rung per linear minimising the summed input-weighted error under a size budget",
+          "HQQ rung per linear minimising the summed sensitivity-weighted error under a size budget",
           {
               {"budget", 4.5, "bits per weight of the block linears (f16 scale and zero per group counted)", {}, 0,
                64},
