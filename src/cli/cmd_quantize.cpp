@@ -25,13 +25,19 @@ void register_quantize(CLI::App& app) {
   static std::string path, recipe_name, calib, out, report_dir, eval_spec, calibrator, json_out;
   static std::vector<std::string> sets;
   static uint64_t seed = 0;
+  static double budget = 0;
   static Common common;
   cmd->add_option("model", path, "model to quantize")->required();
-  cmd->add_option("--recipe", recipe_name, "built-in recipe (e.g. w8a8-rtn, w4a16-g64-rtn) or a JSON recipe file")
+  cmd->add_option("--recipe", recipe_name, "built-in recipe (e.g. w8a8-rtn, w4a16-g64-rtn, w4-hqq-g64, w4-kurtboost, w3-sensiboost, "
+                  "w4-budget) or a JSON recipe file")
       ->required();
   cmd->add_option("--calib", calib, "calibration data: FILE[?from=0.9&limit=128], mnist:DIR, sst2:FILE");
   cmd->add_option("--calibrator", calibrator, "activation calibrator for every pass that takes one")
       ->check(CLI::IsMember({"minmax", "percentile", "mse", "kl"}));
+  cmd->add_option("--budget", budget,
+                  "size budget in bits per weight of the block linears for the budget allocator (wB-budget); "
+                  "bytes: --set budget_bytes=N")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--set", sets, "override a pass parameter: KEY=VALUE (repeatable)");
   cmd->add_option("-o,--output", out, "output directory (written atomically)")->required();
   cmd->add_option("--eval", eval_spec, "data to evaluate fp32 and quantized on (for the report)");
@@ -43,6 +49,7 @@ void register_quantize(CLI::App& app) {
     // Everything that can be checked is checked before any work or any output.
     Recipe recipe = parse_recipe(recipe_name);
     if (!calibrator.empty()) override_param(recipe, "calibrator", calibrator);
+    if (budget > 0) override_param(recipe, "budget", budget);
     for (auto& kv : sets) {
       auto eq = kv.find('=');
       if (eq == std::string::npos) bad_input("--set needs KEY=VALUE, got '{}'", kv);
@@ -67,6 +74,10 @@ void register_quantize(CLI::App& app) {
                                               {"bits_per_weight", size.bits_per_weight}}}};
     nlohmann::json figures = {{"recipe", recipe.name}, {"model_bytes", size.model_bytes},
                               {"bits_per_weight", size.bits_per_weight}, {"fp32_bytes", size.fp32_bytes}};
+    if (plan.notes.contains("hqq")) {  // both accountings of HQQ's bits (methods.md §3.2)
+      figures["hqq_bits_per_weight"] = plan.notes["hqq"]["bits_per_weight"];
+      headline["quantized"]["hqq_bits_per_weight"] = plan.notes["hqq"]["bits_per_weight"];
+    }
     int64_t saturated = 0;
     if (eval_data) {
       SimHook sim(plan, q.cfg.n_layers);

@@ -39,5 +39,6 @@ void register_diagnose(CLI::App& app);
 void register_train(CLI::App& app);
 void register_finetune(CLI::App& app);
 void register_quanttune(CLI::App& app);
+void register_export(CLI::App& app);
 
 }  // namespace tq::cli

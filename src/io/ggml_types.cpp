@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/dtype.h"
+#include "io/ggml_quants.h"
 
 namespace tq {
 
@@ -28,16 +29,25 @@ static void f64_row(const uint8_t* s, float* d, int64_t n) {
     d[i] = (float)v;
   }
 }
-
+static void f32_from(const float* s, uint8_t* d, int64_t n) { std::memcpy(d, s, sizeof(float) * n); }
+static void f16_from(const float* s, uint8_t* d, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    uint16_t h = f32_to_f16(s[i]);
+    std::memcpy(d + 2 * i, &h, 2);
+  }
+}
 
 const GgmlTypeInfo* ggml_type_info(uint32_t type) {
-  static const GgmlTypeInfo f32{"F32", 1, 4, f32_to_f32}, f16{"F16", 1, 2, f16_row}, bf16{"BF16", 1, 2, bf16_row},
-      f64{"F64", 1, 8, f64_row}, q4_0{"Q4_0", 32, 18, nullptr}, q4_1{"Q4_1", 32, 20, nullptr},
-      q5_0{"Q5_0", 32, 22, nullptr}, q5_1{"Q5_1", 32, 24, nullptr}, q8_0{"Q8_0", 32, 34, nullptr},
-      q8_1{"Q8_1", 32, 36, nullptr}, q2_k{"Q2_K", 256, 84, nullptr}, q3_k{"Q3_K", 256, 110, nullptr},
-      q4_k{"Q4_K", 256, 144, nullptr}, q5_k{"Q5_K", 256, 176, nullptr}, q6_k{"Q6_K", 256, 210, nullptr},
-      q8_k{"Q8_K", 256, 292, nullptr}, i8{"I8", 1, 1, nullptr}, i16{"I16", 1, 2, nullptr}, i32{"I32", 1, 4, nullptr},
-      i64{"I64", 1, 8, nullptr};
+  static const GgmlTypeInfo f32{"F32", 1, 4, f32_to_f32, f32_from}, f16{"F16", 1, 2, f16_row, f16_from},
+      bf16{"BF16", 1, 2, bf16_row, nullptr}, f64{"F64", 1, 8, f64_row, nullptr},
+      q4_0{"Q4_0", 32, 18, dequantize_q4_0, quantize_q4_0}, q4_1{"Q4_1", 32, 20, dequantize_q4_1, quantize_q4_1},
+      q5_0{"Q5_0", 32, 22, dequantize_q5_0, quantize_q5_0}, q5_1{"Q5_1", 32, 24, dequantize_q5_1, quantize_q5_1},
+      q8_0{"Q8_0", 32, 34, dequantize_q8_0, quantize_q8_0}, q8_1{"Q8_1", 32, 36, nullptr, nullptr},
+      q2_k{"Q2_K", 256, 84, dequantize_q2_k, quantize_q2_k}, q3_k{"Q3_K", 256, 110, dequantize_q3_k, quantize_q3_k},
+      q4_k{"Q4_K", 256, 144, dequantize_q4_k, quantize_q4_k}, q5_k{"Q5_K", 256, 176, dequantize_q5_k, quantize_q5_k},
+      q6_k{"Q6_K", 256, 210, dequantize_q6_k, quantize_q6_k}, q8_k{"Q8_K", 256, 292, nullptr, nullptr},
+      i8{"I8", 1, 1, nullptr, nullptr}, i16{"I16", 1, 2, nullptr, nullptr}, i32{"I32", 1, 4, nullptr, nullptr},
+      i64{"I64", 1, 8, nullptr, nullptr};
   switch (type) {
     case ggml_f32: return &f32;
     case ggml_f16: return &f16;

@@ -1,6 +1,6 @@
 // ggml tensor types as a table, one row per type (block size, bytes per
-// block, conversion to f32), the way ggml describes its formats. Quantized
-// types gain their rows with the GGUF export work.
+// block, conversion to and from f32), the way ggml describes its formats.
+// The block formats themselves are in io/ggml_quants.h.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -19,6 +19,8 @@ struct GgmlTypeInfo {
   int bytes;          // bytes per block
   // Converts n elements (a multiple of block) from src to f32; null if not readable.
   void (*to_f32)(const uint8_t* src, float* dst, int64_t n);
+  // Encodes n elements (a multiple of block) from f32; null if tquant does not write the type.
+  void (*from_f32)(const float* src, uint8_t* dst, int64_t n);
 };
 
 // The row of a type, or null for an unknown type id.

@@ -141,8 +141,7 @@ static void embed_forward(const Model& m, const Input& in, Workspace& ws, int po
   }
 }
 
-static void block_forward(const Model& m, int l, const Input& in, Workspace& ws, Hooks& hooks, KVCache* cache,
-                          int pos0) {
+static void block_forward(const Model& m, int l, Workspace& ws, Hooks& hooks, KVCache* cache, int pos0) {
   const Config& c = m.cfg;
   const Block& bl = m.blocks[l];
   LayerActs& A = ws.train ? ws.layers[l] : ws.layers[0];
@@ -234,10 +233,10 @@ static void block_forward(const Model& m, int l, const Input& in, Workspace& ws,
   if (c.post_norm) norm_forward(c, bl.mlp_norm, x, need(A.y_mean, {N}), need(A.y_rstd, {N}), y, N);
 }
 
-void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks, KVCache* cache) {
+// Shapes of this call into ws; returns the position of token 0.
+static int forward_setup(const Model& m, const Input& in, Workspace& ws, KVCache* cache) {
   const Config& c = m.cfg;
   TQ_CHECK_INPUT(in.B > 0 && in.T > 0, "empty input");
-  TQ_CHECK_INPUT(c.embed == EmbedKind::patches || in.tokens, "this model takes tokens, not images");
   int pos0 = cache ? cache->len : in.pos0;
   ws.B = in.B;
   ws.T = in.T;
@@ -248,8 +247,29 @@ void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks, KVCac
                    "the cache holds {} positions; {} more do not fit after {}", cache->max_seq, ws.S, pos0);
   }
   ws.layers.resize(ws.train ? c.n_layers : 1);
+  return pos0;
+}
+
+void forward_embed(const Model& m, const Input& in, Workspace& ws) {
+  TQ_CHECK_INPUT(m.cfg.embed == EmbedKind::patches || in.tokens, "this model takes tokens, not images");
+  embed_forward(m, in, ws, forward_setup(m, in, ws, nullptr));
+}
+
+void forward_block(const Model& m, int layer, const Input& in, Workspace& ws, Hooks& hooks) {
+  TQ_CHECK_INPUT(layer >= 0 && layer < m.cfg.n_layers && !ws.train, "forward_block: layer {} of {} (inference only)",
+                 layer, m.cfg.n_layers);
+  int pos0 = forward_setup(m, in, ws, nullptr);
+  TQ_CHECK_INPUT(ws.x.numel() == (int64_t)ws.B * ws.S * m.cfg.dim, "forward_block: ws.x does not hold [{}, {}]",
+                 ws.B * ws.S, m.cfg.dim);
+  block_forward(m, layer, ws, hooks, nullptr, pos0);
+}
+
+void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks, KVCache* cache) {
+  const Config& c = m.cfg;
+  TQ_CHECK_INPUT(c.embed == EmbedKind::patches || in.tokens, "this model takes tokens, not images");
+  int pos0 = forward_setup(m, in, ws, cache);
   embed_forward(m, in, ws, pos0);
-  for (int l = 0; l < c.n_layers; l++) block_forward(m, l, in, ws, hooks, cache, pos0);
+  for (int l = 0; l < c.n_layers; l++) block_forward(m, l, ws, hooks, cache, pos0);
 
   const int B = ws.B, S = ws.S, D = c.dim, N = B * S;
   const float* xf = ws.x.ptr();

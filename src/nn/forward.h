@@ -114,6 +114,15 @@ struct Workspace {
 // this call are appended after cache->len positions (the caller advances len).
 void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks = no_hooks(), KVCache* cache = nullptr);
 
+// The pieces forward() is made of (embeddings, then every block, then the head),
+// for measurements that feed one block its own inputs (SensiBoost's
+// sensitivity compares a block's output under quantized weights on the fp
+// model's inputs of that layer). forward_embed leaves in's embeddings in
+// ws.x; forward_block runs block `layer` on the residual stream the caller
+// put in ws.x ([in.B·S, dim], S = in.T plus a CLS token) in place. No cache.
+void forward_embed(const Model& m, const Input& in, Workspace& ws);
+void forward_block(const Model& m, int layer, const Input& in, Workspace& ws, Hooks& hooks = no_hooks());
+
 // Backward of the last forward (ws.train must have been set): dlogits has the
 // shape of ws.logits; parameter gradients are added into grads (a model of the
 // same shapes).

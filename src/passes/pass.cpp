@@ -14,9 +14,13 @@ PassDef rtn_pass();          // passes/rtn.cpp
 PassDef smoothquant_pass();  // passes/smoothquant.cpp
 PassDef symmetrize_pass();   // passes/outliertune.cpp
 PassDef step_fold_pass();    // passes/outliertune.cpp
+PassDef hqq_pass();          // passes/hqq.cpp
+PassDef boost_pass();        // passes/hqq.cpp
+PassDef budget_pass();       // passes/hqq.cpp
 
 const std::vector<PassDef>& all_passes() {
-  static const std::vector<PassDef> passes = {rtn_pass(), smoothquant_pass(), symmetrize_pass(), step_fold_pass()};
+  static const std::vector<PassDef> passes = {rtn_pass(),       smoothquant_pass(), symmetrize_pass(), step_fold_pass(),
+                                              hqq_pass(),       boost_pass(),       budget_pass()};
   return passes;
 }
 
@@ -116,7 +120,10 @@ Recipe recipe_from_json(const nlohmann::json& j, const std::string& name) {
 
 std::vector<std::string> builtin_recipe_names() {
   return {"wXaY-rtn (X, Y = weight/activation bits 2..8; a16 = float activations)", "wXa16-gG-rtn (group G)",
-          "wXaY-smoothquant", "wXaY-outliertune"};
+          "wXaY-smoothquant", "wXaY-outliertune",
+          "wB-hqq-gG (HQQ, B = 2, 3, 4, 8; G = 32, 64, 128 or any group)",
+          "w4-kurtboost, w3-kurtboost, w4-sensiboost, w3-sensiboost (base b4g64 / b3g128, stop 2, top_m 2)",
+          "wB-budget (the allocator at --budget BPW; default: B + 0.5)"};
 }
 
 nlohmann::json per_token_rtn_step(int w_bits, int a_bits, const std::string& sites) {
@@ -154,6 +161,27 @@ Recipe parse_recipe(const std::string& spec) {
                per_token_rtn_step(wb, ab, "o_in,down_in,q,k,v")};
     }
     return recipe_from_json({{"name", spec}, {"passes", steps}}, spec);
+  }
+  static const std::regex hqq(R"(w(\d+)-hqq-g(\d+))"), boost(R"(w([34])-(kurt|sensi)boost)"),
+      budget(R"(w(\d+)-budget)");
+  if (std::regex_match(spec, m, hqq)) {
+    int b = std::stoi(m[1]);
+    if (b < 2 || b > 8) bad_input("recipe {}: HQQ bits must be 2..8", spec);
+    return recipe_from_json({{"name", spec}, {"passes", {{{"pass", "hqq"}, {"bits", b}, {"group", std::stoi(m[2])}}}}},
+                            spec);
+  }
+  if (std::regex_match(spec, m, boost)) {  // methods.md §0.6
+    nlohmann::json step = {{"pass", "boost"},
+                           {"feature", m[2] == "kurt" ? "kurtosis" : "sensitivity"},
+                           {"base", m[1] == "4" ? "b4g64" : "b3g128"},
+                           {"stop", 2},
+                           {"top_m", 2}};
+    return recipe_from_json({{"name", spec}, {"passes", {step}}}, spec);
+  }
+  if (std::regex_match(spec, m, budget)) {
+    int b = std::stoi(m[1]);
+    if (b < 2 || b > 8) bad_input("recipe {}: bits must be 2..8", spec);
+    return recipe_from_json({{"name", spec}, {"passes", {{{"pass", "budget"}, {"budget", b + 0.5}}}}}, spec);
   }
   if (file_exists(spec)) {
     nlohmann::json j;

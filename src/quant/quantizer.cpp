@@ -110,7 +110,7 @@ inline float fq(float x, float step, float zero, const QuantSpec& s, int64_t& sa
     }
     case Scheme::asym: {
       int q = q_asym(x, step, zero, s.bits);
-      float r = std::rint(x / step) + zero;
+      float r = asym_code(x, step, zero);
       sat += r > s.qmax() || r < 0;
       return step * ((float)q - zero);
     }

@@ -25,7 +25,7 @@ struct QuantSpec {
   int group = 0;         // elements per group along cols (Gran::group); the last group may be shorter
   bool dynamic = false;  // parameters computed from the data at run time (per row: per token)
   std::vector<float> scale;  // Δ: 1 (tensor), rows, cols, or rows·ceil(cols/group)
-  std::vector<float> zero;   // asym only: integer zero points, same layout as scale
+  std::vector<float> zero;   // asym only: zero points, same layout as scale (integer, or fractional from HQQ)
   // Channel-affine pre-transform in the quantize op (post-norm folds, methods.md §0.3 item 2):
   // the site value becomes (x − pre_shift) ⊙ pre_inv, then is quantized. Its consumers carry the
   // fold (W·diag(a), b + W·d), so the result stays in the transformed space. Applied even
@@ -83,10 +83,16 @@ inline int q_sym(float x, float step, int bits) {
   float r = __builtin_rintf(x / step);
   return r > qs ? qs : r < -qs - 1 ? -qs - 1 : r == r ? (int)r : 0;
 }
+// The unclamped asymmetric code. An integer zero point is added after rounding
+// (methods.md §0.2); a fractional one (HQQ, §3.2: round(W·s + z)) before.
+inline float asym_code(float x, float step, float zero) {
+  return zero == __builtin_rintf(zero) ? __builtin_rintf(x / step) + zero : __builtin_rintf(x / step + zero);
+}
 inline int q_asym(float x, float step, float zero, int bits) {
   int qa = (1 << bits) - 1;
-  float r = __builtin_rintf(x / step) + zero;
-  return r > qa ? qa : r < 0 ? 0 : r == r ? (int)r : (int)zero;
+  float r = asym_code(x, step, zero);
+  if (r != r) r = __builtin_rintf(zero);  // NaN maps to the zero point
+  return r > qa ? qa : r < 0 ? 0 : r == r ? (int)r : 0;
 }
 
 }  // namespace tq

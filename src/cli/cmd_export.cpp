@@ -1,0 +1,50 @@
+// tquant export MODEL --gguf FILE: a quantized model (a tquant output
+// directory) or any LLaMA model to llama.cpp's GGUF, every tensor in a ggml
+// type chosen from the plan, with a line per tensor on how far its GGUF
+// values are from the plan's simulation.
+#include <fmt/format.h>
+
+#include "cli/common.h"
+#include "core/error.h"
+#include "export/gguf_export.h"
+
+namespace tq::cli {
+
+void register_export(CLI::App& app) {
+  auto* cmd = app.add_subcommand("export", "write a (quantized) model as GGUF for llama.cpp");
+  static std::string path, gguf, json_out;
+  static GgufExportOptions opt;
+  static Common common;
+  cmd->add_option("model", path, "a tquant output directory, or any LLaMA model")->required();
+  cmd->add_option("--gguf", gguf, "GGUF file to write (atomically)")->required();
+  cmd->add_option("--types", opt.types,
+                  "exact: types that hold the plan's own codes (<= 4-bit affine -> Q4_1, symmetric -> Q4_0/Q5_0/"
+                  "Q8_0, 8-bit affine re-quantized to Q8_0); kquant: the K-quant of the plan's bits where rows are "
+                  "whole 256-blocks (re-quantized, smaller)")
+      ->check(CLI::IsMember({"exact", "kquant"}));
+  cmd->add_option("--fallback", opt.fallback, "type of quantized weights whose rows are not whole 32-blocks")
+      ->check(CLI::IsMember({"f32", "f16"}));
+  cmd->add_option("--float-type", opt.float_type, "type of 2-D weights the plan leaves float")
+      ->check(CLI::IsMember({"f32", "f16"}));
+  cmd->add_option("--json", json_out, "write the per-tensor report as JSON to FILE ('-' for stdout)");
+  add_common(cmd, common);
+  cmd->callback([] {
+    Loaded l = load_with_plan(path, common);
+    QuantPlan plan = l.plan.value_or(QuantPlan{});
+    auto report = export_gguf(l.model, plan, gguf, opt);
+    int64_t exact = 0;
+    for (auto& r : report) exact += r.exact();
+    if (!plan.sites.empty())
+      fmt::print(stderr, "export: the plan's {} activation quantizers are not part of GGUF (llama.cpp quantizes "
+                         "activations its own way)\n", plan.sites.size());
+    if (!json_out.empty()) write_json(json_out, {{"gguf", gguf}, {"tensors", to_json(report)}});
+    if (json_out == "-") return;
+    fmt::print("{} -> {}: {} tensors, {} equal to the plan's simulation\n", path, gguf, report.size(), exact);
+    for (auto& r : report)
+      if (!r.exact())
+        fmt::print("  {:32} {:22} {:5} max |diff| {:.3g}, rel rms {:.3g} ({})\n", r.name, r.plan, r.type,
+                   r.max_abs_diff, r.rel_rms, r.how);
+  });
+}
+
+}  // namespace tq::cli

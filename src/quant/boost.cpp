@@ -1,0 +1,149 @@
+#include "quant/boost.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <queue>
+
+#include "core/error.h"
+
+namespace tq {
+
+void trimmed_stats(std::vector<double> v, double frac, double& mean, double& sd) {
+  std::sort(v.begin(), v.end());
+  size_t k = (size_t)std::floor(frac * (double)v.size());
+  size_t n = v.size() - 2 * std::min(k, v.size() / 2);
+  mean = sd = NAN;
+  if (n == 0) return;
+  double s = 0;
+  for (size_t i = k; i < k + n; i++) s += v[i];
+  mean = s / n;
+  if (n < 2) return;
+  double q = 0;
+  for (size_t i = k; i < k + n; i++) q += (v[i] - mean) * (v[i] - mean);
+  sd = std::sqrt(q / (n - 1));
+}
+
+static double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n == 0 ? NAN : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+void robust_stats(std::vector<double> v, double& median, double& sd) {
+  median = median_of(v);
+  for (double& x : v) x = std::fabs(x - median);
+  sd = 1.4826 * median_of(v);
+}
+
+Jumps detect_jumps(const std::vector<double>& v, JumpMode mode, int top_m, int robust_below) {
+  Jumps j;
+  const int L = (int)v.size();
+  std::vector<double> valid;
+  for (int i = 0; i + 1 < L; i++) {
+    double d = NAN;
+    if (std::isfinite(v[i]) && std::isfinite(v[i + 1]))
+      d = mode == JumpMode::ratio ? (v[i] != 0 ? v[i + 1] / v[i] : NAN) : v[i + 1] - v[i];
+    j.d.push_back(d);
+    if (std::isfinite(d)) valid.push_back(d);
+  }
+  if (L < robust_below) {
+    j.rule = "robust";
+    j.threshold = 2.5;
+    robust_stats(valid, j.center, j.spread);
+  } else {
+    j.rule = "trimmed";
+    j.threshold = 3.0;
+    trimmed_stats(valid, 0.05, j.center, j.spread);
+  }
+  std::vector<int> flagged;
+  for (size_t i = 0; i < j.d.size(); i++) {
+    double dev = std::fabs(j.d[i] - j.center), z = NAN;
+    // A zero spread (all kept steps equal) flags exactly the steps that differ.
+    if (std::isfinite(dev)) z = j.spread > 0 ? dev / j.spread : dev > 0 ? INFINITY : 0.0;
+    j.z.push_back(z);
+    if (z > j.threshold) flagged.push_back((int)i);
+  }
+  std::stable_sort(flagged.begin(), flagged.end(), [&](int a, int b) { return j.z[a] > j.z[b]; });
+  if (top_m > 0 && (int)flagged.size() > top_m) flagged.resize(top_m);
+  for (int i : flagged) j.layers.push_back(i + 1);
+  return j;
+}
+
+int boosted_rung(int base, int stop, int n_rungs) { return std::min(base + stop, n_rungs - 1); }
+
+namespace {
+
+// Indices of an item's options on the lower convex hull of (size, error),
+// by increasing size and strictly decreasing error.
+std::vector<int> lower_hull(const std::vector<Choice>& opts) {
+  std::vector<int> idx(opts.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) {
+    return opts[a].size < opts[b].size || (opts[a].size == opts[b].size && opts[a].error < opts[b].error);
+  });
+  std::vector<int> h;
+  for (int i : idx) {
+    if (!h.empty() && opts[i].error >= opts[h.back()].error) continue;  // dominated
+    // Pop points that lie on or above the segment to the new point.
+    while (h.size() >= 2) {
+      const Choice &a = opts[h[h.size() - 2]], &b = opts[h.back()], &c = opts[i];
+      double cross = (b.size - a.size) * (c.error - a.error) - (b.error - a.error) * (c.size - a.size);
+      if (cross > 0) break;
+      h.pop_back();
+    }
+    h.push_back(i);
+  }
+  return h;
+}
+
+}  // namespace
+
+Allocation allocate_budget(const std::vector<std::vector<Choice>>& items, double budget,
+                           std::vector<Allocation>* frontier) {
+  std::vector<std::vector<int>> hulls;
+  Allocation cur;
+  std::vector<int> pos(items.size(), 0);
+  for (auto& opts : items) {
+    TQ_CHECK_INPUT(!opts.empty(), "budget allocation: an item has no options");
+    hulls.push_back(lower_hull(opts));
+    const Choice& c = opts[hulls.back()[0]];
+    cur.pick.push_back(hulls.back()[0]);
+    cur.size += c.size;
+    cur.error += c.error;
+  }
+  if (cur.size > budget)
+    bad_input("the budget ({:.6g}) is below the smallest assignment ({:.6g})", budget, cur.size);
+  // Next upgrade of every item, by error drop per unit size (ties: lower item first).
+  struct Step {
+    double gain;
+    size_t item;
+    bool operator<(const Step& o) const { return gain < o.gain || (gain == o.gain && item > o.item); }
+  };
+  auto step_of = [&](size_t i) {
+    const auto& h = hulls[i];
+    const Choice &a = items[i][h[pos[i]]], &b = items[i][h[pos[i] + 1]];
+    return Step{(a.error - b.error) / (b.size - a.size), i};
+  };
+  std::priority_queue<Step> q;
+  for (size_t i = 0; i < items.size(); i++)
+    if (hulls[i].size() > 1) q.push(step_of(i));
+  if (frontier) frontier->assign(1, cur);
+  Allocation fit = cur;
+  while (!q.empty()) {
+    Step s = q.top();
+    q.pop();
+    size_t i = s.item;
+    const Choice &a = items[i][hulls[i][pos[i]]], &b = items[i][hulls[i][pos[i] + 1]];
+    cur.size += b.size - a.size;
+    cur.error += b.error - a.error;
+    cur.pick[i] = hulls[i][++pos[i]];
+    if (cur.size <= budget) fit = cur;
+    if (frontier) frontier->push_back(cur);
+    else if (cur.size > budget) break;
+    if (pos[i] + 1 < (int)hulls[i].size()) q.push(step_of(i));
+  }
+  return fit;
+}
+
+}  // namespace tq
