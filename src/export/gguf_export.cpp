@@ -99,7 +99,9 @@ std::vector<GgufTensorReport> export_gguf(const Model& m, const QuantPlan& plan,
   bool quantized = false;
   for (auto& nt : named_tensors(const_cast<Model&>(m))) {
     const Tensor& t = *nt.t;
-    GgufTensorReport r{nt.name, "float"};
+    GgufTensorReport r;
+    r.name = nt.name;
+    r.plan = "float";
     uint32_t type = t.ndim() == 2 ? float_type(opt.float_type) : ggml_f32;
     r.how = t.ndim() == 2 ? "float weight" : "norm (llama.cpp keeps them f32)";
     std::vector<uint8_t> bytes;

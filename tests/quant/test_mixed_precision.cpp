@@ -436,17 +436,19 @@ TEST(Budget, PassMeetsTheBudgetAndRecordsTheFrontier) {
   test::TempDir d;
   Model fp = random_model(llama_config(64, 3, 4, 2, 128, 300, 64), 16, 0.1f);
   CalibData cd = load_calib(parse_data_spec(write_text(d) + "?limit=8"), fp);
-  double prev_err = INFINITY;
-  for (double b : {3.0, 4.0, 4.5, 6.0}) {
-    Model m = fp;
-    QuantPlan p = run(m, "w4-budget", cd, 0, {{"budget", b}});
-    double bpw = p.notes["budget"]["bits_per_weight"];
-    EXPECT_LE(bpw, b + 1e-12);
-    EXPECT_NEAR(bpw, p.notes["hqq"]["bits_per_weight"]["fp16_params"].get<double>(), 1e-9);
-    double err = p.notes["budget"]["error"];
-    EXPECT_LT(err, prev_err);
-    prev_err = err;
-    EXPECT_GT(p.notes["budget"]["frontier"].size(), 10u);
+  for (std::string measure : {"output_kl", "block"}) {
+    double prev_err = INFINITY;
+    for (double b : {3.0, 4.5, 6.0}) {
+      Model m = fp;
+      QuantPlan p = run(m, "w4-budget", cd, 0, {{"budget", b}, {"measure", measure}, {"kl_batches", 2}});
+      double bpw = p.notes["budget"]["bits_per_weight"];
+      EXPECT_LE(bpw, b + 1e-12);
+      EXPECT_NEAR(bpw, p.notes["hqq"]["bits_per_weight"]["fp16_params"].get<double>(), 1e-9);
+      double err = p.notes["budget"]["error"];
+      EXPECT_LT(err, prev_err) << measure;
+      prev_err = err;
+      EXPECT_GT(p.notes["budget"]["frontier"].size(), 10u);
+    }
   }
   Model m = fp;
   EXPECT_THROW(run(m, "w4-budget", cd, 0, {{"budget", 2.0}}), Error);
