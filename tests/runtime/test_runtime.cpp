@@ -26,9 +26,14 @@ struct Quantized {
 };
 
 // A small LLaMA (GQA, SwiGLU, untied head; hidden 96 = 64 + a short group of 32) quantized by a recipe.
-Quantized quantize(const std::string& recipe, const std::string& text, uint64_t seed = 4) {
+// post_norm: LayerNorm after the residual with biases, so folds live in the quantize op (pre_inv).
+Quantized quantize(const std::string& recipe, const std::string& text, bool post_norm = false) {
   Config c = llama_config(64, 2, 4, 2, 96, 300, 64);
-  Quantized q{random_model(c, seed, 0.2f), {}};
+  if (post_norm) {
+    c.norm = NormKind::layer;
+    c.post_norm = true;
+  }
+  Quantized q{random_model(c, 4, 0.2f, post_norm), {}};
   CalibData cd = load_calib(parse_data_spec(text + "?limit=12"), q.m);
   PassContext ctx(q.m, q.plan, cd);
   run_recipe(parse_recipe(recipe), ctx);
@@ -137,16 +142,18 @@ TEST(IntegerRuntime, MatchesSimulationOnEveryRecipe) {
   struct Case {
     std::string recipe;
     int int8, lowbit;  // linears expected on each kernel (2 layers × 7, + the head for rtn)
+    bool post_norm = false;
   };
   const Case cases[] = {
       {"w8a8-rtn", 15, 0},         {"w6a6-rtn", 15, 0},         {"w8a8-outliertune", 14, 0},
       {"w6a6-outliertune", 14, 0}, {"w8a8-smoothquant", 14, 0}, {"w6a6-smoothquant", 14, 0},
       {"w4a16-g64-rtn", 0, 15},    {"w8a16-rtn", 0, 15},        {"w4-hqq-g64", 0, 14},
       {"w4-kurtboost", 0, 14},     {"w3-sensiboost", 0, 14},    {"w4-budget", 0, 14},
+      {"w6a6-outliertune", 14, 0, true},  {"w8a8-smoothquant", 14, 0, true},
   };
   const auto toks = some_tokens(2 * 24);
   for (const Case& c : cases) {
-    Quantized q = quantize(c.recipe, text);
+    Quantized q = quantize(c.recipe, text, c.post_norm);
     Model sim_model = simulate_weights(q.m, q.plan);
     std::vector<float> sim = simulated(q, toks, 2);
     Integer in = integer(q);
@@ -155,7 +162,8 @@ TEST(IntegerRuntime, MatchesSimulationOnEveryRecipe) {
     check_every_linear(in.m, in.rt, sim_model, q.plan, &worst);
     EXPECT_EQ(logits(in.m, in.rt.hooks(), toks, 2), got) << c.recipe;  // the checks change nothing
     const bool k4 = c.lowbit > 0;
-    std::printf("%-18s %s: relative difference per linear (teacher-forced) %.1e, logits %.1e\n", c.recipe.c_str(),
+    std::printf("%-18s%s %s: relative difference per linear (teacher-forced) %.1e, logits %.1e\n", c.recipe.c_str(),
+                c.post_norm ? " (post-norm)" : "",
                 in.rt.summary().c_str(), worst, err);
     EXPECT_LE(worst, k4 ? 2e-3 : 1e-5) << c.recipe;
     EXPECT_LE(err, k4 ? 5e-3 : 1e-4) << c.recipe;
@@ -164,6 +172,68 @@ TEST(IntegerRuntime, MatchesSimulationOnEveryRecipe) {
     EXPECT_EQ(in.rt.n_lowbit, c.lowbit) << c.recipe;
     EXPECT_EQ(in.rt.n_float, 0) << c.recipe;
     EXPECT_TRUE(in.rt.notices.empty()) << c.recipe << ": " << in.rt.notices[0];
+  }
+}
+
+// Every activation and weight quantizer form the int8 kernels take, teacher-forced against simulation.
+TEST(IntegerRuntime, EveryInt8FormMatchesSimulation) {
+  test::TempDir d;
+  std::string text = test::write_sample_text(d);
+  const Quantized base = quantize("w8a8-rtn", text);
+  struct Form {
+    std::string name;
+    int a_bits;
+    Scheme a_scheme;
+    Gran a_gran;
+    bool dynamic;
+    int w_bits;
+    Scheme w_scheme;
+    Gran w_gran;
+  };
+  const Form forms[] = {
+      {"K1 static u8, sym rows", 8, Scheme::asym, Gran::tensor, false, 8, Scheme::sym, Gran::row},
+      {"static s8 step, asym 8-bit rows", 8, Scheme::sym, Gran::tensor, false, 8, Scheme::asym, Gran::row},
+      {"dynamic tensor sym, asym 4-bit rows", 8, Scheme::sym, Gran::tensor, true, 4, Scheme::asym, Gran::row},
+      {"dynamic tensor asym 7-bit, tensor weights", 7, Scheme::asym, Gran::tensor, true, 8, Scheme::sym, Gran::tensor},
+      {"K3 8-bit", 8, Scheme::sym, Gran::row, true, 8, Scheme::sym, Gran::row},
+      {"K3 5-bit", 5, Scheme::sym, Gran::row, true, 5, Scheme::sym, Gran::row},
+  };
+  const auto toks = some_tokens(16);
+  for (const Form& f : forms) {
+    Quantized q = base;
+    for (auto& [key, s] : q.plan.sites) {
+      s.bits = f.a_bits;
+      s.scheme = f.a_scheme;
+      s.gran = f.a_gran;
+      s.dynamic = f.dynamic;
+      if (!f.dynamic) {  // a range covering the activations, with its own zero point
+        s.scale = {0.05f};
+        s.zero = f.a_scheme == Scheme::asym ? std::vector<float>{100.0f} : std::vector<float>{};
+      } else {
+        s.scale.clear();
+        s.zero.clear();
+      }
+    }
+    for (auto& nt : named_tensors(q.m)) {
+      auto it = q.plan.weights.find(nt.name);
+      if (it == q.plan.weights.end()) continue;
+      QuantSpec w;
+      w.bits = f.w_bits;
+      w.scheme = f.w_scheme;
+      w.gran = f.w_gran;
+      fit_minmax(nt.t->ptr(), (int)nt.t->rows(), (int)nt.t->cols(), w);
+      it->second = w;
+    }
+    Model sim_model = simulate_weights(q.m, q.plan);
+    Integer in = integer(q);
+    double worst = 0;
+    check_every_linear(in.m, in.rt, sim_model, q.plan, &worst);
+    std::vector<float> got = logits(in.m, in.rt.hooks(), toks, 1);
+    std::printf("%-42s relative difference per linear %.1e, logits %.1e\n", f.name.c_str(), worst,
+                test::rel_err(got, simulated(q, toks, 1)));
+    EXPECT_EQ(in.rt.n_int8, 15) << f.name;
+    EXPECT_LE(worst, 1e-5) << f.name;
+    EXPECT_GT(worst, 0) << f.name;
   }
 }
 
