@@ -386,4 +386,22 @@ TEST(IntegerRuntime, EvalAndRunUseTheKernelsByDefault) {
   ASSERT_EQ(run_sim.status, 0) << run_sim.err;
 }
 
+// tquant bench's end-to-end cases: one object per case with its ratio, sizes and RSS.
+TEST(IntegerRuntime, BenchReportsEndToEndCases) {
+  auto r = test::run_cli("bench --filter e2e --quick -t 1 --cpu-clock --json -");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  int generated = 0;
+  for (auto& c : j) {
+    EXPECT_TRUE(c["name"] == "e2e_prefill" || c["name"] == "e2e_decode") << c.dump();
+    EXPECT_GT(c["ratio"].get<double>(), 0) << c.dump();
+    EXPECT_LT(c["ours_model_bytes"].get<int64_t>(), c["base_model_bytes"].get<int64_t>()) << c.dump();
+    EXPECT_GT(c["ours_rss_bytes"].get<int64_t>(), 0) << c.dump();
+    EXPECT_EQ(c["clock"], "process CPU time");
+    generated += c["shape"].get<std::string>().rfind("llama d256", 0) == 0;
+  }
+  EXPECT_EQ(generated, 4);  // W8A8 and W4, prefill and decode
+  EXPECT_EQ(test::run_cli("bench --filter e2e --e2e-dim 200").status, 2);
+}
+
 }  // namespace tq
