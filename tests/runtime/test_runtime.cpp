@@ -149,6 +149,7 @@ TEST(IntegerRuntime, MatchesSimulationOnEveryRecipe) {
       {"w6a6-outliertune", 14, 0}, {"w8a8-smoothquant", 14, 0}, {"w6a6-smoothquant", 14, 0},
       {"w4a16-g64-rtn", 0, 15},    {"w8a16-rtn", 0, 15},        {"w4-hqq-g64", 0, 14},
       {"w4-kurtboost", 0, 14},     {"w3-sensiboost", 0, 14},    {"w4-budget", 0, 14},
+      {"w8-hqq-g64", 0, 14},       {"w2-hqq-g32", 0, 14},
       {"w6a6-outliertune", 14, 0, true},  {"w8a8-smoothquant", 14, 0, true},
   };
   const auto toks = some_tokens(2 * 24);
