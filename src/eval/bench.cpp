@@ -36,9 +36,18 @@ int64_t rss_bytes() {
 }
 
 int64_t peak_rss_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // "VmHWM:  1234 kB"
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return (int64_t)u.ru_maxrss * 1024;
+}
+
+void reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
 }
 
 double time_best(const std::function<void()>& f, int min_reps, double min_seconds) {

@@ -23,9 +23,11 @@ struct BenchCase {
 // time (summed over its threads; with one thread it discounts other processes
 // on a shared machine).
 double clock_seconds(bool cpu_clock);
-// Resident set size of this process now, and its peak so far, in bytes.
+// Resident set size of this process now, and its peak (VmHWM) in bytes; the
+// peak can be reset (Linux clear_refs) so that it covers one phase only.
 int64_t rss_bytes();
 int64_t peak_rss_bytes();
+void reset_peak_rss();
 
 // Best-of wall time in seconds of f, repeated until min_seconds have passed (at least min_reps).
 double time_best(const std::function<void()>& f, int min_reps = 3, double min_seconds = 0.3);
