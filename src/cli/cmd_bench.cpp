@@ -1,10 +1,13 @@
 // tquant bench: kernel and end-to-end figures, each a ratio of two things
 // measured in the same run.
 #include <fmt/format.h>
+#include <malloc.h>
 
-#include <chrono>
+#include <functional>
+#include <optional>
 
 #include "cli/common.h"
+#include "core/error.h"
 #include "core/mmap.h"
 #include "core/threads.h"
 #include "eval/bench.h"
@@ -12,13 +15,22 @@
 #include "io/load.h"
 #include "nn/forward.h"
 #include "nn/random_model.h"
+#include "passes/pass.h"
+#include "runtime/runtime.h"
 
 namespace tq::cli {
 
-// Prefill: tokens/s over a T-token prompt. Decode: tokens/s of single-token
-// steps with a KV cache after that prompt. Both are reported in one case.
-static BenchCase bench_model(const Model& m, const std::string& label, int T, int steps) {
-  using clk = std::chrono::steady_clock;
+// End to end (issue 9): prefill tokens/s over a T-token prompt, and decode
+// tokens/s of single-token steps with a KV cache after it; best of 3.
+struct E2eRun {
+  double prefill = 0, decode = 0;
+  int64_t bytes = 0, rss = 0;  // rss: peak resident set while running (loading and packing excluded)
+  std::string exec;
+};
+
+static E2eRun time_e2e(const Model& m, Hooks& hooks, int T, int steps, bool cpu_clock) {
+  malloc_trim(0);  // the heap the in-memory quantization freed goes back: the peak is what running needs
+  reset_peak_rss();
   std::vector<int32_t> toks(T + steps);
   for (int i = 0; i < T + steps; i++) toks[i] = (i * 7919 + 1) % m.cfg.vocab;
   Workspace ws;
@@ -28,22 +40,67 @@ static BenchCase bench_model(const Model& m, const std::string& label, int T, in
     cache.init(m.cfg, 1, T + steps);
     Input in{1, T, toks.data()};
     in.last_only = true;
-    auto t0 = clk::now();
-    forward(m, in, ws, no_hooks(), &cache);
+    double t0 = clock_seconds(cpu_clock);
+    forward(m, in, ws, hooks, &cache);
     cache.len = T;
-    auto t1 = clk::now();
+    double t1 = clock_seconds(cpu_clock);
     for (int s = 0; s < steps; s++) {
       Input step{1, 1, toks.data() + T + s};
       step.last_only = true;
-      forward(m, step, ws, no_hooks(), &cache);
+      forward(m, step, ws, hooks, &cache);
       cache.len++;
     }
-    auto t2 = clk::now();
-    best_prefill = std::min(best_prefill, std::chrono::duration<double>(t1 - t0).count());
-    best_decode = std::min(best_decode, std::chrono::duration<double>(t2 - t1).count());
+    double t2 = clock_seconds(cpu_clock);
+    best_prefill = std::min(best_prefill, t1 - t0);
+    best_decode = std::min(best_decode, t2 - t1);
   }
-  return {"fp32_e2e", fmt::format("{} T={}", label, T), "decode tok/s", "prefill tok/s", steps / best_decode,
-          T / best_prefill, "tok/s"};
+  return {T / best_prefill, steps / best_decode, runtime_bytes(m), peak_rss_bytes(), ""};
+}
+
+// The quantized forms, made in memory without calibration data: W8A8 is per-row
+// int8 weights with per-token int8 activations (K3), W4 is 4-bit asymmetric
+// groups of 64 with float activations (K4); the head too unless it is tied.
+static Recipe e2e_recipe(const std::string& form) {
+  nlohmann::json step = form == "W8A8"
+                            ? nlohmann::json{{"pass", "rtn"}, {"w_bits", 8}, {"a_bits", 8}, {"a_scheme", "sym"},
+                                             {"a_gran", "token"}, {"sites", "qkv_in,o_in,up_in,down_in,head_in"}}
+                            : nlohmann::json{{"pass", "rtn"}, {"w_bits", 4}, {"w_scheme", "asym"},
+                                             {"w_gran", "group"}, {"group", 64}, {"a_bits", 0}};
+  return recipe_from_json({{"passes", {step}}}, form);
+}
+
+// fp32, W8A8 and W4 of one model (each made afresh, so each RSS is its own), as
+// ratios to fp32.
+static std::vector<BenchCase> bench_e2e(const std::function<Model()>& make, const std::string& label, int T,
+                                        int steps, bool cpu_clock) {
+  const char* forms[3] = {"fp32", "W8A8", "W4"};
+  E2eRun runs[3];
+  for (int f = 0; f < 3; f++) {
+    Model m = make();
+    std::optional<Runtime> rt;
+    if (f > 0) {
+      QuantPlan plan;
+      CalibData none;
+      PassContext ctx(m, plan, none);
+      run_recipe(e2e_recipe(forms[f]), ctx);
+      rt = attach_runtime(m, plan);
+    }
+    runs[f] = time_e2e(m, rt ? rt->hooks() : no_hooks(), T, steps, cpu_clock);
+    runs[f].exec = rt ? rt->summary() : "fp32 BLAS";
+  }
+  std::vector<BenchCase> out;
+  for (const char* phase : {"prefill", "decode"})
+    for (int f = 1; f < 3; f++) {
+      bool pre = std::string(phase) == "prefill";
+      BenchCase c{fmt::format("e2e_{}", phase), fmt::format("{} T={}", label, pre ? T : steps),
+                  fmt::format("{} {} tok/s", forms[f], phase), fmt::format("fp32 {} tok/s", phase),
+                  pre ? runs[f].prefill : runs[f].decode, pre ? runs[0].prefill : runs[0].decode, "tok/s"};
+      c.extra = {{"ours_model_bytes", runs[f].bytes}, {"base_model_bytes", runs[0].bytes},
+                 {"ours_peak_rss_bytes", runs[f].rss}, {"base_peak_rss_bytes", runs[0].rss},
+                 {"ours_executors", runs[f].exec}, {"clock", cpu_clock ? "process CPU time" : "wall"}};
+      out.push_back(c);
+    }
+  return out;
 }
 
 void register_bench(CLI::App& app) {
@@ -64,6 +121,12 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--gemm-scalar", gemm.scalar, "also time the portable scalar path");
   cmd->add_flag("--gemm-cpu-clock", gemm.cpu_clock,
                 "time by process CPU time (with -t 1: discounts other processes on a shared machine)");
+  static bool cpu_clock = false;
+  static int e2e_dim = 2048, e2e_layers = 4;
+  cmd->add_flag("--cpu-clock", cpu_clock, "end-to-end cases timed by process CPU time (use with -t 1)");
+  cmd->add_option("--e2e-dim", e2e_dim, "dimension of the generated LLaMA of the end-to-end cases")
+      ->check(CLI::Range(128, 16384));
+  cmd->add_option("--e2e-layers", e2e_layers, "layers of the generated LLaMA")->check(CLI::Range(1, 128));
   cmd->callback([] {
     set_threads(common.threads);
     std::vector<BenchCase> cases;
@@ -85,17 +148,18 @@ void register_bench(CLI::App& app) {
         if (want(c.name)) report({c.name, c.shape(), c.ours, c.base, c.ours_gops, c.base_gops, "GOP/s"});
       });
     }
-    if (want("fp32_e2e")) {
+    if (want("e2e")) {
+      TQ_CHECK_INPUT(e2e_dim % 128 == 0, "--e2e-dim {} is not a multiple of the head size 128", e2e_dim);
       std::string s260 = std::string(TQ_DEFAULT_SHARED) + "/models/stories260K/stories260K.gguf";
-      if (file_exists(s260)) {
-        Model m = load_model(s260);
-        report(bench_model(m, "stories260K", quick ? 64 : 256, quick ? 16 : 128));
-      }
+      if (file_exists(s260))
+        for (auto& c : bench_e2e([&] { return load_model(s260); }, "stories260K", quick ? 64 : 256, quick ? 16 : 128,
+                                 cpu_clock))
+          report(c);
       Config c = quick ? llama_config(256, 2, 4, 4, 704, 4096, 1024)
-                       : llama_config(1024, 8, 16, 16, 2816, 32000, 1024);
-      Model big = random_model(c, 1);
-      std::string label = fmt::format("llama d{} L{} V{}", c.dim, c.n_layers, c.vocab);
-      report(bench_model(big, label, quick ? 64 : 512, quick ? 8 : 32));
+                       : llama_config(e2e_dim, e2e_layers, e2e_dim / 128, e2e_dim / 128, e2e_dim * 11 / 4, 32000, 1024);
+      std::string label = fmt::format("llama d{} L{} F{} V{}", c.dim, c.n_layers, c.hidden, c.vocab);
+      for (auto& bc : bench_e2e([&] { return random_model(c, 1); }, label, quick ? 64 : 128, quick ? 8 : 32, cpu_clock))
+        report(bc);
     }
     if (!json_out.empty()) {
       nlohmann::json j = nlohmann::json::array();
@@ -103,7 +167,8 @@ void register_bench(CLI::App& app) {
       write_json(json_out, j);
     }
     if (json_out != "-") {
-      fmt::print("threads {}\n", num_threads());
+      fmt::print("threads {}, {} clock\n", num_threads(),
+                 cpu_clock ? "process CPU" : "wall");
       print_bench_table(cases);
     }
   });

@@ -1,6 +1,7 @@
 // tquant eval MODEL --data SPEC: perplexity or accuracy, and against
-// --compare REF the divergence figures. A tquant output directory is run
-// with its plan's quantizers (simulation).
+// --compare REF the divergence figures. A tquant output directory runs on the
+// integer kernels (runtime/runtime.h), or with --simulate its plan's fake-quant
+// simulation.
 #include <fmt/format.h>
 
 #include "cli/common.h"
@@ -25,13 +26,29 @@ Loaded load_with_plan(const std::string& path, const Common& c) {
   return l;
 }
 
+void prepare_run(Loaded& l, bool simulate) {
+  if (!l.plan) return;
+  if (simulate) {
+    l.sim.emplace(*l.plan, l.model.cfg.n_layers);
+    return;
+  }
+  l.runtime = attach_runtime(l.model, *l.plan);
+  for (auto& n : l.runtime->notices) fmt::print(stderr, "note: {}\n", n);
+}
+
+Hooks& Loaded::hooks() { return runtime ? runtime->hooks() : sim ? (Hooks&)*sim : no_hooks(); }
+int64_t Loaded::saturated() const { return runtime ? runtime->saturated() : sim ? sim->saturated : 0; }
+std::string Loaded::mode() const { return runtime ? "integer" : sim ? "simulate" : "fp32"; }
+
 void register_eval(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "measure perplexity or accuracy, optionally against a reference model");
   static std::string path, data, compare, json_out, protocol;
   static int ctx = 0;
   static int64_t offset = -1, limit = -1;
   static Common common;
-  cmd->add_option("model", path, "model to evaluate (a tquant directory runs with its quantizers)")->required();
+  static bool simulate = false;
+  cmd->add_option("model", path, "model to evaluate (a tquant directory runs on the integer kernels)")->required();
+  cmd->add_flag("--simulate", simulate, "run a tquant directory with fake-quant simulation instead of the integer kernels");
   cmd->add_option("--data", data, "text FILE, mnist:DIR or sst2:FILE, optionally ?from=&to=&offset=&limit=")
       ->required();
   cmd->add_option("--protocol", protocol, "text scoring: lines (one sequence per line) or chunks (llama.cpp)")
@@ -50,20 +67,23 @@ void register_eval(CLI::App& app) {
     if (offset >= 0) d.offset = offset;
     if (limit >= 0) d.limit = limit;
     Loaded m = load_with_plan(path, common);
+    prepare_run(m, simulate);
     std::optional<Loaded> ref;
-    if (!compare.empty()) ref = load_with_plan(compare, common);
-    std::optional<SimHook> sim, ref_sim;
-    if (m.plan) sim.emplace(*m.plan, m.model.cfg.n_layers);
-    if (ref && ref->plan) ref_sim.emplace(*ref->plan, ref->model.cfg.n_layers);
-    EvalResult r = evaluate(m.model, d, sim ? (Hooks&)*sim : no_hooks(), ref ? &ref->model : nullptr,
-                            ref_sim ? &*ref_sim : nullptr);
+    if (!compare.empty()) {
+      ref = load_with_plan(compare, common);
+      prepare_run(*ref, simulate);
+    }
+    EvalResult r = evaluate(m.model, d, m.hooks(), ref ? &ref->model : nullptr, ref ? &ref->hooks() : nullptr);
     nlohmann::json j = r.json;
     j["model"] = path;
     j["data"] = data;
-    if (sim) j["saturated"] = sim->saturated;
+    j["runtime"] = m.mode();
+    if (m.runtime) j["executors"] = {{"int8", m.runtime->n_int8}, {"lowbit", m.runtime->n_lowbit},
+                                     {"float", m.runtime->n_float}, {"notices", m.runtime->notices}};
+    if (m.plan) j["saturated"] = m.saturated();
     if (!json_out.empty()) write_json(json_out, j);
     if (json_out == "-") return;
-    fmt::print("{} on {}\n", path, data);
+    fmt::print("{} on {}{}\n", path, data, m.plan ? fmt::format(" ({})", m.runtime ? m.runtime->summary() : "simulated") : "");
     if (r.metric == "ppl") {
       fmt::print("  PPL {:.4f} ± {:.4f}   NLL {:.6f}   ({} sequences, {} tokens)\n", r.value,
                  j["ppl_stderr"].get<double>(), j["nll"].get<double>(), j["sequences"].get<int64_t>(),
@@ -75,7 +95,7 @@ void register_eval(CLI::App& app) {
       fmt::print("  vs {} ({} {:.4f}): KLD mean {:.6f}  p99 {:.6f}  top-1 agreement {:.2f}%\n", compare, r.metric,
                  r.ref_value, j["kld_mean"].get<double>(), j["kld_p99"].get<double>(),
                  100 * j["top1_agree"].get<double>());
-    if (sim && sim->saturated) fmt::print("  {} activation values clamped by static ranges\n", sim->saturated);
+    if (m.saturated()) fmt::print("  {} activation values clamped by static ranges\n", m.saturated());
   });
 }
 

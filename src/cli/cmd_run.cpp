@@ -64,6 +64,7 @@ void register_run(CLI::App& app) {
   static SampleOptions opt;
   static ClassifyOptions cls;
   static Common common;
+  static bool simulate = false;
   opt.max_new = 64;
   cmd->add_option("model", path, "model to run")->required();
   cmd->add_option("-p,--prompt", prompt, "prompt text (empty: start from BOS)");
@@ -79,13 +80,13 @@ void register_run(CLI::App& app) {
   mnist->excludes(text);
   cmd->add_option("--top", cls.top, "classes to show")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--json", cls.json_out, "write the classification as JSON to FILE ('-' for stdout)");
+  cmd->add_flag("--simulate", simulate, "run a tquant directory with fake-quant simulation instead of the integer kernels");
   add_common(cmd, common);
   cmd->callback([] {
-    Loaded loaded = load_with_plan(path, common);  // a tquant directory runs with its quantizers
+    Loaded loaded = load_with_plan(path, common);  // a tquant directory runs on the integer kernels
+    prepare_run(loaded, simulate);
     const Model& m = loaded.model;
-    std::optional<SimHook> sim;
-    if (loaded.plan) sim.emplace(*loaded.plan, m.cfg.n_layers);
-    Hooks& hooks = sim ? (Hooks&)*sim : no_hooks();
+    Hooks& hooks = loaded.hooks();
     if (!cls.image.empty() || !cls.mnist.empty() || !cls.text.empty()) {
       TQ_CHECK_INPUT(!m.cfg.is_lm(), "{} is a language model; use -p to generate", path);
       classify(m, cls, hooks);

@@ -3,7 +3,12 @@
 #include <cblas.h>
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <fstream>
 
 #include "core/rng.h"
 #include "nn/ops.h"
@@ -11,8 +16,38 @@
 namespace tq {
 
 nlohmann::json BenchCase::json() const {
-  return {{"name", name}, {"shape", shape}, {"ours", ours}, {"base", base}, {"ours_value", ours_value},
-          {"base_value", base_value}, {"unit", unit}, {"ratio", ratio()}};
+  nlohmann::json j = {{"name", name}, {"shape", shape}, {"ours", ours}, {"base", base}, {"ours_value", ours_value},
+                      {"base_value", base_value}, {"unit", unit}, {"ratio", ratio()}};
+  for (auto& [k, v] : extra.items()) j[k] = v;
+  return j;
+}
+
+double clock_seconds(bool cpu_clock) {
+  timespec ts;
+  clock_gettime(cpu_clock ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int64_t rss_bytes() {
+  std::ifstream f("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  f >> size >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+int64_t peak_rss_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // "VmHWM:  1234 kB"
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return (int64_t)u.ru_maxrss * 1024;
+}
+
+void reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
 }
 
 double time_best(const std::function<void()>& f, int min_reps, double min_seconds) {

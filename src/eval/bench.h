@@ -14,9 +14,20 @@ struct BenchCase {
   std::string ours, base;  // what is compared: ours / base
   double ours_value = 0, base_value = 0;  // in unit (higher is better)
   std::string unit;   // "GFLOP/s", "tok/s"
+  nlohmann::json extra = nlohmann::json::object();  // further figures of the case (model bytes, RSS)
   double ratio() const { return base_value > 0 ? ours_value / base_value : 0; }
   nlohmann::json json() const;
 };
+
+// Seconds on a monotonic clock: wall time, or with cpu_clock the process's CPU
+// time (summed over its threads; with one thread it discounts other processes
+// on a shared machine).
+double clock_seconds(bool cpu_clock);
+// Resident set size of this process now, and its peak (VmHWM) in bytes; the
+// peak can be reset (Linux clear_refs) so that it covers one phase only.
+int64_t rss_bytes();
+int64_t peak_rss_bytes();
+void reset_peak_rss();
 
 // Best-of wall time in seconds of f, repeated until min_seconds have passed (at least min_reps).
 double time_best(const std::function<void()>& f, int min_reps = 3, double min_seconds = 0.3);

@@ -156,7 +156,7 @@ static inline void finish(const Int8Job& j, int64_t t, int64_t o, int32_t acc) {
 void gemm_int8_scalar(const Int8Job& j) {
   const Int8Packed& w = *j.w;
   const int64_t np = w.panels(), nq = j.depth / 4;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (j.M * w.O * j.depth > kParallelWork)
   for (int64_t p = 0; p < np; p++) {
     const int8_t* b = w.panel(p);
     const int64_t n = std::min<int64_t>(64, w.O - p * 64);

@@ -86,7 +86,7 @@ void block(const Int8Job& j, int64_t t0, int64_t o0) {
 void gemm_int8_amx(const Int8Job& j) {
   const int64_t nblk = (j.w->O + 31) / 32, nb = (j.M + 31) / 32;
   const TileConfig cfg = tile_config();
-#pragma omp parallel
+#pragma omp parallel if (j.M * j.w->O * j.depth > kParallelWork)
   {
     _tile_loadconfig(&cfg);
     int64_t begin, end;

@@ -91,7 +91,7 @@ void gemm_int8_avx2(const Int8Job& j) {
   for (int64_t t = 0; t < j.M; t++)
     for (int64_t c = 0; c < j.depth; c++) a16[t * j.depth + c] = j.a[t * j.lda + c];
   const int64_t nblk = (j.w->O + 15) / 16, nb = (j.M + kRowBlock - 1) / kRowBlock;
-#pragma omp parallel
+#pragma omp parallel if (j.M * j.w->O * j.depth > kParallelWork)
   {
     int64_t begin, end;
     split_range(nblk * nb, omp_get_thread_num(), omp_get_num_threads(), begin, end);

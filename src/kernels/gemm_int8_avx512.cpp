@@ -74,7 +74,7 @@ TileFn tile_fn(int mr, int nv) {
 
 void gemm_int8_avx512(const Int8Job& j) {
   const int64_t np = j.w->panels(), nb = (j.M + kRowBlock - 1) / kRowBlock;
-#pragma omp parallel
+#pragma omp parallel if (j.M * j.w->O * j.depth > kParallelWork)
   {
     int64_t begin, end;
     split_range(np * nb, omp_get_thread_num(), omp_get_num_threads(), begin, end);

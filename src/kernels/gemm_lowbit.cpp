@@ -131,7 +131,7 @@ void gemm_lowbit(const float* x, int64_t M, int64_t ldx, const LowbitPacked& w, 
                     : isa == Isa::avx2 ? lowbit_tile_avx2(w.bits)
                                        : lowbit_tile_avx512(w.bits);  // AMX has no use for f32 activations
   const int np = plane_count(w.bits);
-#pragma omp parallel
+#pragma omp parallel if (M * w.O * w.Cp > kParallelWork)
   {
     int64_t begin, end;
     split_range(w.tiles(), omp_get_thread_num(), omp_get_num_threads(), begin, end);

@@ -11,4 +11,9 @@ inline void split_range(int64_t n, int t, int nt, int64_t& begin, int64_t& end) 
   end = n * (t + 1) / nt;
 }
 
+// Multiply-adds below which a call runs on the calling thread: waking a team
+// costs more than small layers (a 64 × 64 decode step) take. Each output is
+// still computed in the same order, so the bits do not change.
+constexpr int64_t kParallelWork = int64_t(1) << 20;
+
 }  // namespace tq::detail

@@ -81,6 +81,7 @@ static void norm_backward(const Config& c, const Norm& n, Norm& dn, float* dx, c
 }
 
 static void lin_forward(const Linear& l, float* y, const float* x, int N) {
+  if (l.exec) return l.exec->forward(y, x, N);
   linear_forward(y, x, l.w.ptr(), l.b.empty() ? nullptr : l.b.ptr(), N, l.in(), l.out());
 }
 
@@ -301,7 +302,11 @@ void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks, KVCac
   }
   hooks.forward(Site::head_in, -1, hin, rows, D);
   float* logits = need(ws.logits, {rows, c.n_out});
-  linear_forward(logits, hin, m.head_w().ptr(), m.head.b.empty() ? nullptr : m.head.b.ptr(), rows, D, c.n_out);
+  if (m.head.exec) {
+    m.head.exec->forward(logits, hin, rows);
+  } else {
+    linear_forward(logits, hin, m.head_w().ptr(), m.head.b.empty() ? nullptr : m.head.b.ptr(), rows, D, c.n_out);
+  }
 }
 
 static void block_backward(const Model& m, Model& gm, int l, Workspace& ws, Hooks& hooks, float* dx, int pos0) {
@@ -380,6 +385,9 @@ static void block_backward(const Model& m, Model& gm, int l, Workspace& ws, Hook
 void backward(const Model& m, Model& gm, const Input& in, Workspace& ws, const float* dlogits, Hooks& hooks) {
   const Config& c = m.cfg;
   TQ_CHECK_INPUT(ws.train && (int)ws.layers.size() == c.n_layers, "backward needs a training forward first");
+  for (auto& bl : m.blocks)
+    for (const Linear* l : {&bl.q, &bl.k, &bl.v, &bl.o, &bl.gate, &bl.up, &bl.down})
+      TQ_CHECK_INPUT(!l->exec, "backward runs on float models, not on the integer runtime");
   const int B = ws.B, S = ws.S, D = c.dim, N = B * S;
   const int rows = (int)ws.head_in.dim(0);
   std::vector<float> scratch;

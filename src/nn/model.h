@@ -2,6 +2,7 @@
 // Every family (LLaMA, OPT, GPT-2, BERT, ViT) is this one struct; families
 // differ in the loader's name map and in which optional tensors are present.
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,9 +49,19 @@ struct Config {
   bool is_lm() const { return pool == PoolKind::none && embed == EmbedKind::tokens; }
 };
 
+// Another way to compute one linear, y[N, out] = f(x[N, in]), bias included:
+// the integer runtime's packed weights (runtime/runtime.h). Held by the
+// Linear it replaces, so the one forward serves float and integer models.
+struct LinearExec {
+  virtual ~LinearExec() = default;
+  virtual void forward(float* y, const float* x, int N) const = 0;
+  virtual int64_t bytes() const = 0;  // memory the executor holds
+};
+
 struct Linear {
-  Tensor w;  // [out, in]
+  Tensor w;  // [out, in]; with an executor its values may be dropped (shape kept)
   Tensor b;  // [out], empty when the layer has no bias
+  std::shared_ptr<const LinearExec> exec;  // null: w (and b) through BLAS
   int out() const { return (int)w.dim(0); }
   int in() const { return (int)w.dim(1); }
 };

@@ -120,8 +120,10 @@ inline float fq(float x, float step, float zero, const QuantSpec& s, int64_t& sa
   return x;
 }
 
+}  // namespace
+
 // Parameters from a row's (or tensor's) own values: sym absmax, asym min-max, log max.
-inline void dynamic_params(const float* x, int64_t n, const QuantSpec& s, float& step, float& zero) {
+void dynamic_params(const float* x, int64_t n, const QuantSpec& s, float& step, float& zero) {
   float mn = INFINITY, mx = -INFINITY;
   for (int64_t i = 0; i < n; i++) {
     mn = std::min(mn, x[i]);
@@ -135,8 +137,6 @@ inline void dynamic_params(const float* x, int64_t n, const QuantSpec& s, float&
     default: step = mx > 0 ? mx : 1.0f; break;
   }
 }
-
-}  // namespace
 
 int64_t fake_quant(float* x, int rows, int cols, const QuantSpec& s) {
   if (!s.pre_inv.empty()) {

@@ -67,6 +67,10 @@ float dq_logsqrt2(int q, float step);
 // that were clamped (saturated) by the range.
 int64_t fake_quant(float* x, int rows, int cols, const QuantSpec& spec);
 
+// Parameters a dynamic spec takes from n values of its own (a row, or the tensor):
+// sym absmax, asym min-max, log max. What fake_quant and the integer runtime use.
+void dynamic_params(const float* x, int64_t n, const QuantSpec& s, float& step, float& zero);
+
 // Integer codes of x under a static spec (for storage and the integer runtime).
 void quantize_codes(const float* x, int rows, int cols, const QuantSpec& spec, int32_t* codes);
 // x̂ from codes: bit-identical to what fake_quant produces for the same spec.

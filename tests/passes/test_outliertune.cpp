@@ -413,7 +413,7 @@ TEST(OutlierTune, QuantizeCommandRecordsFoldsAndSaturation) {
   auto plan = nlohmann::json::parse(read_text_file(d.file("q/plan.json")));
   EXPECT_EQ(plan["sites"]["blk.1.up_in"]["scale"], nlohmann::json::array({1.0}));
   EXPECT_EQ(plan["sites"]["blk.1.o_in"]["dynamic"], true);
-  auto again = test::run_cli("eval " + d.file("q") + " --data '" + text + "?from=0.5' --json -");
+  auto again = test::run_cli("eval " + d.file("q") + " --simulate --data '" + text + "?from=0.5' --json -");
   ASSERT_EQ(again.status, 0) << again.err;
   EXPECT_EQ(nlohmann::json::parse(again.out)["ppl"], figures["eval"]["ppl"]);
   EXPECT_EQ(nlohmann::json::parse(again.out)["saturated"], figures["saturated"]);

@@ -118,7 +118,7 @@ TEST(Recipe, QuantizeCommandWritesModelAndReport) {
                         "rep/report.html"})
     EXPECT_TRUE(file_exists(d.file(f))) << f;
   auto figures = nlohmann::json::parse(read_text_file(d.file("f.json")));
-  auto again = test::run_cli("eval " + d.file("q") + " --data '" + text + "?from=0.5' --json -");
+  auto again = test::run_cli("eval " + d.file("q") + " --simulate --data '" + text + "?from=0.5' --json -");
   ASSERT_EQ(again.status, 0) << again.err;
   EXPECT_EQ(nlohmann::json::parse(again.out)["ppl"], figures["eval"]["ppl"]);
   auto report = nlohmann::json::parse(read_text_file(d.file("rep/report.json")));
