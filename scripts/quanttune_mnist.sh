@@ -4,7 +4,7 @@
 # ../shared has no MNIST train set), the last tenth of them the guard set. Then per-tensor RTN at
 # W8A8 and W7A7 with each calibrator on the original and both fine-tuned models, calibrated on
 # images 9,000–9,031 and evaluated on images 0–8,999. Usage:
-#   scripts/quanttune_mnist.sh [OUT_DIR] [STEPS] [LAMBDA]
+#   scripts/quanttune_mnist.sh [OUT_DIR] [STEPS] [LAMBDA] [LR] [BITS]     BITS: e.g. "8 7" (default), "6"
 # Writes models, records (*.quanttune.json) and one JSON per quantization into OUT_DIR (default
 # /tmp/tquant-qt-mnist) and the table as Markdown to stdout. Needs ../shared and ./build/tquant.
 set -euo pipefail
@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/tquant-qt-mnist}
 STEPS=${2:-200}
 LAMBDA=${3:-0.05}
+LR=${4:-1e-4}
+BITS=${5:-8 7}
 S=../shared
 TQ=./build/tquant
 export OMP_WAIT_POLICY=passive
@@ -20,7 +22,7 @@ MODEL=$S/models/vit-mnist-sonjuhy
 POOL="mnist:$S/data/mnist?from=0.9"
 CALIB="mnist:$S/data/mnist?from=0.9&limit=32"
 EVAL="mnist:$S/data/mnist?to=0.9"
-TUNE="--data $POOL --steps $STEPS --batch 16 --guard-every 50 --seed 1 --threads 2"
+TUNE="--data $POOL --steps $STEPS --lr $LR --batch 16 --guard-every 50 --seed 1 --threads 2"
 
 [ -d "$OUT/control" ] || "$TQ" quanttune "$MODEL" $TUNE --lambda 0 -o "$OUT/control" --log "$OUT/control.csv" \
   > "$OUT/control.txt"
@@ -30,7 +32,7 @@ cat "$OUT/control.txt" "$OUT/quanttune.txt"
 
 for m in original control quanttune; do
   [ $m = original ] && path=$MODEL || path=$OUT/$m
-  for b in 8 7; do
+  for b in $BITS; do
     for c in minmax percentile mse kl; do
       json=$OUT/$m-w${b}a${b}-$c.json
       [ -s "$json" ] || "$TQ" quantize "$path" --recipe w${b}a${b}-rtn --calibrator $c --calib "$CALIB" --eval "$EVAL" \
@@ -40,13 +42,13 @@ for m in original control quanttune; do
 done
 rm -rf "$OUT/q"
 
-/usr/bin/python3 - "$OUT" <<'PY'
+/usr/bin/python3 - "$OUT" $BITS <<'PY'
 import json, sys
-out = sys.argv[1]
+out, bits = sys.argv[1], [int(b) for b in sys.argv[2:]]
 print("\n| model | fp32 | bits | minmax | percentile | mse | kl | best | drop (best) |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for m in ("original", "control", "quanttune"):
-    for b in (8, 7):
+    for b in bits:
         acc = {c: json.load(open(f"{out}/{m}-w{b}a{b}-{c}.json")) for c in ("minmax", "percentile", "mse", "kl")}
         fp = next(iter(acc.values()))["fp32_accuracy"]
         q = {c: j["eval"]["accuracy"] for c, j in acc.items()}

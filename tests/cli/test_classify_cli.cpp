@@ -127,11 +127,14 @@ TEST(ClassifyCli, QuanttuneLowersTheOutlierLossAndRepeatsBitForBit) {
   Model base = tiny_vit(6);
   save_tquant_dir(d.file("base"), base, QuantPlan{});
   std::string args = "quanttune " + d.file("base") + " --data mnist:" + d.path +
-                     " --steps 30 --batch 16 --lr 3e-3 --lambda 1 --guard-every 10 --guard-tolerance 1 --threads 2 -o ";
-  auto a = test::run_cli(args + d.file("a"));
+                     " --steps 30 --batch 16 --lr 3e-3 --guard-every 10 --guard-tolerance 1 --threads 2 -o ";
+  // L_s is ~1e-3 here against a task loss ~2: λ 100 makes the outlier term count.
+  auto a = test::run_cli(args + d.file("a") + " --lambda 100");
   ASSERT_EQ(a.status, 0) << a.err;
   EXPECT_NE(a.out.find("guard accuracy"), std::string::npos) << a.out;
-  auto b = test::run_cli(args + d.file("b"));
+  auto control = test::run_cli(args + d.file("control") + " --lambda 0");  // plain fine-tuning, same steps
+  ASSERT_EQ(control.status, 0) << control.err;
+  auto b = test::run_cli(args + d.file("b") + " --lambda 100");
   ASSERT_EQ(b.status, 0) << b.err;
   EXPECT_EQ(read_text_file(d.file("a/model.safetensors")), read_text_file(d.file("b/model.safetensors")));
 
@@ -147,9 +150,11 @@ TEST(ClassifyCli, QuanttuneLowersTheOutlierLossAndRepeatsBitForBit) {
   EXPECT_EQ(rec["guard"], rec_b["guard"]);
 
   Batch all = all_images(base, d.path);
-  double before = outlier_loss_of(base, all), after = outlier_loss_of(load_model(d.file("a")), all);
+  double before = outlier_loss_of(base, all), after = outlier_loss_of(load_model(d.file("a")), all),
+         plain = outlier_loss_of(load_model(d.file("control")), all);
   EXPECT_GT(before, 0);
   EXPECT_LT(after, 0.8 * before) << before << " -> " << after;
+  EXPECT_LT(after, 0.8 * plain) << "QuantTune " << after << ", plain fine-tuning " << plain;
 }
 
 }  // namespace
