@@ -58,6 +58,9 @@ TEST(ClassifyTraining, FineTunedVitSavedAndReloadedGivesTheSameLogits) {
   test::TempDir d;
   test::write_synthetic_mnist(d, 64, 1);
   Model m = tiny_vit(2);
+  // The norms only some families have: none at the end (as vit-mnist-sonjuhy), one after the embeddings (as BERT).
+  m.final_norm = Norm{};
+  m.embd_norm = {Tensor({m.cfg.dim}, 1.5f), Tensor({m.cfg.dim}, 0.1f)};
   const Model before = m;
   Batch all = all_images(m, d.path);
   LabelledExamples data = labelled_examples({all}, m.cfg.patch_dim);
@@ -74,6 +77,8 @@ TEST(ClassifyTraining, FineTunedVitSavedAndReloadedGivesTheSameLogits) {
   std::vector<float> reloaded = logits(back, all);
   ASSERT_EQ(reloaded.size(), trained.size());
   EXPECT_EQ(std::memcmp(reloaded.data(), trained.data(), trained.size() * sizeof(float)), 0);
+  EXPECT_TRUE(back.final_norm.g.empty());
+  EXPECT_FALSE(back.embd_norm.b.empty());
 }
 
 TEST(ClassifyCli, FinetuneWritesADirectoryThatEvalAndQuantizeRead) {
