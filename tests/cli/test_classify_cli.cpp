@@ -105,7 +105,11 @@ TEST(ClassifyCli, FinetuneWritesADirectoryThatEvalAndQuantizeRead) {
 
   auto q = test::run_cli("quantize " + d.file("ft") + " --recipe w8a8-rtn --calib mnist:" + d.path +
                          "?limit=16 --threads 2 -o " + d.file("q"));
-  EXPECT_EQ(q.status, 0) << q.err;
+  ASSERT_EQ(q.status, 0) << q.err;
+  auto qplan = nlohmann::json::parse(read_text_file(d.file("q/plan.json")));
+  ASSERT_EQ(qplan["passes"].size(), 2u);  // finetune, then the recipe's rtn
+  EXPECT_EQ(qplan["passes"][0]["pass"], "finetune");
+  EXPECT_EQ(qplan["passes"][1]["pass"], "rtn");
 
   // The same flags give the same bits.
   auto f2 = test::run_cli("finetune " + d.file("base") + data + " --steps 20 --batch 8 --lr 3e-3 --threads 2 -o " +
