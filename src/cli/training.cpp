@@ -143,7 +143,14 @@ static TaskData image_task(const Model& m, const TrainFlags& f, const DataSpec& 
   return t;
 }
 
+static bool gguf_output(const TrainFlags& f) {
+  return f.out.size() > 5 && f.out.compare(f.out.size() - 5, 5, ".gguf") == 0;
+}
+
 TaskData task_data(const Model& m, const TrainFlags& f) {
+  // Checked before any work: the trainers write GGUF for the LLaMA family only.
+  TQ_CHECK_INPUT(!gguf_output(f) || m.cfg.arch == "llama", "-o {}: GGUF output holds LLaMA models, not {}; name a "
+                 "directory instead", f.out, m.cfg.arch);
   DataSpec d = pool_spec(f);
   if (d.kind == "text") return lm_task(m, f);
   if (d.kind == "mnist") return image_task(m, f, d);
@@ -175,13 +182,12 @@ std::string held_out_line(const TaskData& d, const char* label, double before, d
 }
 
 void write_outputs(const Model& m, const Trainer& t, const TrainFlags& f, const nlohmann::json& pass) {
-  const std::string& o = f.out;
-  if (o.size() > 5 && o.compare(o.size() - 5, 5, ".gguf") == 0) {
-    write_gguf_f32(m, o);
+  if (gguf_output(f)) {
+    write_gguf_f32(m, f.out);
   } else {
     QuantPlan plan;  // nothing quantized: the directory holds the f32 weights and the record of the run
     plan.passes.push_back(pass);
-    save_tquant_dir(o, m, plan);
+    save_tquant_dir(f.out, m, plan);
   }
   if (!f.log_csv.empty()) write_file_atomic(f.log_csv, loss_csv(t.log));
 }

@@ -125,6 +125,10 @@ TEST(ClassifyCli, FinetuneWritesADirectoryThatEvalAndQuantizeRead) {
   bad = test::run_cli("quanttune " + d.file("base") + " --data sst2:" + d.file("t.txt") + " -o " + d.file("x"));
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.err.find("padding mask"), std::string::npos) << bad.err;
+  bad = test::run_cli("finetune " + d.file("base") + data + " -o " + d.file("x.gguf"));
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("GGUF output holds LLaMA models"), std::string::npos) << bad.err;
+  EXPECT_EQ(bad.out.find("steps"), std::string::npos) << bad.out;  // refused before training
   bad = test::run_cli("finetune " + d.file("base") + data + "?limit=1 -o " + d.file("x"));
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.err.find("no images to train on"), std::string::npos) << bad.err;
