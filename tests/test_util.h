@@ -58,6 +58,11 @@ struct TempDir {
 std::string write_sample_text(const TempDir& d);
 
 
+// An IDX file of unsigned bytes: the header for dims, then the payload.
+std::string idx_bytes(int ndim, const std::vector<uint32_t>& dims, const std::string& payload);
+// n labelled 28×28 images in MNIST's files in d: noise, and a bright square whose place is the label (0–9).
+void write_synthetic_mnist(const TempDir& d, int n, uint64_t seed);
+
 // Runs the tquant CLI; returns its exit status and captures stdout/stderr.
 struct CliResult {
   int status;

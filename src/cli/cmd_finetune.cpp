@@ -1,5 +1,9 @@
-// tquant finetune MODEL --data FILE -o OUT: language-model fine-tuning on the lines of a text file.
+// tquant finetune MODEL --data SPEC -o OUT: fine-tuning on the task the data names (training.h):
+// next-token cross-entropy on the lines of a text file, or label cross-entropy on MNIST images for
+// an image classifier. The last --holdout of the pool is held out and scored before and after.
 #include <fmt/format.h>
+
+#include <cmath>
 
 #include "cli/common.h"
 #include "cli/training.h"
@@ -10,7 +14,7 @@
 namespace tq::cli {
 
 void register_finetune(CLI::App& app) {
-  auto* cmd = app.add_subcommand("finetune", "fine-tune a language model on text (next-token cross-entropy)");
+  auto* cmd = app.add_subcommand("finetune", "fine-tune a language model on text or a classifier on labelled images");
   static std::string path;
   static TrainFlags f;
   static Common common;
@@ -22,27 +26,20 @@ void register_finetune(CLI::App& app) {
   add_train_flags(cmd, f);
   add_common(cmd, common);
   cmd->callback([] {
-    DataSpec spec = parse_data_spec(f.data);
-    TQ_CHECK_INPUT(spec.kind == "text",
-                   "fine-tuning on {} data needs its reader and classifier loaders (the model-families work); "
-                   "text files are supported",
-                   spec.kind);
+    pool_spec(f);  // a malformed spec fails before the model is read
     Model m = load(path, common);
-    TQ_CHECK_INPUT(m.cfg.is_lm() && !m.tok.empty(), "{} is not a language model with a tokenizer", path);
-    TQ_CHECK_INPUT(f.ctx <= m.cfg.max_seq, "--ctx {} is longer than the {} positions of {}", f.ctx, m.cfg.max_seq, path);
     TrainOptions opt = train_options(f);
-    LmSplit split = split_lines(f);
-    double before = held_out_ppl(m, split, "held-out");
-    TokenWindows data(token_stream(m.tok, split.fit), f.ctx);
-    Trainer t(m, data, opt);
+    TaskData data = task_data(m, f);
+    double before = held_out(m, data, "held-out");
+    Trainer t(m, *data.fit, opt);
     if (f.resume && file_exists(opt.checkpoint)) t.resume(opt.checkpoint);
     t.run();
-    write_lm_outputs(m, t, f);
-    fmt::print("{}: {} steps on {} lines ({} tokens), final loss {:.4f}\n", f.out, t.adam.step, split.fit.size(),
-               data.stream.size(), t.log.back().loss);
-    if (!std::isnan(before))
-      fmt::print("  held-out PPL {:.4f} -> {:.4f} ({} lines from {})\n", before, held_out_ppl(m, split, "held-out"),
-                 split.held.limit, split.held.offset);
+    write_outputs(m, t, f,
+                  {{"pass", "finetune"}, {"model", path}, {"data", f.data}, {"task_loss", data.task_loss},
+                   {"optimizer", optimizer_json(opt)}, {"steps_done", t.adam.step}, {"threads", num_threads()}});
+    fmt::print("{}: {} steps on {} {} ({} examples), final loss {:.4f}\n", f.out, t.adam.step, data.fit_count,
+               data.unit, data.fit->size(), t.log.back().loss);
+    if (!std::isnan(before)) fmt::print("  {}\n", held_out_line(data, "held-out", before, held_out(m, data, "held-out")));
   });
 }
 

@@ -57,12 +57,15 @@ void register_quantize(CLI::App& app) {
     }
     std::optional<DataSpec> eval_data;
     if (!eval_spec.empty()) eval_data = parse_data_spec(eval_spec);
-    Model fp = load(path, common);
+    Loaded src = load_with_plan(path, common);
+    Model fp = std::move(src.model);
     CalibData cd;
     if (!calib.empty()) cd = load_calib(parse_data_spec(calib), fp);
 
     Model m = fp;
     QuantPlan plan;
+    // A float model written by finetune or quanttune: the record of that run heads the new plan.
+    if (src.plan && src.plan->weights.empty() && src.plan->sites.empty()) plan.passes = src.plan->passes;
     PassContext ctx{m, plan, cd, seed};
     fmt::print(stderr, "quantize: recipe {} on {}\n", recipe.name, path);
     run_recipe(recipe, ctx);

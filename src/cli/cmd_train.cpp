@@ -68,13 +68,13 @@ void register_train(CLI::App& app) {
     if (f.resume && file_exists(opt.checkpoint)) t.resume(opt.checkpoint);
     t.run();
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    write_lm_outputs(m, t, f);
+    write_outputs(m, t, f, {{"pass", "train"}, {"data", f.data}, {"optimizer", optimizer_json(opt)}});
     fmt::print("{}: {} steps, final loss {:.4f}, {:.0f} s with {} threads\n", f.out, t.adam.step, t.log.back().loss,
                secs, num_threads());
     double ppl = held_out_ppl(m, split, "held-out");
     if (!std::isnan(ppl))
       fmt::print("  held-out PPL {:.4f} on lines {}.. of {} (tquant eval {} --data {} --offset {} --ctx {})\n", ppl,
-                 split.held.offset, f.data, f.out, f.data, split.held.offset, f.ctx);
+                 split.held.offset, split.held.path, f.out, split.held.path, split.held.offset, f.ctx);
   });
 }
 

@@ -1,6 +1,7 @@
 #include "io/tquant_dir.h"
 
 #include <cstring>
+#include <set>
 
 #include "core/error.h"
 #include "core/mmap.h"
@@ -179,7 +180,12 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
   for (auto& t : st.tensors) values += t.numel();
   validate_config(m.cfg, values);
   allocate(m, true, true);  // biases are optional: those the file lacks are dropped
+  // Norms that only some families have: the final one (absent in some ViTs), BERT's embedding norm.
+  if (!st.find("output_norm.weight")) m.final_norm = Norm{};
+  if (st.find("token_embd_norm.weight")) m.embd_norm = {Tensor({m.cfg.dim}), Tensor({m.cfg.dim})};
+  std::set<std::string> used;
   for (auto& nt : named_tensors(m)) {
+    used.insert({nt.name, nt.name + ".scale", nt.name + ".zero"});
     const SafeTensor* t = st.find(nt.name);
     bool bias = nt.name.size() > 5 && nt.name.compare(nt.name.size() - 5, 5, ".bias") == 0;
     if (!t) {
@@ -214,6 +220,8 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
     }
     dequantize_codes(codes.data(), rows, cols, q, nt.t->ptr());
   }
+  for (auto& t : st.tensors)  // a tensor the model has no place for would be lost silently
+    if (!used.count(t.name)) bad_input("{}: model.safetensors has '{}', which the config has no place for", dir, t.name);
   if (cfg.contains("tokenizer")) m.tok = tokenizer_from_json(cfg["tokenizer"]);
   if (cfg.contains("labels")) m.labels = cfg["labels"].get<std::vector<std::string>>();
   validate(m);

@@ -59,6 +59,24 @@ void LabelledExamples::fill(const int64_t* idx, int n, Batch& b, std::vector<int
   targets = b.labels;
 }
 
+LabelledExamples labelled_examples(const std::vector<Batch>& batches, int patch_dim) {
+  LabelledExamples ex;
+  ex.T = batches.empty() ? 0 : batches[0].T;
+  for (const Batch& b : batches) {
+    // Examples of different lengths cannot share a batch: the block has no padding mask.
+    TQ_CHECK_INPUT(b.T == ex.T, "examples of {} and {} positions: training needs examples of one length", ex.T, b.T);
+    TQ_CHECK_INPUT((int)b.labels.size() == b.B, "a batch of {} examples has {} labels", b.B, b.labels.size());
+    if (b.patches.empty()) {
+      ex.tokens.insert(ex.tokens.end(), b.tokens.begin(), b.tokens.end());
+    } else {
+      ex.P = patch_dim;
+      ex.patches.insert(ex.patches.end(), b.patches.begin(), b.patches.end());
+    }
+    ex.labels.insert(ex.labels.end(), b.labels.begin(), b.labels.end());
+  }
+  return ex;
+}
+
 Sampler::Sampler(int64_t count, uint64_t seed) : rng(seed), n(count) {
   TQ_CHECK_INPUT(n > 0, "no training examples");
 }

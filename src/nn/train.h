@@ -51,6 +51,8 @@ struct LabelledExamples : BatchSource {
   int64_t tokens_per_example() const override { return T; }
   void fill(const int64_t* idx, int n, Batch& b, std::vector<int32_t>& targets) const override;
 };
+// The labelled examples of batches that share one length T (image batches, say), in order.
+LabelledExamples labelled_examples(const std::vector<Batch>& batches, int patch_dim);
 
 // A seeded order over n examples: a fresh Fisher–Yates permutation from rng each epoch.
 struct Sampler {

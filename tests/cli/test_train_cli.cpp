@@ -96,8 +96,9 @@ TEST(TrainCli, FinetuneAndQuanttuneWriteTheirOutputs) {
   EXPECT_EQ(rec["k"], 3.0);
   EXPECT_EQ(rec["lambda"], 0.1);
   EXPECT_EQ(rec["sites"].size(), 5u);
-  EXPECT_EQ(rec["pool"]["guard_lines"], 20);
-  EXPECT_EQ(rec["pool"]["fit_lines"], 180);
+  EXPECT_EQ(rec["pool"]["guard"], 20);
+  EXPECT_EQ(rec["pool"]["fit"], 180);
+  EXPECT_EQ(rec["guard"]["metric"], "ppl");
   EXPECT_GE(rec["guard"]["history"].size(), 1u);
   EXPECT_EQ(rec["sites_before"].size(), 2u * 4 + 1);  // four sites per layer and head_in
   Model m = load_model(d.file("qt.gguf"));
@@ -105,7 +106,7 @@ TEST(TrainCli, FinetuneAndQuanttuneWriteTheirOutputs) {
 
   auto bad = test::run_cli("finetune " + d.file("base.gguf") + " --data mnist:" + d.path + " -o " + d.file("x.gguf"));
   EXPECT_EQ(bad.status, 2);
-  EXPECT_NE(bad.err.find("model-families"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("not an image classifier"), std::string::npos) << bad.err;
 }
 
 }  // namespace

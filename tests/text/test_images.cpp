@@ -16,10 +16,7 @@ namespace {
 void spit(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
 std::string idx(int ndim, std::vector<uint32_t> dims, const std::string& payload) {
-  std::string b = {0, 0, 8, (char)ndim};
-  for (uint32_t d : dims)
-    for (int s = 24; s >= 0; s -= 8) b += (char)(d >> s & 0xff);
-  return b + payload;
+  return test::idx_bytes(ndim, dims, payload);
 }
 
 bool rejects(const std::function<void()>& f) {
