@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Issue 6 tables: fp32, per-tensor RTN with the best calibrator, the RepQ-ViT variant
-# (repquant with clip_steps 0), and RepQuant (learned dual clipping; quantized-weight
-# reconstruction is not implemented yet, so "RepQuant" is "RepQuant without
-# reconstruction") at W8A8, W6A6, W4A8 and W4A4 on stories260K (PPL, KLD) and the two
+# (wXaY-repqvit: no learning), RepQuant without reconstruction (--set recon_steps=0) and
+# full RepQuant (wXaY-repquant) at W8A8, W6A6, W4A8 and W4A4 on stories260K (PPL, KLD) and the two
 # MNIST ViTs (accuracy), methods.md §0.5 splits. The RTN rows quantize qkv_in, o_in,
 # up_in, down_in, q, k, v and the head (weights per-row symmetric, activations
 # per-tensor static; probs float); the RepQuant rows quantize the same plus probs
@@ -11,7 +10,8 @@
 # /usr/bin/time. Usage:
 #   scripts/repquant_tables.sh [OUT_DIR] [MODEL...]   MODEL: stories vit-sonjuhy vit-agentzz1
 # Environment: EVAL_LIMIT=N evaluates only the first N items of the evaluation split
-# (default: all), CLIP_STEPS=N overrides the clipping steps (default: the recipe's 500).
+# (default: all); CLIP_STEPS=N and RECON_STEPS=N override the clipping and reconstruction
+# steps per block (default: the recipe's 500 and 2000).
 # Writes one JSON per run into OUT_DIR (default /tmp/tquant-rq-tables) and the tables as
 # Markdown to stdout. Needs ../shared and a built ./build/tquant.
 set -euo pipefail
@@ -23,6 +23,7 @@ S=../shared
 TQ=./build/tquant
 LIMIT=${EVAL_LIMIT:+&limit=$EVAL_LIMIT}
 CLIP=${CLIP_STEPS:+--set clip_steps=$CLIP_STEPS}
+RECON=${RECON_STEPS:+--set recon_steps=$RECON_STEPS}
 export OMP_WAIT_POLICY=passive  # no spinning threads on a shared machine; results do not depend on it
 mkdir -p "$OUT"
 
@@ -52,7 +53,8 @@ for key in $MODELS; do
       run $key $b rtn-$c --recipe $b-rtn --set sites=qkv_in,o_in,up_in,down_in,q,k,v,head_in --calibrator $c
     done
     run $key $b repqvit --recipe $b-repqvit
-    run $key $b repquant --recipe $b-repquant $CLIP
+    run $key $b repquant-norecon --recipe $b-repquant $CLIP --set recon_steps=0
+    run $key $b repquant --recipe $b-repquant $CLIP $RECON
   done
 done
 rm -rf "$OUT/q"
@@ -74,7 +76,8 @@ for key in models:
         if rtn:
             c, j = min(rtn.items(), key=lambda cj: cj[1]["eval"]["kld_mean"])
             rows.append((f"RTN per-tensor ({c}, best KLD of {len(rtn)})", j))
-        for row, name in (("repqvit", "RepQ-ViT variant"), ("repquant", "RepQuant (learned clipping, no reconstruction)")):
+        for row, name in (("repqvit", "RepQ-ViT variant"), ("repquant-norecon", "RepQuant without reconstruction"),
+                          ("repquant", "RepQuant")):
             j = load(key, b, row)
             if j: rows.append((name, j))
         if not rows: continue
