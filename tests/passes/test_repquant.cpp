@@ -298,6 +298,28 @@ TEST(RepQuant, QuantizeCommandSavesAndReloads) {
   EXPECT_EQ(nlohmann::json::parse(again.out)["ppl"], figures["eval"]["ppl"]);
 }
 
+// The same on the post-norm ViT: the quantize-op transforms, log√2 probs and the
+// quantized head survive the save, and eval of the directory gives the same accuracy.
+TEST(RepQuant, SavedPostNormVitReloadsWithTheSameAccuracy) {
+  TQ_REQUIRE_SHARED("models/vit-mnist-tiny-agentzz1");
+  test::TempDir d;
+  const std::string mnist = "mnist:" + test::shared("data/mnist");
+  auto r = test::run_cli("quantize " + test::shared("models/vit-mnist-tiny-agentzz1") +
+                         " --recipe w4a4-repquant --set clip_steps=10 --set recon_steps=10 --calib '" + mnist +
+                         "?from=0.9&limit=32' --eval '" + mnist + "?limit=64' -o " + d.file("q") + " --json " +
+                         d.file("f.json"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto figures = nlohmann::json::parse(read_text_file(d.file("f.json")));
+  auto plan = nlohmann::json::parse(read_text_file(d.file("q/plan.json")));
+  EXPECT_TRUE(plan["sites"]["blk.0.qkv_in"].contains("pre_inv"));
+  EXPECT_EQ(plan["sites"]["blk.0.probs"]["scheme"], "logsqrt2");
+  EXPECT_TRUE(plan["weights"].contains("output.weight"));
+  auto again = test::run_cli("eval " + d.file("q") + " --data '" + mnist + "?limit=64' --json -");
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_EQ(nlohmann::json::parse(again.out)["accuracy"], figures["eval"]["accuracy"]);
+  EXPECT_EQ(nlohmann::json::parse(again.out)["saturated"], figures["saturated"]);
+}
+
 // §6.3 item 13: at θ = 4 the bounds are σ(4)·min and σ(4)·max; with rounding replaced by
 // the identity the analytic ∂L/∂θ match central differences (float64); with rounding the
 // gradient w.r.t. x passes straight through inside the range and is 0 where clamped.
