@@ -70,6 +70,15 @@ DualClip::DualClip(int b, std::vector<double> lo, std::vector<double> hi, double
 }
 double DualClip::lower(int c) const { return sigmoid(th_lo[c]) * m_lo[c]; }
 double DualClip::upper(int c) const { return sigmoid(th_hi[c]) * m_hi[c]; }
+void DualClip::start_at(int c, double l, double u) {
+  auto logit_of = [](double ratio, double fallback) {
+    if (!std::isfinite(ratio)) return fallback;
+    const double p = std::clamp(ratio, 1e-3, 1 - 1e-6);
+    return std::log(p / (1 - p));
+  };
+  if (m_lo[c] != 0) th_lo[c] = logit_of(l / m_lo[c], th_lo[c]);
+  if (m_hi[c] != 0) th_hi[c] = logit_of(u / m_hi[c], th_hi[c]);
+}
 
 namespace {
 
@@ -426,6 +435,7 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
   const int wb = p["w_bits"], ab = p["a_bits"], clip_steps = p["clip_steps"], recon_steps = p["recon_steps"];
   const double clip_lr = p["clip_lr"], recon_lr = p["recon_lr"], recon_lambda = p["recon_lambda"];
   const bool streams = clip_steps > 0 || recon_steps > 0;  // block inputs and fp outputs are needed
+  const bool pmse_start = p["clip_init"] == "pmse";
   const bool head = p["head"] && !m.cfg.tied_head;
   const std::string others = p["other_sites"];
   const bool per_token = others == "token" || (others == "auto" && m.cfg.is_lm());
@@ -471,11 +481,21 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
         y_fp[b] = ws.x;
       }
     }
+    // Per-channel percentile-MSE quantizers: RepQ-ViT's, and the clipping's start with clip_init pmse.
     std::vector<DualClip> clips;
-    for (Site site : kNormFed) {
-      const SiteStats& st = site_stats(obs.stats, site, l);
+    std::vector<float> pm_step[2], pm_zero[2];
+    for (int k = 0; k < 2; k++) {
+      const SiteStats& st = site_stats(obs.stats, kNormFed[k], l);
       clips.emplace_back(ab, std::vector<double>(st.col_min.begin(), st.col_min.end()),
                          std::vector<double>(st.col_max.begin(), st.col_max.end()));
+      for (int c = 0; c < st.cols; c++) {
+        QuantSpec s = asym_spec(ab);
+        calibrate_tensor(st.col_hist[c], s, {Calib::pmse});
+        pm_step[k].push_back(s.scale[0]);
+        pm_zero[k].push_back(s.zero[0]);
+        const double qa = (1 << ab) - 1;
+        if (pmse_start) clips[k].start_at(c, -s.zero[0] * s.scale[0], (qa - s.zero[0]) * s.scale[0]);
+      }
     }
     if (clip_steps > 0) {
       DualClip* cp[2] = {&clips[0], &clips[1]};
@@ -491,13 +511,12 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
       std::vector<float> step(st.cols), zero(st.cols);
       std::vector<bool> dead(st.cols);
       SqnrProbe probe{wb, {}};
-      if (clip_steps > 0) clips[k].params(step, zero);
+      if (clip_steps > 0) {
+        clips[k].params(step, zero);
+      } else {  // RepQ-ViT: θ frozen at the percentile-MSE bounds
+        step = pm_step[k], zero = pm_zero[k];
+      }
       for (int c = 0; c < st.cols; c++) {
-        if (clip_steps == 0) {  // RepQ-ViT: θ frozen at the percentile-MSE bounds
-          QuantSpec s = asym_spec(ab);
-          calibrate_tensor(st.col_hist[c], s, {Calib::pmse});
-          step[c] = s.scale[0], zero[c] = s.zero[0];
-        }
         dead[c] = !(st.col_max[c] > st.col_min[c]);
         probe.x_scale.push_back(st.col_mean_abs(c));
       }
@@ -554,7 +573,11 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
       {"head", head ? "quantized" : (m.cfg.tied_head ? "float (tied to the embedding)" : "float")},
       {"folds", folds}};
   if (clip_steps > 0)
-    ctx.plan.notes["repquant"]["clipping"] = {{"steps", clip_steps}, {"lr", clip_lr}, {"theta0", 4.0}, {"blocks", learning}};
+    ctx.plan.notes["repquant"]["clipping"] = {
+        {"steps", clip_steps},
+        {"lr", clip_lr},
+        {"start", pmse_start ? "the percentile-MSE bounds" : "theta = 4: sigmoid(4)·[min, max]"},
+        {"blocks", learning}};
   if (recon_steps > 0)
     ctx.plan.notes["repquant"]["reconstruction"] = {{"steps", recon_steps}, {"lr", recon_lr}, {"lambda", recon_lambda},
                                                     {"zeta", kZeta}, {"gamma", kGamma}, {"beta", "20 -> 2 after 20 % warm-up"},
@@ -574,6 +597,10 @@ PassDef repquant_pass() {
               {"clip_steps", 500, "Adam steps of the learnable dual clipping per block (0: RepQ-ViT, θ frozen at the "
                "percentile-MSE bounds)", {}, 0, 1000000},
               {"clip_lr", 1e-2, "learning rate of the clipping logits θ", {}, 1e-6, 1.0},
+              {"clip_init",
+               "minmax",
+               "start of the learned bounds: σ(4)·[min, max] (methods.md §1.3) or the percentile-MSE ones (RepQ-ViT's)",
+               {"minmax", "pmse"}},
               {"recon_steps", 2000, "AdaRound steps of the weight reconstruction per block (0: none)", {}, 0, 1000000},
               {"recon_lr", 1e-3, "learning rate of the rounding variables V", {}, 1e-6, 1.0},
               {"recon_lambda", 0.01, "weight λ of the rounding regulariser", {}, 0.0, 100.0},

@@ -26,7 +26,8 @@ Reparam reparameterize(std::vector<float> step, std::vector<float> zero, const s
                        bool round_zero = true);
 
 // Learnable per-channel dual clipping (§1.3) of one site's C channels [ours: OmniQuant's form]:
-//   l_c = σ(θ_lo,c)·m_lo,c,   u_c = σ(θ_hi,c)·m_hi,c,   θ initialised to 4
+//   l_c = σ(θ_lo,c)·m_lo,c,   u_c = σ(θ_hi,c)·m_hi,c,   θ initialised to 4 (or at the
+//   percentile-MSE bounds, start_at)
 //   Δ_c = max(u_c − l_c, ε)/Qa,   z_c = round(−l_c/Δ_c)
 //   x̂_c = Δ_c·(clamp(round(x_c/Δ_c) + z_c, 0, Qa) − z_c)
 // Backward: round passes the gradient straight through; Δ_c and l_c get their true
@@ -43,6 +44,9 @@ struct DualClip {
   int channels() const { return (int)m_lo.size(); }
   double lower(int c) const;
   double upper(int c) const;
+  // Sets θ of channel c so that the bounds are l and u, as far as σ(θ) ∈ [1e-3, 1 − 1e-6]
+  // of the extremes allows (the percentile-MSE start, clip_init pmse).
+  void start_at(int c, double l, double u);
   // x [rows, C] in place.
   template <class T>
   void forward(T* x, int64_t rows) const;

@@ -364,6 +364,12 @@ TEST(RepQuant, DualClipGradientsMatchFiniteDifferences) {
   std::printf("dual clipping: worst relative gradient error %.2e (%d of %d values clamped)\n", worst, clamped, N * C);
   EXPECT_LT(worst, 1e-4);
   EXPECT_GT(clamped, 0);  // both regimes are exercised
+  DualClip st(4, lo, hi);  // the percentile-MSE start: bounds inside the extremes are met exactly
+  st.start_at(0, -1.5, 0.25);
+  EXPECT_NEAR(st.lower(0), -1.5, 1e-12);
+  EXPECT_NEAR(st.upper(0), 0.25, 1e-12);
+  st.start_at(2, 0.2, 1.0);  // a positive channel's lower bound below its minimum: as close as σ allows
+  EXPECT_NEAR(st.lower(2), 0.3, 1e-6);
   q.round = true;
   std::vector<double> ones(x.size(), 1.0), y = x;
   q.backward(x.data(), ones.data(), N);
