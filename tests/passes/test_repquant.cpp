@@ -368,7 +368,7 @@ TEST(RepQuant, DualClipGradientsMatchFiniteDifferences) {
   st.start_at(0, -1.5, 0.25);
   EXPECT_NEAR(st.lower(0), -1.5, 1e-12);
   EXPECT_NEAR(st.upper(0), 0.25, 1e-12);
-  st.start_at(2, 0.2, 1.0);  // a positive channel's lower bound below its minimum: as close as σ allows
+  st.start_at(2, 0.5, 1.0);  // a positive channel's lower bound above its minimum: as close as σ allows
   EXPECT_NEAR(st.lower(2), 0.3, 1e-6);
   q.round = true;
   std::vector<double> ones(x.size(), 1.0), y = x;
