@@ -1,6 +1,9 @@
 // tquant quantize MODEL --recipe NAME|FILE --calib SPEC -o OUT [--report DIR]:
 // runs the recipe's passes, writes the quantized model, and reports what was lost.
 #include <fmt/format.h>
+#include <sys/resource.h>
+
+#include <chrono>
 
 #include "cli/common.h"
 #include "core/error.h"
@@ -33,7 +36,7 @@ void register_quantize(CLI::App& app) {
       ->required();
   cmd->add_option("--calib", calib, "calibration data: FILE[?from=0.9&limit=128], mnist:DIR, sst2:FILE");
   cmd->add_option("--calibrator", calibrator, "activation calibrator for every pass that takes one")
-      ->check(CLI::IsMember({"minmax", "percentile", "mse", "kl"}));
+      ->check(CLI::IsMember({"minmax", "percentile", "mse", "kl", "pmse"}));
   cmd->add_option("--budget", budget,
                   "size budget in bits per weight of the block linears for the budget allocator (wB-budget); "
                   "bytes: --set budget_bytes=N")
@@ -68,7 +71,12 @@ void register_quantize(CLI::App& app) {
     if (src.plan && src.plan->weights.empty() && src.plan->sites.empty()) plan.passes = src.plan->passes;
     PassContext ctx{m, plan, cd, seed};
     fmt::print(stderr, "quantize: recipe {} on {}\n", recipe.name, path);
+    const auto t0 = std::chrono::steady_clock::now();
     run_recipe(recipe, ctx);
+    const double quantize_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);  // peak so far: loading, calibration data and the passes, before evaluation
+    fmt::print(stderr, "quantize: recipe took {:.2f} s; peak memory {:.1f} MiB\n", quantize_s, ru.ru_maxrss / 1024.0);
     Model q = simulate_weights(m, plan);
     SizeInfo size = plan_size(m, plan);
 
@@ -76,7 +84,8 @@ void register_quantize(CLI::App& app) {
                                {"quantized", {{"model_bytes", size.model_bytes},
                                               {"bits_per_weight", size.bits_per_weight}}}};
     nlohmann::json figures = {{"recipe", recipe.name}, {"model_bytes", size.model_bytes},
-                              {"bits_per_weight", size.bits_per_weight}, {"fp32_bytes", size.fp32_bytes}};
+                              {"bits_per_weight", size.bits_per_weight}, {"fp32_bytes", size.fp32_bytes},
+                              {"quantize_seconds", quantize_s}, {"peak_rss_bytes_after_quantize", (int64_t)ru.ru_maxrss * 1024}};
     if (plan.notes.contains("hqq")) {  // both accountings of HQQ's bits (methods.md §3.2)
       figures["hqq_bits_per_weight"] = plan.notes["hqq"]["bits_per_weight"];
       headline["quantized"]["hqq_bits_per_weight"] = plan.notes["hqq"]["bits_per_weight"];

@@ -257,8 +257,7 @@ void forward_embed(const Model& m, const Input& in, Workspace& ws) {
 }
 
 void forward_block(const Model& m, int layer, const Input& in, Workspace& ws, Hooks& hooks) {
-  TQ_CHECK_INPUT(layer >= 0 && layer < m.cfg.n_layers && !ws.train, "forward_block: layer {} of {} (inference only)",
-                 layer, m.cfg.n_layers);
+  TQ_CHECK_INPUT(layer >= 0 && layer < m.cfg.n_layers, "forward_block: layer {} of {}", layer, m.cfg.n_layers);
   int pos0 = forward_setup(m, in, ws, nullptr);
   TQ_CHECK_INPUT(ws.x.numel() == (int64_t)ws.B * ws.S * m.cfg.dim, "forward_block: ws.x does not hold [{}, {}]",
                  ws.B * ws.S, m.cfg.dim);
@@ -380,6 +379,13 @@ static void block_backward(const Model& m, Model& gm, int l, Workspace& ws, Hook
     norm_backward(c, bl.attn_norm, gb.attn_norm, dx, da.data(), A.x.ptr(), A.a_mean.ptr(), A.a_rstd.ptr(), N);
     for (int64_t i = 0; i < ND; i++) dx[i] += dh[i];
   }
+}
+
+void backward_block(const Model& m, Model& grads, int layer, const Input& in, Workspace& ws, float* dx, Hooks& hooks) {
+  TQ_CHECK_INPUT(ws.train && (int)ws.layers.size() == m.cfg.n_layers && layer >= 0 && layer < m.cfg.n_layers &&
+                     ws.layers[layer].x.numel() == (int64_t)ws.B * ws.S * m.cfg.dim,
+                 "backward_block needs a training forward_block of layer {} first", layer);
+  block_backward(m, grads, layer, ws, hooks, dx, in.pos0);
 }
 
 void backward(const Model& m, Model& gm, const Input& in, Workspace& ws, const float* dlogits, Hooks& hooks) {

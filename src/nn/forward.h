@@ -119,9 +119,14 @@ void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks = no_h
 // sensitivity compares a block's output under quantized weights on the fp
 // model's inputs of that layer). forward_embed leaves in's embeddings in
 // ws.x; forward_block runs block `layer` on the residual stream the caller
-// put in ws.x ([in.B·S, dim], S = in.T plus a CLS token) in place. No cache.
+// put in ws.x ([in.B·S, dim], S = in.T plus a CLS token) in place. No cache. With
+// ws.train set, forward_block keeps the layer's tape and backward_block turns
+// d(block output) in dx ([in.B·S, dim]) into d(block input) in place, adding the
+// block's parameter gradients into grads (block reconstruction, RepQuant §1.7).
 void forward_embed(const Model& m, const Input& in, Workspace& ws);
 void forward_block(const Model& m, int layer, const Input& in, Workspace& ws, Hooks& hooks = no_hooks());
+void backward_block(const Model& m, Model& grads, int layer, const Input& in, Workspace& ws, float* dx,
+                    Hooks& hooks = no_hooks());
 
 // Backward of the last forward (ws.train must have been set): dlogits has the
 // shape of ws.logits; parameter gradients are added into grads (a model of the

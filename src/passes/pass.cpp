@@ -17,10 +17,12 @@ PassDef step_fold_pass();    // passes/outliertune.cpp
 PassDef hqq_pass();          // passes/hqq.cpp
 PassDef boost_pass();        // passes/hqq.cpp
 PassDef budget_pass();       // passes/hqq.cpp
+PassDef repquant_pass();     // passes/repquant.cpp
 
 const std::vector<PassDef>& all_passes() {
   static const std::vector<PassDef> passes = {rtn_pass(),       smoothquant_pass(), symmetrize_pass(), step_fold_pass(),
-                                              hqq_pass(),       boost_pass(),       budget_pass()};
+                                              hqq_pass(),       boost_pass(),       budget_pass(),
+                                              repquant_pass()};
   return passes;
 }
 
@@ -120,7 +122,7 @@ Recipe recipe_from_json(const nlohmann::json& j, const std::string& name) {
 
 std::vector<std::string> builtin_recipe_names() {
   return {"wXaY-rtn (X, Y = weight/activation bits 2..8; a16 = float activations)", "wXa16-gG-rtn (group G)",
-          "wXaY-smoothquant", "wXaY-outliertune",
+          "wXaY-smoothquant", "wXaY-outliertune", "wXaY-repquant", "wXaY-repqvit (RepQ-ViT: repquant without learning)",
           "wB-hqq-gG (HQQ, B = 2, 3, 4, 8; G = 32, 64, 128 or any group)",
           "w4-kurtboost, w3-kurtboost, w4-sensiboost, w3-sensiboost (base b4g64 / b3g128, stop 2, top_m 2)",
           "wB-budget (the allocator at --budget BPW; default: B + 0.5)"};
@@ -161,6 +163,18 @@ Recipe parse_recipe(const std::string& spec) {
                per_token_rtn_step(wb, ab, "o_in,down_in,q,k,v")};
     }
     return recipe_from_json({{"name", spec}, {"passes", steps}}, spec);
+  }
+  // methods.md §0.6 and §5.9: the repquant pass quantizes every site itself.
+  static const std::regex rep(R"(w(\d+)a(\d+)-(repquant|repqvit))");
+  if (std::regex_match(spec, m, rep)) {
+    int wb = std::stoi(m[1]), ab = std::stoi(m[2]);
+    if (wb < 2 || wb > 8 || ab < 2 || ab > 8) bad_input("recipe {}: weight and activation bits must be 2..8", spec);
+    nlohmann::json step = {{"pass", "repquant"}, {"w_bits", wb}, {"a_bits", ab}};
+    if (m[3] == "repqvit") {  // the ablation: θ frozen at the percentile-MSE bounds, no reconstruction
+      step["clip_steps"] = 0;
+      step["recon_steps"] = 0;
+    }
+    return recipe_from_json({{"name", spec}, {"passes", {step}}}, spec);
   }
   static const std::regex hqq(R"(w(\d+)-hqq-g(\d+))"), boost(R"(w([34])-(kurt|sensi)boost)"),
       budget(R"(w(\d+)-budget)");

@@ -8,9 +8,9 @@
 namespace tq {
 
 Calib calib_from_string(const std::string& s) {
-  for (Calib c : {Calib::minmax, Calib::percentile, Calib::mse, Calib::kl})
+  for (Calib c : {Calib::minmax, Calib::percentile, Calib::mse, Calib::kl, Calib::pmse})
     if (s == to_string(c)) return c;
-  bad_input("unknown calibrator '{}' (minmax, percentile, mse, kl)", s);
+  bad_input("unknown calibrator '{}' (minmax, percentile, mse, kl, pmse)", s);
 }
 
 const char* to_string(Calib c) {
@@ -19,6 +19,7 @@ const char* to_string(Calib c) {
     case Calib::percentile: return "percentile";
     case Calib::mse: return "mse";
     case Calib::kl: return "kl";
+    case Calib::pmse: return "pmse";
   }
   return "?";
 }
@@ -27,10 +28,11 @@ double histogram_sq_error(const Histogram& h, const QuantSpec& spec, float step,
   double err = 0;
   h.for_each_bin([&](double centre, double n) {
     float x = (float)centre, xq;
-    if (spec.scheme == Scheme::asym) {
-      xq = step * ((float)q_asym(x, step, zero, spec.bits) - zero);
-    } else {
-      xq = step * (float)q_sym(x, step, spec.bits);
+    switch (spec.scheme) {
+      case Scheme::asym: xq = step * ((float)q_asym(x, step, zero, spec.bits) - zero); break;
+      case Scheme::sym: xq = step * (float)q_sym(x, step, spec.bits); break;
+      case Scheme::log2: xq = dq_log2(q_log2(x, step, spec.bits), step); break;
+      case Scheme::logsqrt2: xq = dq_logsqrt2(q_logsqrt2(x, step, spec.bits), step); break;
     }
     err += n * ((double)x - xq) * ((double)x - xq);
   });
@@ -77,7 +79,8 @@ int kl_threshold_bin(std::vector<double> hist, int levels) {
 }
 
 void calibrate_tensor(const Histogram& h, QuantSpec& s, const CalibOptions& opt) {
-  TQ_CHECK_INPUT(s.scheme == Scheme::sym || s.scheme == Scheme::asym, "calibrators set uniform quantizers");
+  const bool log = s.scheme == Scheme::log2 || s.scheme == Scheme::logsqrt2;
+  TQ_CHECK_INPUT(!log || opt.method == Calib::pmse, "log quantizers are calibrated by pmse");
   if (h.nonfinite) run_failed("calibration data hold {} non-finite values", h.nonfinite);
   s.gran = Gran::tensor;
   s.scale.assign(1, 1.0f);
@@ -131,6 +134,28 @@ void calibrate_tensor(const Histogram& h, QuantSpec& s, const CalibOptions& opt)
       int i = kl_threshold_bin(h.abs_counts(), levels);
       float t = std::min((float)(i * h.width), amax);
       set(unsigned_data ? 0.0f : -t, t);
+      break;
+    }
+    case Calib::pmse: {
+      double best = INFINITY;
+      float bl = lo, bu = hi;
+      for (double p : {0.999, 0.9999, 0.99999}) {
+        float l = log ? 0.0f : (float)h.quantile(1 - p), u = (float)h.quantile(p), step, zero = 0;
+        if (log) {
+          step = u > 0 ? u : 1.0f;  // the top level Δ·2^0 sits at the quantile
+        } else if (s.scheme == Scheme::asym) {
+          asym_params(l, u, s.bits, amax, step, zero);
+        } else {
+          step = sym_step(std::max(std::fabs(l), std::fabs(u)), s.bits, amax);
+        }
+        double e = histogram_sq_error(h, s, step, zero);
+        if (e < best) best = e, bl = l, bu = u;
+      }
+      if (log) {
+        s.scale[0] = bu > 0 ? bu : 1.0f;
+      } else {
+        set(bl, bu);
+      }
       break;
     }
   }

@@ -30,6 +30,7 @@ void Observer::forward(Site site, int layer, float* x, int rows, int cols) {
       st.col_abs_sum.assign(cols, 0.0);
       st.col_mid_sum.assign(cols, 0.0);
       if (clip_ratio < 1) st.col_clip_absmax.assign(cols, 0.0f);
+      if (col_hist_sites.count(site)) st.col_hist.assign(cols, Histogram());
     }
   }
   if (per_channel && st.cols != cols)
@@ -45,6 +46,7 @@ void Observer::forward(Site site, int layer, float* x, int rows, int cols) {
         mn[c] = std::min(mn[c], xr[c]);
         mx[c] = std::max(mx[c], xr[c]);
         st.col_abs_sum[c] += std::fabs(xr[c]);
+        if (!st.col_hist.empty()) st.col_hist[c].add(xr + c, 1);
       }
     }
     for (int c = 0; c < cols; c++) {

@@ -27,6 +27,8 @@ struct SiteStats {
   // With Observer::clip_ratio ρ < 1: max over calls of |x| after clamping each call to
   // [ρ·min, ρ·max] of that call's whole tensor (OutlierTune's clip, methods.md §2.4).
   std::vector<float> col_clip_absmax;
+  // At Observer::col_hist_sites: one histogram per channel (per-channel calibrators, RepQuant §1.2).
+  std::vector<Histogram> col_hist;
 
   double mean() const { return rows ? sum / ((double)rows * cols) : 0; }
   double stddev() const;
@@ -39,6 +41,7 @@ struct SiteStats {
 struct Observer : Hooks {
   std::set<Site> sites;  // empty: every site
   float clip_ratio = 1;  // < 1 also gathers SiteStats::col_clip_absmax
+  std::set<Site> col_hist_sites;  // these also gather SiteStats::col_hist
   std::map<std::string, SiteStats> stats;
   void forward(Site site, int layer, float* x, int rows, int cols) override;
 };

@@ -62,6 +62,18 @@ int q_logsqrt2(float x, float step, int bits);
 float dq_log2(int q, float step);
 float dq_logsqrt2(int q, float step);
 
+// The log2 form of a log√2 code for inference (methods.md §1.5): 2^(−q/2) =
+// 2^(−⌈q/2⌉)·(1 + (√2 − 1)·[q odd]), so P̂ is a log2-coded matrix (exponent e = ⌈q/2⌉)
+// plus (√2 − 1) times the same matrix masked to the odd codes; kernel K5 (pv_log) sums
+// the two with shifts. e = −1 is the zero code.
+struct Log2Pair {
+  int e = -1;
+  bool odd = false;
+};
+inline Log2Pair log2_pair(int q) { return q < 0 ? Log2Pair{} : Log2Pair{(q + 1) / 2, (q & 1) != 0}; }
+// x̂ of the pair: Δ·2^(−e) from the log2 code, times √2 on odd codes. dq_logsqrt2 is this.
+float dq_log2_pair(Log2Pair p, float step);
+
 // Fake-quantizes x[rows, cols] in place (quantize, then dequantize) with spec;
 // dynamic specs compute their parameters from x. Returns the number of values
 // that were clamped (saturated) by the range.

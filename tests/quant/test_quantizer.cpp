@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 
+#include "core/error.h"
 #include "core/rng.h"
 #include "quant/calibrator.h"
 #include "quant/plan.h"
@@ -251,6 +252,46 @@ static int kl_reference(std::vector<double> bins, int num_bits, bool is_unsigned
   for (int k = 0; k < (int)div.size(); k++)
     if (div[k] <= div[best]) best = k;
   return best + 128;
+}
+
+// RepQ-ViT's percentile-MSE (methods.md §1.2): the best of the quantile pairs (1 − p, p),
+// p ∈ {0.999, 0.9999, 0.99999}, by squared error; for log quantizers Δ = the quantile p.
+TEST(Calibrator, PmseKeepsTheBestOfThreeQuantiles) {
+  auto v = randn(50000, 5);
+  for (int i = 0; i < 30; i++) v[i * 101] = 12.0f + i;  // a tail the quantiles cut differently
+  Histogram h;
+  h.add(v.data(), (int64_t)v.size());
+  std::vector<float> p(v.size());
+  for (size_t i = 0; i < v.size(); i++) p[i] = std::exp(-std::fabs(4 * v[i]));  // softmax-like values in (0, 1]
+  Histogram hp;
+  hp.add(p.data(), (int64_t)p.size());
+  for (Scheme sc : {Scheme::sym, Scheme::asym, Scheme::logsqrt2}) {
+    const Histogram& hh = sc == Scheme::logsqrt2 ? hp : h;
+    QuantSpec best;
+    best.bits = 4, best.scheme = sc;
+    calibrate_tensor(hh, best, {Calib::pmse});
+    double e_best = histogram_sq_error(hh, best, best.scale[0], best.zero.empty() ? 0 : best.zero[0]), e_min = INFINITY;
+    int hits = 0;
+    for (double q : {0.999, 0.9999, 0.99999}) {
+      QuantSpec c;
+      c.bits = 4, c.scheme = sc;
+      if (sc == Scheme::logsqrt2) {
+        c.scale = {(float)hh.quantile(q)};
+      } else {
+        calibrate_tensor(hh, c, {Calib::percentile, q});
+        if (sc == Scheme::sym) c.scale = {sym_step(std::max(std::fabs((float)hh.quantile(1 - q)), (float)hh.quantile(q)), 4, (float)hh.amax())};
+      }
+      double e = histogram_sq_error(hh, c, c.scale[0], c.zero.empty() ? 0 : c.zero[0]);
+      e_min = std::min(e_min, e);
+      hits += c.scale == best.scale && c.zero == best.zero;
+    }
+    EXPECT_EQ(e_best, e_min) << to_string(sc);
+    EXPECT_GE(hits, 1) << to_string(sc);
+    EXPECT_EQ(best.calibrator, "pmse");
+  }
+  QuantSpec l2;
+  l2.scheme = Scheme::log2;
+  EXPECT_THROW(calibrate_tensor(hp, l2, {Calib::mse}), Error);
 }
 
 TEST(Calibrator, KlCutMatchesTheReferenceAlgorithm) {
