@@ -293,7 +293,7 @@ TEST(RepQuant, QuantizeCommandSavesAndReloads) {
   auto plan = nlohmann::json::parse(read_text_file(d.file("q/plan.json")));
   EXPECT_EQ(plan["sites"]["blk.1.probs"]["scheme"], "logsqrt2");
   EXPECT_EQ(plan["weights"]["blk.1.ffn_up.weight"]["scheme"], "asym");
-  auto again = test::run_cli("eval " + d.file("q") + " --data '" + text + "?from=0.5' --json -");
+  auto again = test::run_cli("eval " + d.file("q") + " --simulate --data '" + text + "?from=0.5' --json -");
   ASSERT_EQ(again.status, 0) << again.err;
   EXPECT_EQ(nlohmann::json::parse(again.out)["ppl"], figures["eval"]["ppl"]);
 }
@@ -314,7 +314,7 @@ TEST(RepQuant, SavedPostNormVitReloadsWithTheSameAccuracy) {
   EXPECT_TRUE(plan["sites"]["blk.0.qkv_in"].contains("pre_inv"));
   EXPECT_EQ(plan["sites"]["blk.0.probs"]["scheme"], "logsqrt2");
   EXPECT_TRUE(plan["weights"].contains("output.weight"));
-  auto again = test::run_cli("eval " + d.file("q") + " --data '" + mnist + "?limit=64' --json -");
+  auto again = test::run_cli("eval " + d.file("q") + " --simulate --data '" + mnist + "?limit=64' --json -");
   ASSERT_EQ(again.status, 0) << again.err;
   EXPECT_EQ(nlohmann::json::parse(again.out)["accuracy"], figures["eval"]["accuracy"]);
   EXPECT_EQ(nlohmann::json::parse(again.out)["saturated"], figures["saturated"]);

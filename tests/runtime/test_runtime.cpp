@@ -151,6 +151,10 @@ TEST(IntegerRuntime, MatchesSimulationOnEveryRecipe) {
       {"w4-kurtboost", 0, 14},     {"w3-sensiboost", 0, 14},    {"w4-budget", 0, 14},
       {"w8-hqq-g64", 0, 14},       {"w2-hqq-g32", 0, 14},
       {"w6a6-outliertune", 14, 0, true},  {"w8a8-smoothquant", 14, 0, true},
+      // RepQ-ViT on an LM: per-token asymmetric o_in/down_in/head_in have no int8 kernel, so
+      // those linears run K4 on the simulated codes; their fp16 group parameters move outputs by
+      // ~3e-4, which flips static codes at the next layer's qkv_in/up_in: logits ≤ 1e-1 here.
+      {"w8a8-repqvit", 10, 5},     {"w4a8-repqvit", 10, 5},
   };
   const auto toks = some_tokens(2 * 24);
   for (const Case& c : cases) {
@@ -166,13 +170,17 @@ TEST(IntegerRuntime, MatchesSimulationOnEveryRecipe) {
     std::printf("%-18s%s %s: relative difference per linear (teacher-forced) %.1e, logits %.1e\n", c.recipe.c_str(),
                 c.post_norm ? " (post-norm)" : "",
                 in.rt.summary().c_str(), worst, err);
+    const bool mixed = c.int8 > 0 && c.lowbit > 0;
     EXPECT_LE(worst, k4 ? 2e-3 : 1e-5) << c.recipe;
-    EXPECT_LE(err, k4 ? 5e-3 : 1e-4) << c.recipe;
+    EXPECT_LE(err, mixed ? 1e-1 : k4 ? 5e-3 : 1e-4) << c.recipe;
     EXPECT_GT(worst, 0) << c.recipe << ": suspiciously identical (did the kernels run?)";
     EXPECT_EQ(in.rt.n_int8, c.int8) << c.recipe;
     EXPECT_EQ(in.rt.n_lowbit, c.lowbit) << c.recipe;
     EXPECT_EQ(in.rt.n_float, 0) << c.recipe;
-    EXPECT_TRUE(in.rt.notices.empty()) << c.recipe << ": " << in.rt.notices[0];
+    if (mixed)
+      EXPECT_FALSE(in.rt.notices.empty()) << c.recipe << ": the simulated sites are announced";
+    else
+      EXPECT_TRUE(in.rt.notices.empty()) << c.recipe << ": " << in.rt.notices[0];
   }
 }
 
