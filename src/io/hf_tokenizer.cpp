@@ -188,22 +188,10 @@ static Tokenizer spm_from_tokenizer_json(const nlohmann::json& j) {
   tok.pieces.assign(n, "");
   tok.scores.assign(n, 0.0f);
   tok.types.assign(n, tok_normal);
-  auto unescape = [](std::string p) {
-    std::string q;
-    for (size_t i = 0; i < p.size(); i++) {
-      if (p.compare(i, 3, "\xe2\x96\x81") == 0) {
-        q += ' ';
-        i += 2;
-      } else {
-        q += p[i];
-      }
-    }
-    return q;
-  };
   for (auto& [piece, id] : model["vocab"].items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<uint64_t>() >= n)
       bad_input("tokenizer.json: id of '{}' is out of range", piece);
-    tok.pieces[id.get<int>()] = unescape(piece);
+    tok.pieces[id.get<int>()] = spm_unescape(piece);
   }
   if (model.contains("merges") && model["merges"].is_array()) {
     int rank = 0;

@@ -24,18 +24,7 @@ static Tokenizer gguf_tokenizer(const GgufFile& g) {
     bad_input("GGUF metadata 'tokenizer.ggml.tokens' is missing");
   for (auto& v : g.meta["tokenizer.ggml.tokens"]) {
     std::string p = v.get<std::string>();
-    if (tok.kind == TokKind::spm) {  // SentencePiece writes U+2581 for a space
-      std::string q;
-      for (size_t i = 0; i < p.size(); i++) {
-        if (p.compare(i, 3, "\xe2\x96\x81") == 0) {
-          q += ' ';
-          i += 2;
-        } else {
-          q += p[i];
-        }
-      }
-      p = q;
-    }
+    if (tok.kind == TokKind::spm) p = spm_unescape(p);
     tok.pieces.push_back(std::move(p));
   }
   if (array_of("tokenizer.ggml.scores", [](auto& v) { return v.is_number(); }))

@@ -149,4 +149,17 @@ std::string decode(const Tokenizer& tok, const std::vector<int32_t>& ids) {
   return s;
 }
 
+std::string spm_unescape(std::string_view piece) {
+  std::string out;
+  for (size_t i = 0; i < piece.size(); i++) {
+    if (piece.compare(i, 3, "\xe2\x96\x81") == 0) {
+      out += ' ';
+      i += 2;
+    } else {
+      out += piece[i];
+    }
+  }
+  return out;
+}
+
 }  // namespace tq

@@ -56,6 +56,8 @@ std::vector<std::pair<size_t, size_t>> gpt2_pretokenize(std::string_view text);
 std::vector<std::string> bert_pretokenize(std::string_view text, bool lowercase);
 // The text of one token as it appears after token prev (spm drops the space after BOS).
 std::string decode_token(const Tokenizer& tok, int32_t prev, int32_t id);
+// A SentencePiece piece as text: U+2581 (the meta symbol SentencePiece writes for a space) → ' '.
+std::string spm_unescape(std::string_view piece);
 std::string decode(const Tokenizer& tok, const std::vector<int32_t>& ids);
 
 }  // namespace tq
