@@ -2,11 +2,21 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
+
 #include <queue>
 
 #include "core/error.h"
 
 namespace tq {
+
+// The byte of a byte-fallback piece "<0xAB>" (exactly two hex digits), or -1.
+static int byte_piece_value(const std::string& p) {
+  if (p.size() != 6 || p.rfind("<0x", 0) != 0 || p[5] != '>' || !std::isxdigit((unsigned char)p[3]) ||
+      !std::isxdigit((unsigned char)p[4]))
+    return -1;
+  return std::stoi(p.substr(3, 2), nullptr, 16);
+}
 
 static int utf8_len(uint8_t c) {
   if (c < 0x80) return 1;
@@ -30,10 +40,8 @@ void Tokenizer::finalize() {
   for (int b = 0; b < 256; b++) byte_id[b] = -1;
   if (kind == TokKind::spm) {
     for (int i = 0; i < n; i++) {
-      const std::string& p = pieces[i];
-      unsigned v;
-      if (p.size() == 6 && p.rfind("<0x", 0) == 0 && p[5] == '>' && std::sscanf(p.c_str() + 3, "%2x", &v) == 1)
-        if (byte_id[v] < 0) byte_id[v] = i;
+      const int v = byte_piece_value(pieces[i]);
+      if (v >= 0 && byte_id[v] < 0) byte_id[v] = i;
     }
   }
   merge_rank.clear();
@@ -128,10 +136,8 @@ std::string decode_token(const Tokenizer& tok, int32_t prev, int32_t id) {
   if (type == tok_control || type == tok_unused || id == tok.bos || id == tok.eos) return "";
   const std::string& p = tok.pieces[id];
   if (tok.kind == TokKind::spm) {
-    if (type == tok_byte || (p.size() == 6 && p.rfind("<0x", 0) == 0)) {
-      unsigned v;
-      if (std::sscanf(p.c_str() + 3, "%2x", &v) == 1) return std::string(1, (char)v);
-    }
+    const int v = byte_piece_value(p);
+    if (v >= 0) return std::string(1, (char)v);
     if (prev == tok.bos && !p.empty() && p[0] == ' ') return p.substr(1);
     return p;
   }

@@ -42,6 +42,22 @@ TEST(Tokenizer, ByteFallbackCoversAnyBytes) {
   EXPECT_EQ(decode(t, ids), " " + s);
 }
 
+// Found by fuzz_gguf: "<0x-B>" once read as byte 0xFFFFFFF5 (sscanf's %x takes a sign).
+// Only "<0x" + two hex digits + ">" is a byte piece; anything else is an ordinary piece.
+TEST(Tokenizer, OnlyTwoHexDigitsMakeAByteFallbackPiece) {
+  Tokenizer t;
+  t.kind = TokKind::spm;
+  t.add_space_prefix = false;
+  t.pieces = {"<unk>", "<0x-B>", "<0x+1>", "<0x 2>", "<0x41>", "<0x4g>"};
+  t.scores.assign(t.pieces.size(), 0.0f);
+  t.unk = 0;
+  t.finalize();
+  EXPECT_EQ(encode(t, "A", false), (std::vector<int32_t>{4}));
+  EXPECT_EQ(decode(t, {4}), "A");
+  EXPECT_EQ(encode(t, "\xf5", false), (std::vector<int32_t>{0}));  // no byte piece: unknown
+  for (int id : {1, 2, 3, 5}) EXPECT_EQ(decode_token(t, -1, id), t.pieces[id]) << t.pieces[id];
+}
+
 TEST(Tokenizer, MergesHighestScoreLeftmostFirst) {
   Tokenizer t;
   t.kind = TokKind::spm;
