@@ -49,7 +49,9 @@ std::map<std::string, GgufTensorReport> check_file(const Quantized& q, const std
     double mx = 0;
     for (int64_t k = 0; k < a[i].t->numel(); k++) mx = std::max(mx, std::fabs((double)a[i].t->data[k] - b[i].t->data[k]));
     EXPECT_EQ(mx, r.max_abs_diff) << r.name;  // the report measures what a reader gets
-    if (r.type == "F32") EXPECT_TRUE(r.exact()) << r.name;
+    if (r.type == "F32") {
+      EXPECT_TRUE(r.exact()) << r.name;
+    }
   }
   return by;
 }
@@ -169,7 +171,9 @@ TEST(GgufExport, MixedPrecisionStories260KEvaluatesLikeTheSimulation) {
   EXPECT_LT(rel, 2e-3) << sim.value << " vs " << gguf.value;
   // The tensors whose type holds the plan (F32 here) are equal; only f16 d, m and Q8_0 re-quantization differ.
   for (auto& [name, t] : r)
-    if (t.type == "F32") EXPECT_EQ(t.max_abs_diff, 0) << name;
+    if (t.type == "F32") {
+      EXPECT_EQ(t.max_abs_diff, 0) << name;
+    }
 }
 
 }  // namespace tq

@@ -85,7 +85,9 @@ TEST(Families, BertMatchesNumpyReference) {
   for (int i = 0; ref.has("logits." + std::to_string(i)); i++) {
     std::string k = std::to_string(i);
     std::vector<int32_t> ids = ref.ints("input_ids." + k), types = ref.ints("token_type_ids." + k);
-    if (i < (int)txt.size()) EXPECT_EQ(encode(m.tok, txt[i], true), ids) << "text " << i;
+    if (i < (int)txt.size()) {
+      EXPECT_EQ(encode(m.tok, txt[i], true), ids) << "text " << i;
+    }
     Input in{1, (int)ids.size(), ids.data()};
     in.types = types.data();
     Workspace ws;

@@ -233,7 +233,9 @@ TEST(RepQuant, Log2FormIsTheSimulatedLogSqrt2Quantizer) {
       float pair = dq_log2_pair(p, s.scale[0]);
       ASSERT_EQ(std::memcmp(&pair, &sim[i], sizeof(float)), 0) << bits << " " << x[i];
       // The log2 part alone is a log2 level of the same Δ: Δ·2^(−e) exactly.
-      if (p.e >= 0) ASSERT_EQ(pair, p.odd ? std::ldexp(s.scale[0] * 1.41421356237309505f, -p.e) : std::ldexp(s.scale[0], -p.e));
+      if (p.e >= 0) {
+        ASSERT_EQ(pair, p.odd ? std::ldexp(s.scale[0] * 1.41421356237309505f, -p.e) : std::ldexp(s.scale[0], -p.e));
+      }
       odd += p.odd;
     }
     EXPECT_GT(odd, 0);
@@ -379,8 +381,9 @@ TEST(RepQuant, DualClipGradientsMatchFiniteDifferences) {
       const size_t k = (size_t)i * C + c;
       const bool inside = x[k] >= q.lower(c) - 1e-9 && x[k] <= q.upper(c) + 1e-9;
       const double step = (q.upper(c) - q.lower(c)) / 15;  // the edges are fuzzy by a step (rounding of x and z)
-      if (std::fabs(x[k] - q.lower(c)) > step && std::fabs(x[k] - q.upper(c)) > step)
+      if (std::fabs(x[k] - q.lower(c)) > step && std::fabs(x[k] - q.upper(c)) > step) {
         EXPECT_EQ(ones[k], inside ? 1.0 : 0.0) << x[k];
+      }
     }
 }
 
@@ -452,7 +455,9 @@ TEST(RepQuant, LearnedClippingLowersTheBlockLossAndFoldsExactly) {
       std::printf("%s block %d: clipping loss %.4g -> %.4g, kept %s\n", c.name.c_str(), b["layer"].get<int>(), first,
                   last, b["kept"].get<std::string>().c_str());
       EXPECT_EQ(b["kept"] == "learned", last <= first) << c.name;
-      if (real) EXPECT_LT(last, first) << c.name;
+      if (real) {
+        EXPECT_LT(last, first) << c.name;
+      }
     }
     bool same = false;
     EXPECT_LT(logits_error(c.fp, r.m, float_only(r.plan), c.calib, &same), 1e-5) << c.name;
@@ -528,7 +533,9 @@ TEST(RepQuant, AdaRoundStartsAtTheWeightsAndEndsWithinOneStep) {
       // The plan's quantizer reproduces the reconstructed weights exactly.
       const int l = b["layer"];
       Model q = simulate_weights(r.m, r.plan);
-      if (kept) EXPECT_EQ(q.blocks[l].up.w.data, r.m.blocks[l].up.w.data);
+      if (kept) {
+        EXPECT_EQ(q.blocks[l].up.w.data, r.m.blocks[l].up.w.data);
+      }
     }
   }
   EXPECT_GE(adaround_kept, 2);  // it usually wins over round-to-nearest

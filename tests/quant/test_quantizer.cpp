@@ -78,10 +78,12 @@ TEST(Quantizer, LogQuantizersStayWithinHalfALevel) {
     for (int i = 0; i <= 4000; i++) {
       float x = std::pow(2.0f, -12.0f * i / 4000.0f);  // 1 down to 2^-12
       float x2 = dq_log2(q_log2(x, step, bits), step), xs = dq_logsqrt2(q_logsqrt2(x, step, bits), step);
-      if (x2 > 0 && q_log2(x, step, bits) < std::min(1 << bits, 255) - 1)
+      if (x2 > 0 && q_log2(x, step, bits) < std::min(1 << bits, 255) - 1) {
         ASSERT_LE(std::fabs(std::log2(x2 / x)), 0.5 + 1e-6) << bits << " " << x;
-      if (xs > 0 && q_logsqrt2(x, step, bits) < std::min(1 << bits, 255) - 1)
+      }
+      if (xs > 0 && q_logsqrt2(x, step, bits) < std::min(1 << bits, 255) - 1) {
         ASSERT_LE(std::fabs(std::log2(xs / x)), 0.25 + 1e-6) << bits << " " << x;
+      }
       if (i > 0) {  // x decreases, so x̂ must not increase
         ASSERT_LE(x2, prev2);
         ASSERT_LE(xs, prevs);
