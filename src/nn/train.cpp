@@ -272,7 +272,8 @@ Model init_model(const Config& c, uint64_t seed) {
     const std::string& n = nt.name;
     bool bias = n.size() > 5 && n.compare(n.size() - 5, 5, ".bias") == 0;
     if (n.find("norm") != std::string::npos || bias) continue;  // gains 1, biases 0 from allocate
-    bool resid = n.find("attn_output") != std::string::npos || n.find("ffn_down") != std::string::npos;
+    auto w = parse_weight_name(n, c.n_layers);
+    bool resid = w && (linear_def(w->slot).part == Part::attn_out || linear_def(w->slot).part == Part::mlp_out);
     float std = resid ? resid_std : 0.02f;
     for (float& v : nt.t->data) v = std * (float)rng.normal();
   }

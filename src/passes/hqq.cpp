@@ -26,27 +26,23 @@ namespace tq {
 
 namespace {
 
-const char* kModules[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
-
 HqqOptions hqq_options(const nlohmann::json& p) {
   HqqOptions o;
   o.iters = p["iters"];
   return o;
 }
 
-std::string weight_name(int layer, const std::string& linear) { return fmt::format("blk.{}.{}.weight", layer, linear); }
-
-// Every quantized linear of the blocks: (layer, module name, weight).
+// Every quantized linear of the blocks: (layer, slot, weight).
 struct LinearRef {
   int layer;
-  std::string module;
+  Slot slot;
   const Tensor* w;
-  std::string name() const { return weight_name(layer, module); }
+  std::string name() const { return weight_name(layer, slot); }
 };
 std::vector<LinearRef> block_weights(Model& m) {
   std::vector<LinearRef> out;
   for (int l = 0; l < m.cfg.n_layers; l++)
-    for (auto& nl : block_linears(m.blocks[l])) out.push_back({l, nl.name, &nl.lin->w});
+    for (auto& nl : block_linears(m.blocks[l])) out.push_back({l, nl.slot, &nl.lin->w});
   return out;
 }
 
@@ -89,15 +85,13 @@ void run_hqq(PassContext& ctx, const nlohmann::json& p) {
   note_hqq(ctx, o);
 }
 
-// The feature of every (layer, module): kurtosis of the weights, or the
-// sensitivity of the module's part at b4g64 (methods.md §3.3).
+// The feature of every (slot, layer): kurtosis of the weights, or the
+// sensitivity of the slot's part at b4g64 (methods.md §3.3); NaN where a block lacks the slot.
 std::vector<std::vector<double>> features(PassContext& ctx, const std::string& feature, const HqqOptions& o) {
   const Model& m = ctx.model;
-  std::vector<std::vector<double>> f(std::size(kModules), std::vector<double>(m.cfg.n_layers, NAN));
+  std::vector<std::vector<double>> f(kNumSlots, std::vector<double>(m.cfg.n_layers, NAN));
   if (feature == "kurtosis") {
-    for (auto& ref : block_weights(ctx.model))
-      for (size_t t = 0; t < std::size(kModules); t++)
-        if (ref.module == kModules[t]) f[t][ref.layer] = kurtosis(ref.w->ptr(), ref.w->numel());
+    for (auto& ref : block_weights(ctx.model)) f[(int)ref.slot][ref.layer] = kurtosis(ref.w->ptr(), ref.w->numel());
     return f;
   }
   Rung probe{4, 64};
@@ -107,8 +101,9 @@ std::vector<std::vector<double>> features(PassContext& ctx, const std::string& f
     fake_quant(out.ptr(), (int)w.dim(0), (int)w.dim(1), q);
     return out;
   });
-  for (size_t t = 0; t < std::size(kModules); t++)
-    for (int l = 0; l < m.cfg.n_layers; l++) f[t][l] = s[l][(int)part_of(kModules[t])];
+  for (auto& d : linear_table())
+    if (has_linear(m.cfg, d.slot))
+      for (int l = 0; l < m.cfg.n_layers; l++) f[(int)d.slot][l] = s[l][(int)d.part];
   return f;
 }
 
@@ -122,9 +117,9 @@ void run_boost(PassContext& ctx, const nlohmann::json& p) {
   JumpMode mode = feature == "kurtosis" ? JumpMode::difference : JumpMode::ratio;
   Rng rng(ctx.seed);
   nlohmann::json per_module = nlohmann::json::object();
-  std::vector<std::vector<bool>> boosted(std::size(kModules), std::vector<bool>(L, false));
+  std::vector<std::vector<bool>> boosted(kNumSlots, std::vector<bool>(L, false));
   std::set<std::string> rules;
-  for (size_t t = 0; t < std::size(kModules); t++) {
+  for (int t = 0; t < kNumSlots; t++) {
     if (std::all_of(f[t].begin(), f[t].end(), [](double v) { return std::isnan(v); })) continue;  // no such module
     Jumps j = detect_jumps(f[t], mode, p["top_m"], p["robust_below"]);
     rules.insert(j.rule);
@@ -146,14 +141,13 @@ void run_boost(PassContext& ctx, const nlohmann::json& p) {
       for (double x : v) a.push_back(std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr));
       return a;
     };
-    per_module[kModules[t]] = {{"feature", finite(f[t])}, {"d", finite(j.d)}, {"z", finite(j.z)},
+    per_module[linear_def((Slot)t).name] = {{"feature", finite(f[t])}, {"d", finite(j.d)}, {"z", finite(j.z)},
                                {"rule", j.rule}, {"center", j.center}, {"spread", j.spread},
                                {"threshold", j.threshold}, {"flagged", j.layers}, {"boosted", chosen}};
   }
   double extra_hqq = 0, extra_ours = 0;
   for (auto& ref : block_weights(ctx.model)) {
-    size_t t = std::find(std::begin(kModules), std::end(kModules), ref.module) - std::begin(kModules);
-    bool up = boosted[t][ref.layer];
+    bool up = boosted[(int)ref.slot][ref.layer];
     plan_rung(ctx, ref, ladder[up ? top : base], o);
     if (up) {  // methods.md §3.5: Σ boosted params · (bpp_new − bpp_base) / 8 bytes
       extra_hqq += (double)ref.w->numel() * (bpp_hqq(ladder[top]) - bpp_hqq(ladder[base])) / 8;
@@ -180,7 +174,8 @@ void run_boost(PassContext& ctx, const nlohmann::json& p) {
 struct SecondMoments : Hooks {
   std::map<std::pair<int, int>, std::pair<std::vector<double>, int64_t>> acc;  // (layer, site) → (Σx², rows)
   void forward(Site s, int layer, float* x, int rows, int cols) override {
-    if (s != Site::qkv_in && s != Site::o_in && s != Site::up_in && s != Site::down_in) return;
+    const auto& inputs = linear_input_sites();
+    if (std::find(inputs.begin(), inputs.end(), s) == inputs.end()) return;
     auto& [sq, n] = acc[{layer, (int)s}];
     sq.resize(cols, 0.0);
     for (int r = 0; r < rows; r++)
@@ -188,16 +183,6 @@ struct SecondMoments : Hooks {
     n += rows;
   }
 };
-
-Site input_site(const std::string& module) {
-  switch (part_of(module)) {
-    case Part::attn_in: return Site::qkv_in;
-    case Part::attn_out: return Site::o_in;
-    case Part::mlp_in: return Site::up_in;
-    case Part::mlp_out: return Site::down_in;
-  }
-  return Site::qkv_in;
-}
 
 // error(linear, rung) measured end to end: the mean KL divergence of the model's next-token (or
 // class) distribution from the fp32 one when only that linear is at that rung, over the first
@@ -260,7 +245,7 @@ void run_budget(PassContext& ctx, const nlohmann::json& p) {
   std::vector<std::vector<QuantSpec>> specs;
   double n = 0;
   for (auto& ref : refs) {
-    const auto& [sq, rows_seen] = mom.acc.at({ref.layer, (int)input_site(ref.module)});
+    const auto& [sq, rows_seen] = mom.acc.at({ref.layer, (int)linear_def(ref.slot).input});
     const Tensor& w = *ref.w;
     const int rows = (int)w.dim(0), cols = (int)w.dim(1);
     n += (double)w.numel();
@@ -292,10 +277,11 @@ void run_budget(PassContext& ctx, const nlohmann::json& p) {
       return out;
     });
     std::map<std::pair<int, int>, double> own;  // (layer, part) → Σ own error at the probe rung
-    for (size_t i = 0; i < refs.size(); i++) own[{refs[i].layer, (int)part_of(refs[i].module)}] += items[i][probe].error;
+    auto part = [&](size_t i) { return (int)linear_def(refs[i].slot).part; };
+    for (size_t i = 0; i < refs.size(); i++) own[{refs[i].layer, part(i)}] += items[i][probe].error;
     for (size_t i = 0; i < refs.size(); i++) {
-      int part = (int)part_of(refs[i].module);
-      double e = own[{refs[i].layer, part}], scale = e > 0 ? sens[refs[i].layer][part] / e : 0.0;
+      int part_i = part(i);
+      double e = own[{refs[i].layer, part_i}], scale = e > 0 ? sens[refs[i].layer][part_i] / e : 0.0;
       for (Choice& c : items[i]) c.error *= scale;
     }
   }

@@ -330,8 +330,9 @@ std::pair<double, double> learn_clipping(const Model& m, const QuantPlan& plan, 
                                          const CalibData& calib, int steps, double lr, DualClip* clips[2]) {
   Model work = m;
   Block& wb = work.blocks[l];
-  fake_quant_rows(wb.o.w, w_bits);
-  fake_quant_rows(wb.down.w, w_bits);
+  for (auto& nl : block_linears(wb))  // the linears that no clipping site feeds (o, down) are fixed
+    if (std::find(std::begin(kNormFed), std::end(kNormFed), linear_def(nl.slot).input) == std::end(kNormFed))
+      fake_quant_rows(nl.lin->w, w_bits);
   Model grads = zeros_like(work);  // the block's weight gradients land here unread
   SimHook sim(plan, m.cfg.n_layers);
   ClipHook clip;
@@ -394,7 +395,7 @@ nlohmann::json reconstruct_block(Model& m, const QuantPlan& plan, int l, const s
   auto lins = block_linears(work.blocks[l]), orig = block_linears(m.blocks[l]);
   std::vector<AdaRound> ar;
   for (size_t i = 0; i < lins.size(); i++)
-    ar.emplace_back(orig[i].lin->w, plan.weights.at(fmt::format("blk.{}.{}.weight", l, orig[i].name)));
+    ar.emplace_back(orig[i].lin->w, plan.weights.at(weight_name(l, orig[i].slot)));
   Model grads = zeros_like(work);
   auto glins = block_linears(grads.blocks[l]);
   SimHook sim(plan, m.cfg.n_layers);
@@ -543,7 +544,7 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
     }
     // Weights after the fold (§1.4: the weight quantizer is re-initialised on W').
     for (auto& nl : block_linears(m.blocks[l]))
-      ctx.plan.weights[fmt::format("blk.{}.{}.weight", l, nl.name)] = fit_weight(nl.lin->w, wspec, {Calib::pmse});
+      ctx.plan.weights[weight_name(l, nl.slot)] = fit_weight(nl.lin->w, wspec, {Calib::pmse});
     if (recon_steps > 0)
       recon.push_back(reconstruct_block(m, ctx.plan, l, x_q, y_fp, ctx.calib, recon_steps, recon_lr, recon_lambda));
     if (streams && l + 1 < m.cfg.n_layers) {  // the next block's inputs: through the quantized block

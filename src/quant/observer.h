@@ -3,6 +3,7 @@
 #pragma once
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -14,6 +15,8 @@ namespace tq {
 
 // "blk.3.qkv_in" for block sites, "head_in" for the head.
 std::string site_key(Site s, int layer);
+// The inverse for a model of n_layers layers; nullopt for a key site_key does not make.
+std::optional<std::pair<Site, int>> parse_site_key(std::string_view key, int n_layers);
 
 struct SiteStats {
   int cols = 0;
