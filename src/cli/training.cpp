@@ -5,8 +5,8 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "eval/accuracy.h"
-#include "eval/perplexity.h"
+#include "nn/accuracy.h"
+#include "nn/perplexity.h"
 #include "export/gguf_writer.h"
 #include "io/atomic_file.h"
 #include "io/tquant_dir.h"

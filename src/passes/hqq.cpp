@@ -16,7 +16,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/rng.h"
-#include "eval/kld.h"
+#include "nn/kld.h"
 #include "passes/pass.h"
 #include "quant/boost.h"
 #include "quant/features.h"
