@@ -63,7 +63,10 @@ void register_quantize(CLI::App& app) {
     Loaded src = load_with_plan(path, common);
     Model fp = std::move(src.model);
     CalibData cd;
-    if (!calib.empty()) cd = load_calib(parse_data_spec(calib), fp);
+    if (!calib.empty()) {
+      cd = load_calib(parse_data_spec(calib), fp);
+      cd.source = calib;
+    }
 
     Model m = fp;
     QuantPlan plan;
@@ -109,20 +112,9 @@ void register_quantize(CLI::App& app) {
     fmt::print(stderr, "quantize: wrote {} ({} bytes as stored by the plan, {:.2f} bits/weight)\n", out,
                size.model_bytes, size.bits_per_weight);
     if (!report_dir.empty()) {
-      SiteErrorHook err(plan);
       CalibData probe = cd;
       if (probe.batches.size() > 16) probe.batches.resize(16);
-      if (!probe.empty()) run_calibration(q, probe, err);
-      nlohmann::json sites = nlohmann::json::array();
-      for (auto& [key, spec] : plan.sites) {
-        auto e = err.energy.count(key) ? err.energy[key] : std::make_pair(0.0, 0.0);
-        sites.push_back({{"key", key},
-                         {"bits", spec.bits},
-                         {"scheme", to_string(spec.scheme)},
-                         {"calibrator", spec.calibrator},
-                         {"sqnr_db", e.second > 0 ? 10 * std::log10(e.first / e.second) : 99.0},
-                         {"saturated", err.saturated[key]}});
-      }
+      nlohmann::json sites = site_errors(q, plan, probe);
       Observer obs;
       if (!cd.empty()) run_calibration(fp, probe, obs);
       nlohmann::json r = {{"title", fmt::format("tquant: {} with {}", path, recipe.name)},

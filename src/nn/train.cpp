@@ -286,4 +286,12 @@ std::string loss_csv(const std::vector<StepLog>& log) {
   return s;
 }
 
+nlohmann::json optimizer_json(const TrainOptions& opt) {
+  return {{"name", "adamw"},        {"lr", opt.schedule.lr},        {"min_lr", opt.schedule.min_lr},
+          {"warmup_steps", opt.schedule.warmup}, {"schedule", "linear warm-up, cosine decay"},
+          {"weight_decay", opt.adam.weight_decay}, {"beta1", opt.adam.beta1}, {"beta2", opt.adam.beta2},
+          {"eps", opt.adam.eps},    {"clip", opt.clip},             {"steps", opt.steps},
+          {"batch", opt.batch},     {"seed", opt.seed}};
+}
+
 }  // namespace tq

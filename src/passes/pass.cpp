@@ -18,11 +18,12 @@ PassDef hqq_pass();          // passes/hqq.cpp
 PassDef boost_pass();        // passes/hqq.cpp
 PassDef budget_pass();       // passes/hqq.cpp
 PassDef repquant_pass();     // passes/repquant.cpp
+PassDef quanttune_pass();    // passes/quanttune.cpp
 
 const std::vector<PassDef>& all_passes() {
   static const std::vector<PassDef> passes = {rtn_pass(),       smoothquant_pass(), symmetrize_pass(), step_fold_pass(),
                                               hqq_pass(),       boost_pass(),       budget_pass(),
-                                              repquant_pass()};
+                                              repquant_pass(),  quanttune_pass()};
   return passes;
 }
 

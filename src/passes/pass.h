@@ -20,6 +20,7 @@ namespace tq {
 // Calibration inputs: batches the passes run through the forward.
 struct CalibData {
   std::vector<Batch> batches;
+  std::string source;  // the --calib spec they were read from, when known (quanttune's default data)
   bool empty() const { return batches.empty(); }
 };
 
