@@ -31,9 +31,9 @@ void register_quantize(CLI::App& app) {
   static double budget = 0;
   static Common common;
   cmd->add_option("model", path, "model to quantize")->required();
-  cmd->add_option("--recipe", recipe_name, "built-in recipe (e.g. w8a8-rtn, w4a16-g64-rtn, w4-hqq-g64, w4-kurtboost, w3-sensiboost, "
-                  "w4-budget) or a JSON recipe file")
+  cmd->add_option("--recipe", recipe_name, "a built-in recipe (listed below, e.g. w8a8-outliertune) or a JSON recipe file")
       ->required();
+  cmd->footer(recipe_help());
   cmd->add_option("--calib", calib, "calibration data: FILE[?from=0.9&limit=128], mnist:DIR, sst2:FILE");
   cmd->add_option("--calibrator", calibrator, "activation calibrator for every pass that takes one")
       ->check(CLI::IsMember({"minmax", "percentile", "mse", "kl", "pmse"}));

@@ -256,7 +256,7 @@ PassDef quanttune_pass() {
           "QuantTune: fine-tune the float model with the outlier loss (methods.md §4), a tenth of the data held out "
           "as the guard; put it first",
           {
-              {"data", "", "text FILE or mnist:DIR to fine-tune on (empty: the --calib data)"},
+              {"data", "", "text FILE or mnist:DIR to fine-tune on (empty: the --calib data)", {}},
               {"steps", d.train.steps, "optimizer updates", {}, 1, 1 << 30},
               {"batch", d.train.batch, "sequences per update", {}, 1, 1 << 16},
               {"lr", decimal(d.train.schedule.lr), "peak learning rate", {}, 0, 10},
@@ -270,7 +270,7 @@ PassDef quanttune_pass() {
               {"ctx", t.ctx, "tokens per training sequence", {}, 2, 1 << 16},
               {"k", d.loss.k, "band width of the outlier loss, in σ", {}, 0.5, 100},
               {"lambda", d.loss.lambda, "weight of the outlier loss", {}, 0, 1e6},
-              {"sites", sites, "monitored sites, comma-separated"},
+              {"sites", sites, "monitored sites, comma-separated", {}},
               {"guard_every", d.guard_every, "steps between guard evaluations", {}, 1, 1 << 30},
               {"guard_tolerance", d.guard_tolerance, "largest relative degradation of the guard metric", {}, 0, 1},
           },

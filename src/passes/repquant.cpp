@@ -594,7 +594,7 @@ PassDef repquant_pass() {
           {
               {"w_bits", 8, "weight bits (per-row asymmetric)", {}, 2, 8},
               {"a_bits", 8, "activation bits (probs: log√2 at the same bits)", {}, 2, 8},
-              {"head", true, "quantize the output head and head_in (a tied head stays float)"},
+              {"head", true, "quantize the output head and head_in (a tied head stays float)", {}},
               {"clip_steps", 500, "Adam steps of the learnable dual clipping per block (0: RepQ-ViT, θ frozen at the "
                "percentile-MSE bounds)", {}, 0, 1000000},
               {"clip_lr", 1e-2, "learning rate of the clipping logits θ", {}, 1e-6, 1.0},

@@ -77,8 +77,8 @@ PassDef rtn_pass() {
               {"a_gran", "tensor", "static per tensor, or dynamic per token", {"tensor", "token"}},
               {"calibrator", "minmax", "activation range choice", {"minmax", "percentile", "mse", "kl", "pmse"}},
               {"percentile", 0.9999, "quantile for the percentile calibrator", {}, 0.5, 1.0},
-              {"sites", "qkv_in,o_in,up_in,down_in,head_in", "activation sites to quantize"},
-              {"head", true, "quantize the output head (weights and head_in)"},
+              {"sites", "qkv_in,o_in,up_in,down_in,head_in", "activation sites to quantize", {}},
+              {"head", true, "quantize the output head (weights and head_in)", {}},
           },
           run_rtn};
 }
