@@ -5,13 +5,15 @@
 
 namespace tq {
 
+// Every pass, a row each: its file defines the function; a new pass is a line here and an
+// entry in the list (in the order --help shows them).
 PassDef rtn_pass();          // passes/rtn.cpp
 PassDef smoothquant_pass();  // passes/smoothquant.cpp
 PassDef symmetrize_pass();   // passes/outliertune.cpp
 PassDef step_fold_pass();    // passes/outliertune.cpp
 PassDef hqq_pass();          // passes/hqq.cpp
-PassDef boost_pass();        // passes/hqq.cpp
-PassDef budget_pass();       // passes/hqq.cpp
+PassDef boost_pass();        // passes/boost.cpp
+PassDef budget_pass();       // passes/budget.cpp
 PassDef repquant_pass();     // passes/repquant.cpp
 PassDef quanttune_pass();    // passes/quanttune.cpp
 

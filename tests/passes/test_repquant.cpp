@@ -11,6 +11,7 @@
 #include "export/gguf_writer.h"
 #include "kernels/pv_log.h"
 #include "passes/fold.h"
+#include "passes/reconstruct.h"
 #include "passes/repquant.h"
 #include "pass_cases.h"
 

@@ -13,6 +13,7 @@
 #include "nn/random_model.h"
 #include "passes/pass.h"
 #include "quant/boost.h"
+#include "quant/budget.h"
 #include "quant/features.h"
 #include "quant/hqq.h"
 #include "test_util.h"
