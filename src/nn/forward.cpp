@@ -233,10 +233,10 @@ void forward_embed(const Model& m, const Input& in, Workspace& ws) {
 }
 
 void forward_block(const Model& m, int layer, const Input& in, Workspace& ws, Hooks& hooks) {
-  TQ_CHECK_INPUT(layer >= 0 && layer < m.cfg.n_layers, "forward_block: layer {} of {}", layer, m.cfg.n_layers);
+  TQ_ASSERT(layer >= 0 && layer < m.cfg.n_layers, "forward_block: layer {} of {}", layer, m.cfg.n_layers);
   int pos0 = forward_setup(m, in, ws, nullptr);
-  TQ_CHECK_INPUT(ws.x.numel() == (int64_t)ws.B * ws.S * m.cfg.dim, "forward_block: ws.x does not hold [{}, {}]",
-                 ws.B * ws.S, m.cfg.dim);
+  TQ_ASSERT(ws.x.numel() == (int64_t)ws.B * ws.S * m.cfg.dim, "forward_block: ws.x does not hold [{}, {}]",
+            ws.B * ws.S, m.cfg.dim);
   block_forward(m, layer, ws, hooks, nullptr, pos0);
 }
 
@@ -358,18 +358,18 @@ static void block_backward(const Model& m, Model& gm, int l, Workspace& ws, Hook
 }
 
 void backward_block(const Model& m, Model& grads, int layer, const Input& in, Workspace& ws, float* dx, Hooks& hooks) {
-  TQ_CHECK_INPUT(ws.train && (int)ws.layers.size() == m.cfg.n_layers && layer >= 0 && layer < m.cfg.n_layers &&
-                     ws.layers[layer].x.numel() == (int64_t)ws.B * ws.S * m.cfg.dim,
-                 "backward_block needs a training forward_block of layer {} first", layer);
+  TQ_ASSERT(ws.train && (int)ws.layers.size() == m.cfg.n_layers && layer >= 0 && layer < m.cfg.n_layers &&
+                ws.layers[layer].x.numel() == (int64_t)ws.B * ws.S * m.cfg.dim,
+            "backward_block needs a training forward_block of layer {} first", layer);
   block_backward(m, grads, layer, ws, hooks, dx, in.pos0);
 }
 
 void backward(const Model& m, Model& gm, const Input& in, Workspace& ws, const float* dlogits, Hooks& hooks) {
   const Config& c = m.cfg;
-  TQ_CHECK_INPUT(ws.train && (int)ws.layers.size() == c.n_layers, "backward needs a training forward first");
+  TQ_ASSERT(ws.train && (int)ws.layers.size() == c.n_layers, "backward needs a training forward first");
   for (auto& bl : m.blocks)
     for (auto& d : linear_table())
-      TQ_CHECK_INPUT(!(bl.*d.member).exec, "backward runs on float models, not on the integer runtime");
+      TQ_ASSERT(!(bl.*d.member).exec, "backward runs on float models, not on the integer runtime");
   const int B = ws.B, S = ws.S, D = c.dim, N = B * S;
   const int rows = (int)ws.head_in.dim(0);
   std::vector<float> scratch;

@@ -109,7 +109,7 @@ StepLog Trainer::step() {
   if (hook) hook->begin();
   forward(model, in, ws_, h);
   const int rows = (int)ws_.logits.dim(0), V = (int)ws_.logits.dim(1);
-  if ((int)targets_.size() != rows) bad_input("the batch has {} targets for {} rows of logits", targets_.size(), rows);
+  TQ_ASSERT((int)targets_.size() == rows, "the batch has {} targets for {} rows of logits", targets_.size(), rows);
   int scored = 0;
   for (int32_t t : targets_) scored += t >= 0;
   TQ_CHECK_INPUT(scored > 0, "a training batch has no target to score");

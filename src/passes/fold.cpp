@@ -37,13 +37,13 @@ nlohmann::json to_json(const FoldRecord& r) {
 FoldRecord fold_channel_affine(Model& m, QuantPlan& plan, Site site, int layer, const std::vector<double>& a,
                                const std::vector<double>& d, const SqnrProbe& probe) {
   const Producer& producer = site_def(site).producer;
-  if (producer.kind != Producer::by_norm)
-    bad_input("a channel-affine fold applies to a site a norm computes, not {}", site_name(site));
+  TQ_ASSERT(producer.kind == Producer::by_norm, "a channel-affine fold applies to a site a norm computes, not {}",
+            site_name(site));
   const int C = m.cfg.dim;
-  TQ_CHECK_INPUT(layer >= 0 && layer < m.cfg.n_layers, "fold: layer {} does not exist", layer);
-  TQ_CHECK_INPUT((int)a.size() == C && (int)d.size() == C, "fold: a and d need {} channels, got {} and {}", C,
-                 a.size(), d.size());
-  TQ_CHECK_INPUT(probe.bits == 0 || (int)probe.x_scale.size() == C, "fold: the SQNR probe needs {} channel scales", C);
+  TQ_ASSERT(layer >= 0 && layer < m.cfg.n_layers, "fold: layer {} does not exist", layer);
+  TQ_ASSERT((int)a.size() == C && (int)d.size() == C, "fold: a and d need {} channels, got {} and {}", C,
+            a.size(), d.size());
+  TQ_ASSERT(probe.bits == 0 || (int)probe.x_scale.size() == C, "fold: the SQNR probe needs {} channel scales", C);
   bool scale = false, shift = false;
   for (int c = 0; c < C; c++) {
     TQ_CHECK_INPUT(std::isfinite(a[c]) && a[c] != 0 && std::isfinite(d[c]),

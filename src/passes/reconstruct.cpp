@@ -14,8 +14,8 @@ constexpr double kZeta = AdaRound::zeta, kGamma = AdaRound::gamma;
 static double rectified(double v) { return std::clamp(sigmoid(v) * (kZeta - kGamma) + kGamma, 0.0, 1.0); }
 
 AdaRound::AdaRound(const Tensor& w, const QuantSpec& s) : spec(s), rows((int)w.rows()), cols((int)w.cols()) {
-  TQ_CHECK_INPUT(s.scheme == Scheme::asym && s.gran == Gran::row && !s.dynamic && (int)s.scale.size() == rows,
-                 "AdaRound needs a static per-row asymmetric quantizer with {} rows", rows);
+  TQ_ASSERT(s.scheme == Scheme::asym && s.gran == Gran::row && !s.dynamic && (int)s.scale.size() == rows,
+            "AdaRound needs a static per-row asymmetric quantizer with {} rows", rows);
   base.resize(w.numel());
   v.resize(w.numel());
   for (int r = 0; r < rows; r++)

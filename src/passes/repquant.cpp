@@ -33,8 +33,8 @@ namespace tq {
 Reparam reparameterize(std::vector<float> step, std::vector<float> zero, const std::vector<bool>& dead,
                        bool round_zero) {
   const size_t C = step.size();
-  TQ_CHECK_INPUT(C > 0 && zero.size() == C && dead.size() == C, "reparameterize: {} steps, {} zeros, {} flags", C,
-                 zero.size(), dead.size());
+  TQ_ASSERT(C > 0 && zero.size() == C && dead.size() == C, "reparameterize: {} steps, {} zeros, {} flags", C,
+            zero.size(), dead.size());
   double sum_step = 0, sum_zero = 0;
   int live = 0;
   for (size_t c = 0; c < C; c++)
@@ -62,8 +62,8 @@ Reparam reparameterize(std::vector<float> step, std::vector<float> zero, const s
 
 DualClip::DualClip(int b, std::vector<double> lo, std::vector<double> hi, double theta0)
     : bits(b), m_lo(std::move(lo)), m_hi(std::move(hi)) {
-  TQ_CHECK_INPUT(m_lo.size() == m_hi.size() && !m_lo.empty(), "dual clipping: {} lower and {} upper extremes",
-                 m_lo.size(), m_hi.size());
+  TQ_ASSERT(m_lo.size() == m_hi.size() && !m_lo.empty(), "dual clipping: {} lower and {} upper extremes",
+            m_lo.size(), m_hi.size());
   th_lo.assign(m_lo.size(), theta0);
   th_hi.assign(m_lo.size(), theta0);
   g_lo.assign(m_lo.size(), 0.0);

@@ -214,7 +214,7 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
     const std::string key = site_key(sl.site, sl.layer);
     auto sit = plan.sites.find(key);
     const QuantSpec* site = sit != plan.sites.end() && sit->second.enabled() ? &sit->second : nullptr;
-    for (auto& [name, lin] : sl.lins) TQ_CHECK_INPUT(!lin->exec, "the integer runtime is already attached");
+    for (auto& [name, lin] : sl.lins) TQ_ASSERT(!lin->exec, "the integer runtime is already attached");
     bool all_int8 = site && int8_site(*site);
     for (auto& [name, lin] : sl.lins) all_int8 = all_int8 && planned(name) && int8_weight(*planned(name));
     if (all_int8) {

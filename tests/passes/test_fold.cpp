@@ -231,4 +231,26 @@ TEST(Fold, RecordsTheWeightSqnrItCauses) {
   EXPECT_THROW(fold_channel_affine(m, plan, Site::up_in, 1, two, d, SqnrProbe{8, {}}), Error);
 }
 
+// A fold asked of a site that no norm computes is a caller's bug, not bad input: exit
+// status 1 with the place (TQ_ASSERT), where an already-quantized weight is the user's (2).
+TEST(Fold, ABrokenInvariantIsAnInternalError) {
+  Model m = random_model(small(NormKind::rms, false), 3, 0.2f);
+  std::vector<double> a(32, 2.0), d(32, 0.0);
+  QuantPlan plan;
+  try {
+    fold_channel_affine(m, plan, Site::o_in, 0, a, d);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.exit_code, 1);
+    EXPECT_EQ(std::string(e.what()).rfind("internal error at src/passes/fold.cpp:", 0), 0u) << e.what();
+  }
+  plan.weights["blk.0.attn_k.weight"] = QuantSpec{};
+  try {
+    fold_channel_affine(m, plan, Site::qkv_in, 0, a, d);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.exit_code, 2) << e.what();
+  }
+}
+
 }  // namespace tq
