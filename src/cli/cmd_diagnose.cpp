@@ -1,6 +1,6 @@
 // tquant diagnose MODEL --calib SPEC --report DIR: for every site, how much of
 // the per-tensor quantization error comes from range amplification by outliers
-// (methods.md §4.5), ranked, with the channels responsible (eval/diagnose.h).
+// (docs/methods.md §4.5), ranked, with the channels responsible (eval/diagnose.h).
 #include <fmt/format.h>
 
 #include "cli/common.h"

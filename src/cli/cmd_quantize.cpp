@@ -89,7 +89,7 @@ void register_quantize(CLI::App& app) {
     nlohmann::json figures = {{"recipe", recipe.name}, {"model_bytes", size.model_bytes},
                               {"bits_per_weight", size.bits_per_weight}, {"fp32_bytes", size.fp32_bytes},
                               {"quantize_seconds", quantize_s}, {"peak_rss_bytes_after_quantize", (int64_t)ru.ru_maxrss * 1024}};
-    if (plan.notes.contains("hqq")) {  // both accountings of HQQ's bits (methods.md §3.2)
+    if (plan.notes.contains("hqq")) {  // both accountings of HQQ's bits (docs/methods.md §3.2)
       figures["hqq_bits_per_weight"] = plan.notes["hqq"]["bits_per_weight"];
       headline["quantized"]["hqq_bits_per_weight"] = plan.notes["hqq"]["bits_per_weight"];
     }

@@ -1,5 +1,5 @@
 // tquant quanttune MODEL --data SPEC -o OUT: the QuantTune run of passes/quanttune.h (the
-// outlier-driven loss of methods.md §4, guard and roll-back) on a pool of lines of text for a
+// outlier-driven loss of docs/methods.md §4, guard and roll-back) on a pool of lines of text for a
 // language model or MNIST images for a classifier (nn/task.h), a tenth of it held out as the
 // guard set. Its hyperparameters, the guard history and every site's dynamic range and 8-bit
 // SQNR before and after go to OUT's stem + ".quanttune.json".
@@ -23,8 +23,12 @@ void register_quanttune(CLI::App& app) {
   f.opt = q.train;
   cmd->add_option("model", path, "model to fine-tune (a language model, or an image classifier with mnist:DIR)")->required();
   add_train_flags(cmd, f);
-  cmd->add_option("--k", q.loss.k, "band width of the outlier loss, in σ")->capture_default_str()->check(CLI::Range(0.5, 100.0));
-  cmd->add_option("--lambda", q.loss.lambda, "weight of the outlier loss")->capture_default_str()->check(CLI::Range(0.0, 1e6));
+  cmd->add_option("--k", q.loss.k, "band width of the outlier loss, in σ")
+      ->capture_default_str()
+      ->check(CLI::Range(0.5, 100.0));
+  cmd->add_option("--lambda", q.loss.lambda, "weight of the outlier loss")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
   cmd->add_option("--sites", sites, "monitored sites, comma-separated")->capture_default_str();
   cmd->add_option("--guard-every", q.guard_every, "steps between guard evaluations")
       ->capture_default_str()

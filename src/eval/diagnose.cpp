@@ -55,7 +55,7 @@ void write_diagnosis(const std::string& dir, const std::string& title, const nlo
   write_file_atomic(dir + "/diagnose.json", d.dump(1) + "\n");
   std::string md = fmt::format(
       "# {}\n\nPer-tensor min-max quantization at {} bits; outliers are values beyond {}σ of their tensor's mean.\n"
-      "Share = error the inliers pay for the stretched range ÷ all rounding error (methods.md §4.5).\n\n"
+      "Share = error the inliers pay for the stretched range ÷ all rounding error (docs/methods.md §4.5).\n\n"
       "Mean share over sites {:.1f} %; pooled over all sites {:.1f} %.\n\n"
       "| rank | site | share | of model's amplification | DR mean | DR max | outliers | top channels (share of excess) |\n"
       "|---|---|---|---|---|---|---|---|\n",

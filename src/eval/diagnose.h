@@ -1,4 +1,4 @@
-// The diagnose report (methods.md §4.5): for every site, how much of the
+// The diagnose report (docs/methods.md §4.5): for every site, how much of the
 // per-tensor quantization error comes from range amplification by outliers,
 // ranked, with the channels responsible; as JSON, Markdown, HTML and a text table.
 #pragma once

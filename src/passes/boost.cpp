@@ -1,4 +1,4 @@
-// SensiBoost / KurtBoost (methods.md §3.3–3.6): HQQ at a base rung; the layers
+// SensiBoost / KurtBoost (docs/methods.md §3.3–3.6): HQQ at a base rung; the layers
 // where a feature (weight kurtosis, or activation sensitivity) jumps along the
 // depth get a higher rung, or as many random other layers at equal memory (the
 // paper's ablation).
@@ -18,7 +18,7 @@ namespace tq {
 namespace {
 
 // The feature of every (slot, layer): kurtosis of the weights, or the
-// sensitivity of the slot's part at b4g64 (methods.md §3.3); NaN where a block lacks the slot.
+// sensitivity of the slot's part at b4g64 (docs/methods.md §3.3); NaN where a block lacks the slot.
 std::vector<std::vector<double>> features(PassContext& ctx, const std::string& feature, const HqqOptions& o) {
   const Model& m = ctx.model;
   std::vector<std::vector<double>> f(kNumSlots, std::vector<double>(m.cfg.n_layers, NAN));
@@ -81,14 +81,14 @@ void run_boost(PassContext& ctx, const nlohmann::json& p) {
   for (auto& ref : block_weights(ctx.model)) {
     bool up = boosted[(int)ref.slot][ref.layer];
     plan_rung(ctx, ref, ladder[up ? top : base], o);
-    if (up) {  // methods.md §3.5: Σ boosted params · (bpp_new − bpp_base) / 8 bytes
+    if (up) {  // docs/methods.md §3.5: Σ boosted params · (bpp_new − bpp_base) / 8 bytes
       extra_hqq += (double)ref.w->numel() * (bpp_hqq(ladder[top]) - bpp_hqq(ladder[base])) / 8;
       extra_ours += (double)ref.w->numel() * (bpp_ours(ladder[top]) - bpp_ours(ladder[base])) / 8;
     }
   }
   note_hqq(ctx, o);
   std::string rule = rules.count("robust")
-                         ? fmt::format("robust (median/MAD, z > 2.5): {} layers < {} [ours, methods.md §3.6]", L,
+                         ? fmt::format("robust (median/MAD, z > 2.5): {} layers < {} [ours, docs/methods.md §3.6]", L,
                                        p["robust_below"].get<int>())
                          : "trimmed (5 % per end, sample std, z > 3)";
   ctx.plan.notes["boost"] = {{"feature", feature},

@@ -1,4 +1,4 @@
-// The hqq pass (uniform HQQ, methods.md §3.2, §5.8) and what the mixed-precision
+// The hqq pass (uniform HQQ, docs/methods.md §3.2, §5.8) and what the mixed-precision
 // passes built on it share: boost.cpp (SensiBoost / KurtBoost) and budget.cpp
 // (tquant's allocator) put HQQ rungs on the block linears through these.
 #pragma once

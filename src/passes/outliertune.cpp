@@ -1,4 +1,4 @@
-// OutlierTune (methods.md §2): two folds at the norm-fed sites (qkv_in, up_in),
+// OutlierTune (docs/methods.md §2): two folds at the norm-fed sites (qkv_in, up_in),
 // then the rtn step of the recipe quantizes the weights per row and the other
 // sites per token.
 //   symmetrize  centre c_j = mean over calibration calls of the per-call mid-range

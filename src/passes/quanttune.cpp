@@ -170,7 +170,7 @@ QuantTuneRun quanttune(Model& m, const TaskData& data, const TaskSpec& task, con
   for (Site s : q.sites) sites.push_back(site_name(s));
   r.record = {
       {"method", "quanttune"},
-      {"spec", "methods.md §4.2-4.4"},
+      {"spec", "docs/methods.md §4.2-4.4"},
       {"k", q.k},
       {"lambda", q.lambda},
       {"eps", q.eps},
@@ -253,8 +253,8 @@ PassDef quanttune_pass() {
   std::string sites;
   for (Site s : d.loss.sites) sites += (sites.empty() ? "" : ",") + std::string(site_name(s));
   return {"quanttune",
-          "QuantTune: fine-tune the float model with the outlier loss (methods.md §4), a tenth of the data held out "
-          "as the guard; put it first",
+          "QuantTune: fine-tune the float model with the outlier loss (docs/methods.md §4), a tenth of the data "
+          "held out as the guard; put it first",
           {
               {"data", "", "text FILE or mnist:DIR to fine-tune on (empty: the --calib data)", {}},
               {"steps", d.train.steps, "optimizer updates", {}, 1, 1 << 30},

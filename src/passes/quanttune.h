@@ -1,4 +1,4 @@
-// QuantTune (methods.md §4): fine-tuning with an outlier-driven loss that
+// QuantTune (docs/methods.md §4): fine-tuning with an outlier-driven loss that
 // shrinks the dynamic range of the activations a quantized kernel reads.
 //
 // For a monitored site s and the current batch A_s, with μ_s and σ_s of the
@@ -60,7 +60,7 @@ struct SiteRange {
   Site site;
   int layer;
   double min, max, mean, std;
-  double dr;       // (max − min) / (2kσ): methods.md §4.5
+  double dr;       // (max − min) / (2kσ): docs/methods.md §4.5
   double sqnr_db;  // 10·log10(Σx² / Σ(x − Q(x))²), asymmetric 8-bit, range [min, max]
 };
 // Every (site, layer) of `sites` over all examples of data (two passes: range, then error).

@@ -44,7 +44,7 @@ const std::vector<BuiltinRecipe>& builtin_recipes() {
     return J::array({{{"pass", "boost"}, {"feature", feature}, {"base", k == 4 ? "b4g64" : "b3g128"}, {"stop", 2},
                       {"top_m", 2}}});
   };
-  // methods.md §0.6: the fold methods fold at the norm-fed sites and quantize the rest per token.
+  // docs/methods.md §0.6: the fold methods fold at the norm-fed sites and quantize the rest per token.
   static const std::vector<BuiltinRecipe> recipes = {
       {"wXa16-rtn", "round-to-nearest weights per row, float activations",
        [=](N n) { return J::array({rtn(n.at('X'), 0)}); }},
@@ -92,11 +92,12 @@ const std::vector<BuiltinRecipe>& builtin_recipes() {
 
 std::string recipe_help() {
   std::string letters;
-  for (auto& n : recipe_numbers()) letters += fmt::format("{}{}: {} {}..{}", letters.empty() ? "" : "; ", n.letter, n.what, n.min, n.max);
+  for (auto& n : recipe_numbers())
+    letters += fmt::format("{}{}: {} {}..{}", letters.empty() ? "" : "; ", n.letter, n.what, n.min, n.max);
   std::string s = fmt::format("Built-in recipes ({}):\n", letters);
   for (auto& r : builtin_recipes()) s += fmt::format("  {:<18} {}\n", r.pattern, r.help);
-  s += "Or a JSON file: {\"name\": ..., \"passes\": [{\"pass\": NAME, PARAM: VALUE, ...}, {\"recipe\": BUILT-IN}, ...]}\n"
-       "with the passes:\n";
+  s += "Or a JSON file: {\"name\": ..., \"passes\": [{\"pass\": NAME, PARAM: VALUE, ...}, "
+       "{\"recipe\": BUILT-IN}, ...]}\nwith the passes:\n";
   for (auto& p : all_passes()) s += fmt::format("  {:<18} {}\n", p.name, p.help);
   return s;
 }

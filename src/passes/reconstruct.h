@@ -1,4 +1,4 @@
-// Block reconstruction (methods.md §1.6–1.7, BRECQ's setting): a block with
+// Block reconstruction (docs/methods.md §1.6–1.7, BRECQ's setting): a block with
 // quantizers is fitted to the float block's outputs on calibration inputs, one
 // block at a time. BlockFit is the loss and its gradient; AdaRound learns the
 // rounding of a weight matrix; reconstruct_block runs AdaRound on every linear
@@ -17,7 +17,7 @@ namespace tq {
 
 inline double sigmoid(double t) { return 1.0 / (1.0 + std::exp(-t)); }
 
-// AdaRound (methods.md §1.6, BRECQ's settings) of one weight matrix under its per-row asymmetric
+// AdaRound (docs/methods.md §1.6, BRECQ's settings) of one weight matrix under its per-row asymmetric
 // quantizer (Δ_w, z_w):
 //   W̃ = Δ_w·(clamp(floor(W/Δ_w) + h(V) + z_w, 0, Qa) − z_w),  h(V) = clamp(σ(V)·(ζ − γ) + γ, 0, 1)
 // with ζ = 1.1, γ = −0.1 and V initialised so that h(V) = W/Δ_w − floor(W/Δ_w).

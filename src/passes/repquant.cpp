@@ -1,4 +1,4 @@
-// RepQuant / RepQ-ViT pass (methods.md §1, §5.9). In order:
+// RepQuant / RepQ-ViT pass (docs/methods.md §1, §5.9). In order:
 //   1. observe every site of the current model (per-channel histograms at qkv_in, up_in);
 //   2. the sites without a fold: per-tensor asymmetric by percentile-MSE (image models, as
 //      RepQ-ViT) or per-token dynamic asymmetric (LMs, §1.2 [ours]); probs: log√2, Δ by
@@ -411,7 +411,7 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
                                   : "per-channel asym pmse (RepQ-ViT), reparameterized to per-tensor"},
       {"reparameterization", "mean step, rounded mean zero point"},
       {"other_sites", per_token ? "per-token dynamic asym" : "per-tensor static asym pmse"},
-      {"probs", "log2-sqrt2 (deployed as the log2 pair, methods.md §1.5)"},
+      {"probs", "log2-sqrt2 (deployed as the log2 pair, docs/methods.md §1.5)"},
       {"weights", recon_steps > 0 ? "per-row asym pmse on the folded weights, AdaRound block reconstruction"
                                   : "per-row asym pmse on the folded weights"},
       {"head", head ? "quantized" : (m.cfg.tied_head ? "float (tied to the embedding)" : "float")},
@@ -443,7 +443,8 @@ PassDef repquant_pass() {
               {"clip_lr", 1e-2, "learning rate of the clipping logits θ", {}, 1e-6, 1.0},
               {"clip_init",
                "minmax",
-               "start of the learned bounds: σ(4)·[min, max] (methods.md §1.3) or the percentile-MSE ones (RepQ-ViT's)",
+               "start of the learned bounds: σ(4)·[min, max] (docs/methods.md §1.3) or the percentile-MSE ones "
+               "(RepQ-ViT's)",
                {"minmax", "pmse"}},
               {"recon_steps", 2000, "AdaRound steps of the weight reconstruction per block (0: none)", {}, 0, 1000000},
               {"recon_lr", 1e-3, "learning rate of the rounding variables V", {}, 1e-6, 1.0},

@@ -1,4 +1,4 @@
-// RepQuant (methods.md §1) and its RepQ-ViT ablation (§5.9): per-channel asymmetric
+// RepQuant (docs/methods.md §1) and its RepQ-ViT ablation (§5.9): per-channel asymmetric
 // quantizers at the norm-fed sites (qkv_in, up_in), rewritten exactly into one
 // per-tensor quantizer by the channel-affine fold (§1.4); log√2 on the softmax output;
 // per-row asymmetric weights chosen after the fold.
@@ -53,7 +53,7 @@ struct DualClip {
   // x: the values forward() was given; dx: ∂L/∂x̂ in, ∂L/∂x out.
   template <class T>
   void backward(const T* x, T* dx, int64_t rows);
-  // The per-channel quantizer of the current bounds (methods.md §0.2 rules), for the fold.
+  // The per-channel quantizer of the current bounds (docs/methods.md §0.2 rules), for the fold.
   void params(std::vector<float>& step, std::vector<float>& zero) const;
 };
 

@@ -1,4 +1,4 @@
-// Round-to-nearest baselines (methods.md §5.1–5.4): weights per row, group or
+// Round-to-nearest baselines (docs/methods.md §5.1–5.4): weights per row, group or
 // tensor from their own ranges; activations per tensor (static, from a
 // calibrator) or per token (dynamic).
 #include "core/error.h"
@@ -20,7 +20,8 @@ static void run_rtn(PassContext& ctx, const nlohmann::json& p) {
     ws.group = p["group"];
     CalibOptions wc{calib_from_string(p["w_calibrator"]), p["percentile"]};
     for (int l = 0; l < m.cfg.n_layers; l++)
-      for (auto& nl : block_linears(m.blocks[l])) ctx.plan.weights[weight_name(l, nl.slot)] = fit_weight(nl.lin->w, ws, wc);
+      for (auto& nl : block_linears(m.blocks[l]))
+        ctx.plan.weights[weight_name(l, nl.slot)] = fit_weight(nl.lin->w, ws, wc);
     if (head) {
       if (m.cfg.tied_head) {
         ctx.plan.notes["rtn"] = "head shares the token embedding: kept in float";

@@ -1,4 +1,4 @@
-// SmoothQuant (methods.md §5.5): at each norm-fed site, migrate range from the
+// SmoothQuant (docs/methods.md §5.5): at each norm-fed site, migrate range from the
 // activations to the weights with the channel-affine fold (a = s, d = 0),
 //   s_j = max|X_j|^α / max_{k,o}|W_k[o,j]|^(1−α),  clamp ≥ 1e-5.
 // The quantizers come from the rtn step that follows in the recipe.

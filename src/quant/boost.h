@@ -1,4 +1,4 @@
-// Layer-sensitive mixed precision (methods.md §3.4–3.6), SensiBoost and
+// Layer-sensitive mixed precision (docs/methods.md §3.4–3.6), SensiBoost and
 // KurtBoost's detector: which layers jump in a feature along the depth, and
 // which rung of the HQQ ladder a boosted linear gets.
 #pragma once

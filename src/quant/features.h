@@ -1,4 +1,4 @@
-// Per-layer features of SensiBoost and KurtBoost (methods.md §3.3): the
+// Per-layer features of SensiBoost and KurtBoost (docs/methods.md §3.3): the
 // kurtosis of each linear's weights (data-free) and the sensitivity of each
 // part of each block, the output error caused by quantizing that part's
 // weights alone, measured on the fp model's inputs of the layer.

@@ -28,7 +28,7 @@ struct SiteStats {
   std::vector<double> col_abs_sum;  // Σ|x| (AWQ's mean magnitude)
   std::vector<double> col_mid_sum;  // Σ over calls of (max_t x + min_t x)/2 (OutlierTune's centre)
   // With Observer::clip_ratio ρ < 1: max over calls of |x| after clamping each call to
-  // [ρ·min, ρ·max] of that call's whole tensor (OutlierTune's clip, methods.md §2.4).
+  // [ρ·min, ρ·max] of that call's whole tensor (OutlierTune's clip, docs/methods.md §2.4).
   std::vector<float> col_clip_absmax;
   // At Observer::col_hist_sites: one histogram per channel (per-channel calibrators, RepQuant §1.2).
   std::vector<Histogram> col_hist;

@@ -1,4 +1,4 @@
-// The channel-affine fold (methods.md §0.3) leaves the float function unchanged
+// The channel-affine fold (docs/methods.md §0.3) leaves the float function unchanged
 // (checks §6.2 items 6–7) on every family the project loads.
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-// RepQuant / RepQ-ViT: the checks of methods.md §6.3 (items 9–11) and §6.2 item 8
+// RepQuant / RepQ-ViT: the checks of docs/methods.md §6.3 (items 9–11) and §6.2 item 8
 // (the whole-model reparameterization keeps the float function) on LayerNorm,
 // RMSNorm, shared-norm and post-norm models.
 #include <gtest/gtest.h>

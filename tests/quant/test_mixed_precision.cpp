@@ -1,4 +1,4 @@
-// methods.md §6.5 (items 20–25): HQQ, the features, the detector, the
+// docs/methods.md §6.5 (items 20–25): HQQ, the features, the detector, the
 // allocation and the small-model rule; and the budget allocator.
 #include <gtest/gtest.h>
 
