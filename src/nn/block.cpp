@@ -79,6 +79,16 @@ std::vector<Site> parse_sites(std::string_view list) {
   return out;
 }
 
+const std::vector<Site>& norm_fed_sites() {
+  static const std::vector<Site> sites = [] {
+    std::vector<Site> out;
+    for (auto& d : kSites)
+      if (d.producer.kind == Producer::by_norm) out.push_back(d.site);
+    return out;
+  }();
+  return sites;
+}
+
 const std::array<NormDef, 2>& norm_table() { return kNorms; }
 const std::array<LinearDef, kNumSlots>& linear_table() { return kLinears; }
 

@@ -64,6 +64,8 @@ const char* site_name(Site s);
 std::optional<Site> site_from_name(std::string_view name);
 // "qkv_in,o_in,..." → sites, each once; bad_input on an unknown name.
 std::vector<Site> parse_sites(std::string_view list);
+// The sites a block norm computes (qkv_in, up_in): where the channel-affine folds go.
+const std::vector<Site>& norm_fed_sites();
 
 struct NormDef {
   Norm Block::*member;

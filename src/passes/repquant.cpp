@@ -152,8 +152,7 @@ void DualClip::params(std::vector<float>& step, std::vector<float>& zero) const 
 
 namespace {
 
-constexpr Site kNormFed[] = {Site::qkv_in, Site::up_in};
-constexpr Site kOther[] = {Site::o_in, Site::down_in, Site::q, Site::k, Site::v};
+constexpr Site kOther[] = {Site::o_in, Site::down_in, Site::q, Site::k, Site::v};  // no fold: per tensor or token
 
 QuantSpec asym_spec(int bits) {
   QuantSpec s;
@@ -187,7 +186,11 @@ struct ClipHook : Hooks {
   int layer = 0;
   DualClip* clip[2] = {nullptr, nullptr};
   std::vector<float> saved[2];  // the values each quantizer was given, for its backward
-  static int slot(Site s) { return s == Site::qkv_in ? 0 : s == Site::up_in ? 1 : -1; }
+  static int slot(Site s) {  // which of the norm-fed sites, or -1
+    auto& sites = norm_fed_sites();
+    auto it = std::find(sites.begin(), sites.end(), s);
+    return it == sites.end() ? -1 : (int)(it - sites.begin());
+  }
   void forward(Site s, int l, float* x, int rows, int cols) override {
     const int i = slot(s);
     if (l != layer || i < 0) return;
@@ -221,8 +224,7 @@ std::pair<double, double> learn_clipping(const Model& m, const QuantPlan& plan, 
   Model work = m;
   Block& wb = work.blocks[l];
   for (auto& nl : block_linears(wb))  // the linears that no clipping site feeds (o, down) are fixed
-    if (std::find(std::begin(kNormFed), std::end(kNormFed), linear_def(nl.slot).input) == std::end(kNormFed))
-      fake_quant_rows(nl.lin->w, w_bits);
+    if (ClipHook::slot(linear_def(nl.slot).input) < 0) fake_quant_rows(nl.lin->w, w_bits);
   Model grads = zeros_like(work);  // the block's weight gradients land here unread
   SimHook sim(plan, m.cfg.n_layers);
   ClipHook clip;
@@ -238,8 +240,8 @@ std::pair<double, double> learn_clipping(const Model& m, const QuantPlan& plan, 
       clips[k]->params(st, zp);
       double mean = 0;
       for (float v : st) mean += (double)v / st.size();
-      auto orig = site_consumers(const_cast<Block&>(m.blocks[l]), kNormFed[k]);
-      auto dst = site_consumers(wb, kNormFed[k]);
+      auto orig = site_consumers(const_cast<Block&>(m.blocks[l]), norm_fed_sites()[k]);
+      auto dst = site_consumers(wb, norm_fed_sites()[k]);
       for (size_t i = 0; i < dst.size(); i++) {
         Tensor& w = dst[i].lin->w;
         const Tensor& w0 = orig[i].lin->w;
@@ -284,9 +286,11 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
   const std::string others = p["other_sites"];
   const bool per_token = others == "token" || (others == "auto" && m.cfg.is_lm());
   TQ_CHECK_INPUT(!ctx.calib.empty(), "repquant needs calibration data (--calib)");
+  TQ_ASSERT(norm_fed_sites().size() == 2, "the clipping stage is written for a block's two norm-fed sites, not {}",
+            norm_fed_sites().size());
 
   Observer obs;
-  obs.col_hist_sites = {Site::qkv_in, Site::up_in};
+  obs.col_hist_sites = {norm_fed_sites().begin(), norm_fed_sites().end()};
   observe(m, ctx.plan, ctx.calib, obs);
 
   // The sites without a fold, from the float statistics (the folds keep the float function).
@@ -329,7 +333,7 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
     std::vector<DualClip> clips;
     std::vector<float> pm_step[2], pm_zero[2];
     for (int k = 0; k < 2; k++) {
-      const SiteStats& st = site_stats(obs.stats, kNormFed[k], l);
+      const SiteStats& st = site_stats(obs.stats, norm_fed_sites()[k], l);
       clips.emplace_back(ab, std::vector<double>(st.col_min.begin(), st.col_min.end()),
                          std::vector<double>(st.col_max.begin(), st.col_max.end()));
       for (int c = 0; c < st.cols; c++) {
@@ -350,7 +354,7 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
     }
 
     for (int k = 0; k < 2; k++) {
-      const Site site = kNormFed[k];
+      const Site site = norm_fed_sites()[k];
       const SiteStats& st = site_stats(obs.stats, site, l);
       std::vector<float> step(st.cols), zero(st.cols);
       std::vector<bool> dead(st.cols);

@@ -62,6 +62,7 @@ TEST(BlockTable, RowsMatchTheModelAndTheForward) {
       EXPECT_EQ(slot_from_name(d.name), nl.slot);
     }
     EXPECT_EQ(linear_input_sites(), (std::vector<Site>{Site::qkv_in, Site::o_in, Site::up_in, Site::down_in}));
+    EXPECT_EQ(norm_fed_sites(), (std::vector<Site>{Site::qkv_in, Site::up_in}));
     EXPECT_EQ(site_consumers(b, Site::qkv_in).size(), 3u);
     EXPECT_EQ(site_consumers(b, Site::up_in).size(), m.cfg.gated ? 2u : 1u);
     EXPECT_TRUE(site_consumers(b, Site::probs).empty());
