@@ -7,6 +7,7 @@
 
 #include "nn/forward.h"
 #include "nn/random_model.h"
+#include "quant/observer.h"
 #include "test_util.h"
 
 namespace tq {
@@ -142,6 +143,17 @@ TEST(BlockTable, NamesAndTheirInverse) {
   ASSERT_TRUE(split.has_value());
   EXPECT_EQ(split->first, 10);
   EXPECT_EQ(split->second, "up_in");
+  // Plan keys of sites: site_key and its inverse (what SimHook reads a plan.json with).
+  for (auto& d : site_table())
+    for (int l : {0, 1}) {
+      const int layer = d.site == Site::head_in ? -1 : l;
+      auto back = parse_site_key(site_key(d.site, layer), 2);
+      ASSERT_TRUE(back.has_value()) << site_key(d.site, layer);
+      EXPECT_EQ(back->first, d.site);
+      EXPECT_EQ(back->second, layer);
+    }
+  for (const char* bad : {"blk.-9.qkv_in", "blk.2.q", "qkv_in", "blk.0.head_in", "blk.0.nowhere", "blk.1e0.q"})
+    EXPECT_FALSE(parse_site_key(bad, 2).has_value()) << bad;
 }
 
 }  // namespace
