@@ -25,7 +25,7 @@ void register_diagnose(CLI::App& app) {
   add_common(cmd, common);
   cmd->callback([] {
     Model m = load(path, common);
-    CalibData cd = load_calib(parse_data_spec(calib), m);
+    CalibData cd = load_calib(calib, m);
     DiagnoseHook h(bits, k);
     run_calibration(m, cd, h);
     nlohmann::json d = diagnose_json(h, top);

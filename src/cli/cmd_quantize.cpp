@@ -63,10 +63,7 @@ void register_quantize(CLI::App& app) {
     Loaded src = load_with_plan(path, common);
     Model fp = std::move(src.model);
     CalibData cd;
-    if (!calib.empty()) {
-      cd = load_calib(parse_data_spec(calib), fp);
-      cd.source = calib;
-    }
+    if (!calib.empty()) cd = load_calib(calib, fp);
 
     Model m = fp;
     QuantPlan plan;

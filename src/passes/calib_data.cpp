@@ -25,6 +25,12 @@ CalibData load_calib(const DataSpec& spec, const Model& m) {
   return c;
 }
 
+CalibData load_calib(const std::string& spec, const Model& m) {
+  CalibData c = load_calib(parse_data_spec(spec), m);
+  c.source = spec;
+  return c;
+}
+
 double calib_kld(const Model& m, Hooks& hooks, const Model& ref, const CalibData& calib) {
   if (!m.cfg.is_lm()) return mean_of(eval_classifier(m, calib.batches, hooks, &ref, nullptr, "score").kld);
   std::vector<TextSeq> seqs;

@@ -24,8 +24,10 @@ struct CalibData {
   bool empty() const { return batches.empty(); }
 };
 
-// Calibration batches from a data spec (text: one sequence per batch).
+// Calibration batches from a data spec (text: one sequence per batch); from its text, also
+// recorded as the source.
 CalibData load_calib(const DataSpec& spec, const Model& m);
+CalibData load_calib(const std::string& spec, const Model& m);
 
 struct PassContext {
   PassContext(Model& m, QuantPlan& p, const CalibData& c, uint64_t s = 0) : model(m), plan(p), calib(c), seed(s) {}

@@ -23,7 +23,7 @@ const std::vector<RecipeNumber>& recipe_numbers() {
       {'Y', "activation bits", 2, 8},
       {'B', "weight bits", 2, 8},
       {'G', "group size", 1, 1 << 20},
-      {'K', "weight bits of the boost base (3: b3g128, 4: b4g64)", 3, 4},
+      {'K', "bits of the boost base (3: b3g128, 4: b4g64)", 3, 4},
   };
   return numbers;
 }
@@ -91,10 +91,8 @@ const std::vector<BuiltinRecipe>& builtin_recipes() {
 }
 
 std::string recipe_help() {
-  std::string letters;
-  for (auto& n : recipe_numbers())
-    letters += fmt::format("{}{}: {} {}..{}", letters.empty() ? "" : "; ", n.letter, n.what, n.min, n.max);
-  std::string s = fmt::format("Built-in recipes ({}):\n", letters);
+  std::string s = "Built-in recipes, each capital letter a number:\n";
+  for (auto& n : recipe_numbers()) s += fmt::format("  {}  {}, {}..{}\n", n.letter, n.what, n.min, n.max);
   for (auto& r : builtin_recipes()) s += fmt::format("  {:<18} {}\n", r.pattern, r.help);
   s += "Or a JSON file: {\"name\": ..., \"passes\": [{\"pass\": NAME, PARAM: VALUE, ...}, "
        "{\"recipe\": BUILT-IN}, ...]}\nwith the passes:\n";

@@ -1,4 +1,5 @@
 // Recipes, passes, the saved model and the quantize command.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -167,7 +168,8 @@ TEST(Recipe, BuiltinsAreOneTableThatHelpLists) {
     EXPECT_NE(help.out.find(b.pattern), std::string::npos) << b.pattern;
     EXPECT_NE(help.out.find(b.help), std::string::npos) << b.help;
   }
-  for (auto& n : recipe_numbers()) EXPECT_NE(help.out.find(std::string(1, n.letter) + ": " + n.what), std::string::npos);
+  for (auto& n : recipe_numbers())
+    EXPECT_NE(help.out.find(fmt::format("{}  {}, {}..{}", n.letter, n.what, n.min, n.max)), std::string::npos);
   for (auto& p : all_passes()) EXPECT_NE(help.out.find(p.name), std::string::npos) << p.name;
   for (auto& b : builtin_recipes())
     for (bool high : {false, true}) {
