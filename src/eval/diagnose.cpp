@@ -19,7 +19,8 @@ nlohmann::json diagnose_json(const DiagnoseHook& h, int top_channels) {
     if (!s.excess.empty()) {
       std::vector<int> idx(s.excess.size());
       std::iota(idx.begin(), idx.end(), 0);
-      std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return s.excess[a] > s.excess[b]; });
+      const std::vector<double>& excess = s.excess;  // clang < 16 cannot capture a structured binding
+      std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return excess[a] > excess[b]; });
       double all = std::accumulate(s.excess.begin(), s.excess.end(), 0.0);
       for (int i = 0; i < std::min<int>(top_channels, (int)idx.size()) && s.excess[idx[i]] > 0; i++)
         ch.push_back({{"channel", idx[i]},
