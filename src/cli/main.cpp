@@ -18,6 +18,11 @@ Model load(const std::string& path, const Common& c) {
   return load_model(path, LoadOptions{c.tokenizer});
 }
 
+Loaded load_with_plan(const std::string& path, const Common& c) {
+  set_threads(c.threads);
+  return tq::load_with_plan(path, LoadOptions{c.tokenizer});
+}
+
 void write_json(const std::string& dest, const nlohmann::json& j) {
   std::string s = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   if (dest == "-") {

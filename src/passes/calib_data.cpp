@@ -1,7 +1,7 @@
 #include "core/error.h"
-#include "eval/accuracy.h"
-#include "eval/kld.h"
-#include "eval/perplexity.h"
+#include "nn/accuracy.h"
+#include "nn/kld.h"
+#include "nn/perplexity.h"
 #include "passes/pass.h"
 
 namespace tq {
@@ -22,6 +22,12 @@ CalibData load_calib(const DataSpec& spec, const Model& m) {
     c.batches = text_batches(m, read_sst2(spec.path, spec));
   }
   if (c.empty()) bad_input("calibration data {} is empty", spec.path);
+  return c;
+}
+
+CalibData load_calib(const std::string& spec, const Model& m) {
+  CalibData c = load_calib(parse_data_spec(spec), m);
+  c.source = spec;
   return c;
 }
 
