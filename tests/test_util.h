@@ -69,5 +69,7 @@ struct CliResult {
   std::string out, err;
 };
 CliResult run_cli(const std::string& args);
+// The tquant binary the CLI tests run: this build's, or $TQ_CLI when set.
+std::string cli_path();
 
 }  // namespace tq::test

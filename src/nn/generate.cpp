@@ -53,6 +53,9 @@ std::vector<int32_t> generate(const Model& m, const std::vector<int32_t>& prompt
   while (true) {
     forward(m, in, ws, hooks, &cache);
     cache.len += in.T;
+    for (int v = 0; v < m.cfg.n_out; v++)
+      if (!std::isfinite(ws.logits.ptr()[v]))
+        bad_input("the model's output is not finite at position {}; its weights or plan are broken", cache.len - 1);
     next = sample_token(ws.logits.ptr(), m.cfg.n_out, opt.temp, opt.top_p, rng);
     if (opt.stop_at_eos && next == m.tok.eos) break;
     out.push_back(next);

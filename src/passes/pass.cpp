@@ -4,7 +4,9 @@
 
 #include <regex>
 
+#include "core/checked.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mmap.h"
 #include "core/progress.h"
 
@@ -94,7 +96,12 @@ static nlohmann::json complete_params(const PassDef& p, const nlohmann::json& gi
                    (d.fallback.is_number_float() && v.is_number()) || (d.fallback.is_string() && v.is_string()) ||
                    (d.fallback.is_boolean() && v.is_boolean());
     if (!type_ok)
-      bad_input("pass '{}' parameter '{}' must be {}, got {}", p.name, d.name, d.fallback.type_name(), v.dump());
+      bad_input("pass '{}' parameter '{}' must be {}, got {}", p.name, d.name,
+                d.fallback.is_number_integer() ? "an integer"
+                : d.fallback.is_number()       ? "a number"
+                : d.fallback.is_string()       ? "a string"
+                                               : "true or false",
+                v.dump());
     if (v.is_number() && (v.get<double>() < d.min || v.get<double>() > d.max))
       bad_input("pass '{}' parameter '{}' = {} is out of range [{}, {}]", p.name, d.name, v.dump(), d.min, d.max);
     if (v.is_string() && !d.choices.empty() &&
@@ -110,12 +117,17 @@ Recipe recipe_from_json(const nlohmann::json& j, const std::string& name) {
   if (!j.is_object() || !j.contains("passes") || !j["passes"].is_array() || j["passes"].empty())
     bad_input("recipe {} needs a non-empty \"passes\" list", name);
   Recipe r;
-  r.name = j.value("name", name);
-  for (auto& step : j["passes"]) {
+  r.name = JsonAt(j, "recipe " + name).string("name", name);
+  for (size_t i = 0; i < j["passes"].size(); i++) {
+    const nlohmann::json& step = j["passes"][i];
     if (!step.is_object() || !step.contains("pass") || !step["pass"].is_string())
       bad_input("recipe {}: every step needs a \"pass\" name", name);
-    const PassDef& p = find_pass(step["pass"].get<std::string>());
-    r.steps.push_back({&p, complete_params(p, step)});
+    try {
+      const PassDef& p = find_pass(step["pass"].get<std::string>());
+      r.steps.push_back({&p, complete_params(p, step)});
+    } catch (const Error& e) {
+      throw Error(e.exit_code, fmt::format("recipe {}: passes[{}]: {}", name, i, e.what()));
+    }
   }
   return r;
 }
@@ -135,15 +147,16 @@ nlohmann::json per_token_rtn_step(int w_bits, int a_bits, const std::string& sit
 
 Recipe parse_recipe(const std::string& spec) {
   std::smatch m;
+  auto num = [&](const std::ssub_match& g) { return (int)parse_int(g.str(), 0, 1 << 20, "recipe " + spec); };
   static const std::regex rtn(R"(w(\d+)a(\d+)(?:-g(\d+))?-rtn)");
   if (std::regex_match(spec, m, rtn)) {
-    int wb = std::stoi(m[1]), ab = std::stoi(m[2]);
+    int wb = num(m[1]), ab = num(m[2]);
     if (wb < 2 || wb > 8) bad_input("recipe {}: weight bits must be 2..8", spec);
     if (!((ab >= 2 && ab <= 8) || ab == 16)) bad_input("recipe {}: activation bits must be 2..8 or 16 (float)", spec);
     nlohmann::json step = {{"pass", "rtn"}, {"w_bits", wb}, {"a_bits", ab == 16 ? 0 : ab}};
     if (m[3].matched) {
       step["w_gran"] = "group";
-      step["group"] = std::stoi(m[3]);
+      step["group"] = num(m[3]);
       step["w_scheme"] = "asym";
     }
     return recipe_from_json({{"name", spec}, {"passes", {step}}}, spec);
@@ -151,7 +164,7 @@ Recipe parse_recipe(const std::string& spec) {
   // methods.md §0.6: the norm-fed sites get the method's fold; the rest is per-token dynamic.
   static const std::regex method(R"(w(\d+)a(\d+)-(smoothquant|outliertune))");
   if (std::regex_match(spec, m, method)) {
-    int wb = std::stoi(m[1]), ab = std::stoi(m[2]);
+    int wb = num(m[1]), ab = num(m[2]);
     if (wb < 2 || wb > 8 || ab < 2 || ab > 8) bad_input("recipe {}: weight and activation bits must be 2..8", spec);
     nlohmann::json steps;
     if (m[3] == "smoothquant") {
@@ -167,7 +180,7 @@ Recipe parse_recipe(const std::string& spec) {
   // methods.md §0.6 and §5.9: the repquant pass quantizes every site itself.
   static const std::regex rep(R"(w(\d+)a(\d+)-(repquant|repqvit))");
   if (std::regex_match(spec, m, rep)) {
-    int wb = std::stoi(m[1]), ab = std::stoi(m[2]);
+    int wb = num(m[1]), ab = num(m[2]);
     if (wb < 2 || wb > 8 || ab < 2 || ab > 8) bad_input("recipe {}: weight and activation bits must be 2..8", spec);
     nlohmann::json step = {{"pass", "repquant"}, {"w_bits", wb}, {"a_bits", ab}};
     if (m[3] == "repqvit") {  // the ablation: θ frozen at the percentile-MSE bounds, no reconstruction
@@ -179,9 +192,9 @@ Recipe parse_recipe(const std::string& spec) {
   static const std::regex hqq(R"(w(\d+)-hqq-g(\d+))"), boost(R"(w([34])-(kurt|sensi)boost)"),
       budget(R"(w(\d+)-budget)");
   if (std::regex_match(spec, m, hqq)) {
-    int b = std::stoi(m[1]);
+    int b = num(m[1]);
     if (b < 2 || b > 8) bad_input("recipe {}: HQQ bits must be 2..8", spec);
-    return recipe_from_json({{"name", spec}, {"passes", {{{"pass", "hqq"}, {"bits", b}, {"group", std::stoi(m[2])}}}}},
+    return recipe_from_json({{"name", spec}, {"passes", {{{"pass", "hqq"}, {"bits", b}, {"group", num(m[2])}}}}},
                             spec);
   }
   if (std::regex_match(spec, m, boost)) {  // methods.md §0.6
@@ -193,19 +206,11 @@ Recipe parse_recipe(const std::string& spec) {
     return recipe_from_json({{"name", spec}, {"passes", {step}}}, spec);
   }
   if (std::regex_match(spec, m, budget)) {
-    int b = std::stoi(m[1]);
+    int b = num(m[1]);
     if (b < 2 || b > 8) bad_input("recipe {}: bits must be 2..8", spec);
     return recipe_from_json({{"name", spec}, {"passes", {{{"pass", "budget"}, {"budget", b + 0.5}}}}}, spec);
   }
-  if (file_exists(spec)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_text_file(spec));
-    } catch (const nlohmann::json::exception& e) {
-      bad_input("recipe file {}: {}", spec, e.what());
-    }
-    return recipe_from_json(j, spec);
-  }
+  if (file_exists(spec)) return recipe_from_json(read_json_file(spec), spec);
   bad_input("unknown recipe '{}' (built-in: {}; or a JSON recipe file)", spec,
             fmt::format("{}", fmt::join(builtin_recipe_names(), ", ")));
 }
