@@ -56,9 +56,11 @@ std::string cli_path() {
   return other && *other ? other : TQ_CLI_PATH;
 }
 
-CliResult run_cli(const std::string& args) {
+CliResult run_cli(const std::string& args) { return run_cli_shell(cli_path() + " " + args); }
+
+CliResult run_cli_shell(const std::string& command) {
   TempDir d;
-  std::string cmd = cli_path() + " " + args + " >" + d.file("out") + " 2>" + d.file("err");
+  std::string cmd = "(" + command + ") >" + d.file("out") + " 2>" + d.file("err");
   int rc = std::system(cmd.c_str());
   CliResult r;
   r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;

@@ -87,8 +87,8 @@ void AtomicFile::write(const void* data, size_t n) {
 }
 
 void AtomicFile::commit() {
-  std::lock_guard<std::mutex> lock(g_mu);
   if (std::fflush(f_) != 0 || fsync(fileno(f_)) != 0) run_failed("cannot flush {}: {}", tmp_, std::strerror(errno));
+  std::lock_guard<std::mutex> lock(g_mu);  // after the (slow) fsync: an interrupt during it still removes the file
   std::fclose(f_);
   f_ = nullptr;
   if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {

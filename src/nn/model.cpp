@@ -179,6 +179,8 @@ void validate(const Model& m) {
     if (!n.b.empty()) expect(n.b, {c.dim}, name + ".bias");
   };
   if (c.embed == EmbedKind::tokens) expect(m.tok_embd, {c.vocab, c.dim}, "token_embd");
+  TQ_CHECK_INPUT(m.tok.empty() || c.embed != EmbedKind::tokens || m.tok.size() <= c.vocab,
+                 "the tokenizer has {} pieces, more than the {} rows of the token embedding", m.tok.size(), c.vocab);
   if (c.embed == EmbedKind::patches) expect_lin(m.patch_embd, c.dim, c.patch_dim, "patch_embd");
   if (c.cls_token) expect(m.cls, {c.dim}, "cls_token");
   if (c.pos == PosKind::learned) {
