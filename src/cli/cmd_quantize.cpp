@@ -60,6 +60,7 @@ void register_quantize(CLI::App& app) {
     std::optional<DataSpec> eval_data;
     if (!eval_spec.empty()) eval_data = parse_data_spec(eval_spec);
     Loaded src = load_with_plan(path, common);
+    check_finite_weights(src.model, path);
     Model fp = std::move(src.model);
     CalibData cd;
     if (!calib.empty()) cd = load_calib(parse_data_spec(calib), fp);

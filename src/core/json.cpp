@@ -9,9 +9,10 @@ namespace tq {
 using json = nlohmann::json;
 
 json parse_json(std::string_view text, std::string_view source) {
-  // The callback sees every value with the number of containers around it.
-  auto limit = [&](int depth, json::parse_event_t, json&) {
-    if (depth > kMaxJsonDepth) bad_input("{}: JSON is nested deeper than {} levels", source, kMaxJsonDepth);
+  // The callback sees each object or array open with the number of containers around it.
+  auto limit = [&](int depth, json::parse_event_t event, json&) {
+    bool opens = event == json::parse_event_t::object_start || event == json::parse_event_t::array_start;
+    if (opens && depth >= kMaxJsonDepth) bad_input("{}: JSON is nested deeper than {} levels", source, kMaxJsonDepth);
     return true;
   };
   try {
