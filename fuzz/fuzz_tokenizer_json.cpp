@@ -14,7 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     tq::Tokenizer tok = tq::load_hf_tokenizer(dir, config);
     if (!tok.empty()) {
-      auto ids = tq::encode(tok, "Hello, world! It's 2024: na\xc3\xafve caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xff\n", true);
+      auto ids = tq::encode(tok, "Hello, world! It's 2024: na\xc3\xafve caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xff\n",
+                            true);
       tq::decode(tok, ids);
     }
   } catch (const tq::Error&) {

@@ -71,7 +71,8 @@ std::vector<std::pair<std::string, JsonAt>> JsonAt::items() const {
 std::vector<JsonAt> JsonAt::elements() const {
   if (!j_->is_array()) wrong_type("an array");
   std::vector<JsonAt> out;
-  for (size_t i = 0; i < j_->size(); i++) out.push_back(JsonAt((*j_)[i], source_, path_ + "[" + std::to_string(i) + "]"));
+  for (size_t i = 0; i < j_->size(); i++)
+    out.push_back(JsonAt((*j_)[i], source_, path_ + "[" + std::to_string(i) + "]"));
   return out;
 }
 

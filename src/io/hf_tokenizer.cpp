@@ -43,10 +43,10 @@ static std::pair<std::string, std::string> merge_pair(const JsonAt& mg) {
 }
 
 // Pieces indexed by id from a {piece: id} map, plus added tokens beyond it; every id in 0..n−1 must be named.
-static void pieces_from_vocab(Tokenizer& tok, const JsonAt& vocab, const JsonAt* added) {
-  if (vocab.items().empty()) vocab.fail("the vocabulary is empty");
+static void pieces_from_vocab(Tokenizer& tok, const JsonAt& vocab, const std::optional<JsonAt>& added) {
   std::vector<std::pair<int64_t, std::string>> all;
   for (auto& [piece, id] : vocab.items()) all.push_back({id.integer(0, (1 << 24) - 1), piece});
+  if (all.empty()) vocab.fail("the vocabulary is empty");
   std::vector<int64_t> special;
   if (added)
     for (auto& t : added->elements()) {
@@ -84,8 +84,7 @@ static Tokenizer bpe_from_tokenizer_json(const JsonAt& j) {
   Tokenizer tok;
   tok.kind = TokKind::bpe;
   tok.add_space_prefix = pre.boolean("add_prefix_space", false);
-  auto added = added_tokens(j);
-  pieces_from_vocab(tok, model["vocab"], added ? &*added : nullptr);
+  pieces_from_vocab(tok, model["vocab"], added_tokens(j));
   for (auto& mg : model["merges"].elements()) {
     auto [a, b] = merge_pair(mg);
     tok.merges.push_back(a + " " + b);
@@ -100,7 +99,7 @@ static Tokenizer bpe_from_files(const std::string& vocab_path, const std::string
   tok.kind = TokKind::bpe;
   tok.add_space_prefix = false;
   json vocab = read_json_file(vocab_path);
-  pieces_from_vocab(tok, JsonAt(vocab, vocab_path), nullptr);
+  pieces_from_vocab(tok, JsonAt(vocab, vocab_path), std::nullopt);
   std::vector<std::string> lines = file_lines(merges_path);
   for (size_t line = 1; line <= lines.size(); line++) {
     const std::string& s = lines[line - 1];
@@ -130,15 +129,16 @@ static void wordpiece_specials(Tokenizer& tok) {
 // tokenizer.json of the BERT kind: WordPiece behind the BertNormalizer.
 static Tokenizer wordpiece_from_tokenizer_json(const JsonAt& j) {
   JsonAt model = j["model"];
-  if (model.string("continuing_subword_prefix", "##") != "##" || model.integer("max_input_chars_per_word", 0, INT64_MAX, 100) != 100)
+  if (model.string("continuing_subword_prefix", "##") != "##" ||
+      model.integer("max_input_chars_per_word", 0, INT64_MAX, 100) != 100)
     bad_input("WordPiece other than BERT's ('##' continuations, words up to 100 characters) is not supported");
   Tokenizer tok;
   tok.kind = TokKind::wordpiece;
-  auto added = added_tokens(j);
-  pieces_from_vocab(tok, model["vocab"], added ? &*added : nullptr);
+  pieces_from_vocab(tok, model["vocab"], added_tokens(j));
   if (j.has("normalizer")) {
     JsonAt norm = j["normalizer"];
-    if (norm.string("type", "") != "BertNormalizer") bad_input("normalizer '{}' is not supported", norm.string("type", ""));
+    const std::string type = norm.string("type", "");
+    if (type != "BertNormalizer") bad_input("normalizer '{}' is not supported", type);
     tok.lowercase = norm.boolean("lowercase", true);
     if (!norm.boolean("clean_text", true) || !norm.boolean("handle_chinese_chars", true) ||
         norm.boolean("strip_accents", tok.lowercase) != tok.lowercase)

@@ -34,9 +34,13 @@ static Tokenizer gguf_tokenizer(const GgufFile& g) {
     for (auto& v : g.meta["tokenizer.ggml.token_type"]) tok.types.push_back(v.get<int32_t>());
   if (array_of("tokenizer.ggml.merges", [](auto& v) { return v.is_string(); }))
     for (auto& v : g.meta["tokenizer.ggml.merges"]) tok.merges.push_back(v.get<std::string>());
-  for (auto [key, id] : {std::pair{"tokenizer.ggml.bos_token_id", &tok.bos}, {"tokenizer.ggml.eos_token_id", &tok.eos},
-                         {"tokenizer.ggml.unknown_token_id", &tok.unk}, {"tokenizer.ggml.padding_token_id", &tok.pad}})
-    *id = g.get_int(key, -1) == UINT32_MAX ? -1 : to_int(g.get_int(key, -1), std::string("GGUF ") + key);  // u32 −1: none
+  for (auto [key, id] : {std::pair{"tokenizer.ggml.bos_token_id", &tok.bos},
+                         {"tokenizer.ggml.eos_token_id", &tok.eos},
+                         {"tokenizer.ggml.unknown_token_id", &tok.unk},
+                         {"tokenizer.ggml.padding_token_id", &tok.pad}}) {
+    const int64_t v = g.get_int(key, -1);
+    *id = v == UINT32_MAX ? -1 : to_int(v, std::string("GGUF ") + key);  // u32 −1 is llama.cpp's "none"
+  }
   if (g.meta.contains("tokenizer.ggml.add_bos_token") && g.meta["tokenizer.ggml.add_bos_token"].is_boolean())
     tok.add_bos = g.meta["tokenizer.ggml.add_bos_token"].get<bool>();
   if (g.meta.contains("tokenizer.ggml.add_space_prefix") && g.meta["tokenizer.ggml.add_space_prefix"].is_boolean())

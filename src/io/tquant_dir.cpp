@@ -224,7 +224,8 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
     q.scale = st.read_f32(*sc).data;
     if (zp) q.zero = st.read_f32(*zp).data;
     for (float v : q.scale)
-      if (!(v > 0) || !std::isfinite(v)) bad_input("{}: '{}.scale' holds {}; steps must be positive and finite", dir, nt.name, v);
+      if (!(v > 0) || !std::isfinite(v))
+        bad_input("{}: '{}.scale' holds {}; steps must be positive and finite", dir, nt.name, v);
     for (float v : q.zero)
       if (!std::isfinite(v)) bad_input("{}: '{}.zero' holds {}; zero points must be finite", dir, nt.name, v);
     std::vector<int32_t> codes(t->numel());

@@ -240,13 +240,14 @@ int64_t forward_bytes(const Config& c, int64_t B, int64_t T, bool train, int64_t
   if (Sk <= 0) Sk = S;
   // One layer's activations (LayerActs): the residual-width tensors, q/k/v and the attention
   // output, the MLP's three hidden-width tensors, and the attention probabilities (twice when training).
-  const int64_t layer = N * (6 * (int64_t)c.dim + 2 * (int64_t)c.q_dim() + 2 * (int64_t)c.kv_dim() + 3 * (int64_t)c.hidden) +
-                        (train ? 2 : 1) * B * c.n_heads * S * Sk;
+  const int64_t widths = 6 * (int64_t)c.dim + 2 * (int64_t)c.q_dim() + 2 * (int64_t)c.kv_dim() + 3 * (int64_t)c.hidden;
+  const int64_t layer = N * widths + (train ? 2 : 1) * B * c.n_heads * S * Sk;
   return 4 * ((train ? c.n_layers : 1) * layer + N * (3 * (int64_t)c.dim + c.n_out));
 }
 
 void check_forward_memory(const Config& c, int64_t B, int64_t T, bool train, int copies, int64_t Sk) {
-  TQ_CHECK_INPUT(B > 0 && T > 0 && B <= (1 << 24) && T <= (1 << 24), "an input of {} x {} tokens is out of range", B, T);
+  TQ_CHECK_INPUT(B > 0 && T > 0 && B <= (1 << 24) && T <= (1 << 24), "an input of {} x {} tokens is out of range", B,
+                 T);
   const double need = (double)forward_bytes(c, B, T, train, Sk) * copies, have = (double)machine_memory_bytes();
   if (need > have)
     bad_input("{} x {} tokens need {:.1f} GiB of activations{}, more than this machine's {:.1f} GiB; use shorter "

@@ -213,7 +213,8 @@ void Trainer::resume(const std::string& path) {
   sampler.order.resize(order->numel());
   std::memcpy(sampler.order.data(), order->bytes.data(), order->bytes.size());
   for (int64_t i : sampler.order)
-    if (i < 0 || i >= (int64_t)data.size()) bad_input("{}: checkpoint data order names example {} of {}", path, i, data.size());
+    if (i < 0 || i >= (int64_t)data.size())
+      bad_input("{}: checkpoint data order names example {} of {}", path, i, data.size());
   if (sampler.cursor < 0 || sampler.cursor > (int64_t)sampler.order.size())
     bad_input("{}: checkpoint cursor is out of range", path);
   const SafeTensor* lg = f.find("log");

@@ -1,13 +1,13 @@
 #include "text/dataset.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "core/checked.h"
 #include "core/error.h"
-#include "core/parallel.h"
 #include "core/mmap.h"
+#include "core/parallel.h"
 
 namespace tq {
 
