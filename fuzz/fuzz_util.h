@@ -14,12 +14,16 @@
 
 namespace tq::fuzz {
 
-// A directory for this process's files, made once and removed at exit.
+// A directory for this process's files, made once and removed at exit: in
+// $TMPDIR, else in memory (/dev/shm; rewriting a file on disk per input is 80x slower), else /tmp.
 inline const std::string& work_dir() {
   struct Dir {
     std::string path;
     Dir() {
-      path = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/tquant-fuzz-XXXXXX";
+      const char* tmp = std::getenv("TMPDIR");
+      std::error_code ec;
+      path = std::string(tmp ? tmp : std::filesystem::is_directory("/dev/shm", ec) ? "/dev/shm" : "/tmp") +
+             "/tquant-fuzz-XXXXXX";
       if (!mkdtemp(path.data())) std::abort();
     }
     ~Dir() {

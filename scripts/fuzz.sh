@@ -2,7 +2,8 @@
 # Runs every parser fuzzer (fuzz/fuzz_*.cpp, built with ASan and UBSan) from
 # the committed seed corpus fuzz/corpus/<target> (small files the project
 # writes itself: tests/io/test_fuzz_seeds.cpp), either for SECONDS each (CI)
-# or until each has run N inputs (make fuzz-long), JOBS at a time.
+# or until each has run N inputs (make fuzz-long), JOBS at a time. Inputs grow
+# to the size of the largest seed of their target (libFuzzer's default).
 #   scripts/fuzz.sh BUILD_DIR time SECONDS
 #   scripts/fuzz.sh BUILD_DIR runs N
 # New inputs go to a scratch copy of the corpus. A crash, sanitizer report,
@@ -27,7 +28,7 @@ run_one() {
   mkdir -p "$work/$t"
   cp "$here/fuzz/corpus/$t"/* "$work/$t/"
   start=$(date +%s)
-  "$build/fuzz_$t" "${limit[@]}" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+  "$build/fuzz_$t" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
     -print_final_stats=1 -artifact_prefix="$artifacts/$t-" "$work/$t" >"$log" 2>&1
   rc=$?
   secs=$(($(date +%s) - start))

@@ -101,7 +101,9 @@ static int64_t site_cols(const Config& c, Site s) {
 }
 
 void check_plan_sites(const QuantPlan& plan, const Config& c, const std::string& source) {
-  for (auto& [key, s] : plan.sites) {
+  for (auto& entry : plan.sites) {
+    const std::string& key = entry.first;
+    const QuantSpec& s = entry.second;
     auto fail = [&](const std::string& why) { bad_input("{}: sites.\"{}\": {}", source, key, why); };
     Site site;
     try {

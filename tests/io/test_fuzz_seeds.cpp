@@ -41,7 +41,7 @@ void put(const std::string& path, const std::string& bytes) {
 std::string f32_bytes(const Tensor& t) { return std::string((const char*)t.ptr(), (size_t)t.numel() * 4); }
 
 // The tiny model fuzz_plan_json runs plans on (fuzz/fuzz_plan_json.cpp).
-Model plan_model() { return random_model(llama_config(32, 2, 2, 1, 64, 300, 16), 7); }
+Model plan_model() { return random_model(llama_config(16, 1, 2, 1, 32, 32, 8), 7); }
 
 void write_seeds(const std::string& dir) {
   // GGUF and safetensors.
@@ -75,14 +75,16 @@ void write_seeds(const std::string& dir) {
   // vocab.txt
   put(dir + "/vocab_txt/bert.txt", read_text_file(kFixtures + "bert/vocab.txt"));
   // plan.json: W8A8 per tensor, per-token activations, HQQ-style groups, on the tiny model.
-  std::string text;
-  for (int i = 0; i < 8; i++) text += "calibration line " + std::to_string(i) + " of the seeds\n";
-  test::TempDir tmp;
-  std::ofstream(tmp.file("t.txt")) << text;
-  for (auto [name, recipe] : {std::pair{"w8a8", "w8a8-rtn"}, {"token", "w8a8-smoothquant"}, {"w4g32", "w4a16-g32-rtn"}}) {
+  CalibData cd;  // the plan model has no tokenizer: token batches
+  for (int i = 0; i < 4; i++) {
+    Batch b;
+    b.B = 1, b.T = 8;
+    for (int t = 0; t < 8; t++) b.tokens.push_back((i * 7 + t * 5) % 32);
+    cd.batches.push_back(b);
+  }
+  for (auto [name, recipe] : {std::pair{"w8a8", "w8a8-rtn"}, {"token", "w8a8-smoothquant"}, {"w4g16", "w4a16-g16-rtn"}}) {
     Model pm = plan_model();
     QuantPlan plan;
-    CalibData cd = load_calib(parse_data_spec(tmp.file("t.txt")), pm);
     PassContext ctx(pm, plan, cd);
     run_recipe(parse_recipe(recipe), ctx);
     put(dir + "/plan_json/" + name + ".json", plan.to_json(true).dump());
@@ -130,6 +132,8 @@ void write_seeds(const std::string& dir) {
   put(dir + "/idx/image.ppm", std::string("\x03\x00", 2) + "P6 4 4 255\n" + pixels.substr(0, 48));
   // Data specs and their files (fuzz_data.cpp).
   put(dir + "/data/lines.txt", "FILE?from=0.25&to=0.75&limit=2\nthe first line\nthe second line\nthird\n\nfourth\n");
+  std::string text;
+  for (int i = 0; i < 8; i++) text += "a line of text number " + std::to_string(i) + " for the seeds\n";
   put(dir + "/data/chunks.txt", "text:FILE?protocol=chunks&ctx=8&offset=1\n" + text);
   put(dir + "/data/sst2.txt", "sst2:FILE?offset=1&limit=1\nsentence\tlabel\na fine film \t1\nbleak \t0\n");
 }
