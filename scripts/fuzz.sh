@@ -17,6 +17,8 @@ case $mode in
   runs) limit=(-runs="$amount") ;;
   *) echo "usage: $0 BUILD_DIR time SECONDS | runs N" >&2; exit 2 ;;
 esac
+# One thread per fuzzer: OpenMP's idle threads would spin and take the CPU the fuzzers need.
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -40,14 +40,29 @@ void put(const std::string& path, const std::string& bytes) {
 
 std::string f32_bytes(const Tensor& t) { return std::string((const char*)t.ptr(), (size_t)t.numel() * 4); }
 
+// A SentencePiece vocabulary of 16 pieces: specials, a few letters, two byte pieces.
+Tokenizer small_tokenizer() {
+  Tokenizer t;
+  t.kind = TokKind::spm;
+  t.pieces = {"<unk>", "<s>", "</s>", "<0x0A>", "<0x20>", " ", "a", "b", "c", "ab", " a", " ab", "abc", "ca", "x", "y"};
+  t.types = {tok_unknown, tok_control, tok_control, tok_byte, tok_byte};
+  t.types.resize(t.pieces.size(), tok_normal);
+  for (size_t i = 0; i < t.pieces.size(); i++) t.scores.push_back(-(float)i);
+  t.unk = 0, t.bos = 1, t.eos = 2;
+  t.finalize();
+  return t;
+}
+
 // The tiny model fuzz_plan_json runs plans on (fuzz/fuzz_plan_json.cpp).
 Model plan_model() { return random_model(llama_config(16, 1, 2, 1, 32, 32, 8), 7); }
 
 void write_seeds(const std::string& dir) {
-  // GGUF and safetensors.
-  Model m = random_model(llama_config(8, 1, 2, 1, 8, 259, 8), 1);
+  // GGUF and safetensors. Seeds stay small (a few KB): the fuzzers' inputs grow to the largest seed.
+  Model m = random_model(llama_config(8, 1, 2, 1, 8, 16, 8), 1);
+  m.tok = small_tokenizer();
   make_dirs(dir + "/gguf");
   write_gguf_f32(m, dir + "/gguf/tiny.gguf");
+  write_gguf_f32(random_model(llama_config(8, 2, 4, 2, 16, 12, 8), 3), dir + "/gguf/no-tokenizer.gguf");
   make_dirs(dir + "/safetensors");
   write_safetensors(dir + "/safetensors/tiny.safetensors",
                     {f32_tensor("a", Tensor({2, 3}, 1.5f)), f32_tensor("b", Tensor({4}, -2.0f))}, {{"format", "pt"}});
@@ -56,11 +71,18 @@ void write_seeds(const std::string& dir) {
   for (int f = 0; f < 4; f++)
     put(dir + "/hf_config/" + families[f] + ".json",
         std::string(1, (char)f) + read_text_file(kFixtures + families[f] + "/config.json"));
-  // tokenizer.json: byte-level BPE (GPT-2's fixture), BPE with byte fallback, WordPiece.
-  put(dir + "/tokenizer_json/gpt2.json", read_text_file(kFixtures + "gpt2/tokenizer.json"));
+  // tokenizer.json: byte-level BPE, BPE with byte fallback, WordPiece (small vocabularies; the fixture's is 5 KB).
+  nlohmann::json bpe_vocab = {{"<|endoftext|>", 0}, {"H", 1}, {"e", 2}, {"l", 3}, {"o", 4}, {",", 5}, {"\xc4\xa0", 6},
+                              {"w", 7}, {"r", 8}, {"d", 9}, {"!", 10}, {"ll", 11}, {"llo", 12}, {"\xc4\xa0w", 13}};
+  put(dir + "/tokenizer_json/bpe.json",
+      nlohmann::json({{"model", {{"type", "BPE"}, {"vocab", bpe_vocab}, {"merges", {"l l", "ll o", "\xc4\xa0 w"}},
+                                 {"unk_token", "<|endoftext|>"}}},
+                      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+                      {"added_tokens", {{{"id", 0}, {"content", "<|endoftext|>"}, {"special", true}}}}})
+          .dump());
   nlohmann::json spm_vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}, {"\xe2\x96\x81", 3}, {"a", 4}, {"b", 5},
                               {"ab", 6}, {"\xe2\x96\x81" "ab", 7}};
-  for (int b = 0; b < 256; b++) spm_vocab[fmt::format("<0x{:02X}>", b)] = 8 + b;
+  for (int b : {0x0A, 0x20, 0x21, 0xC3, 0xA9}) spm_vocab[fmt::format("<0x{:02X}>", b)] = spm_vocab.size();
   put(dir + "/tokenizer_json/spm.json",
       nlohmann::json({{"model", {{"type", "BPE"}, {"byte_fallback", true}, {"vocab", spm_vocab},
                                  {"merges", {"a b", "\xe2\x96\x81 ab"}}}},
@@ -102,8 +124,9 @@ void write_seeds(const std::string& dir) {
   }
   // llama2.c: u32 checkpoint length, checkpoint, tokenizer (fuzz_llama2c.cpp).
   {
-    Model lm = random_model(llama_config(8, 1, 2, 2, 16, 259, 8), 2);
-    int32_t h[7] = {8, 16, 1, 2, 2, -259, 8};  // negative vocab: an untied head follows
+    Model lm = random_model(llama_config(8, 1, 2, 2, 16, 16, 8), 2);
+    lm.tok = small_tokenizer();
+    int32_t h[7] = {8, 16, 1, 2, 2, -16, 8};  // negative vocab: an untied head follows
     std::string ckpt((const char*)h, sizeof(h));
     Block& b = lm.blocks[0];
     for (const Tensor* t : {&lm.tok_embd, &b.attn_norm.g, &b.q.w, &b.k.w, &b.v.w, &b.o.w, &b.mlp_norm.g, &b.gate.w,
