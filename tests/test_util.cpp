@@ -51,9 +51,16 @@ void write_synthetic_mnist(const TempDir& d, int n, uint64_t seed) {
   std::ofstream(d.file("t10k-labels-idx1-ubyte"), std::ios::binary) << idx_bytes(1, {(uint32_t)n}, labels);
 }
 
-CliResult run_cli(const std::string& args) {
+std::string cli_path() {
+  const char* other = std::getenv("TQ_CLI");  // another build of tquant (an older one, to compare)
+  return other && *other ? other : TQ_CLI_PATH;
+}
+
+CliResult run_cli(const std::string& args) { return run_cli_shell(cli_path() + " " + args); }
+
+CliResult run_cli_shell(const std::string& command) {
   TempDir d;
-  std::string cmd = std::string(TQ_CLI_PATH) + " " + args + " >" + d.file("out") + " 2>" + d.file("err");
+  std::string cmd = "(" + command + ") >" + d.file("out") + " 2>" + d.file("err");
   int rc = std::system(cmd.c_str());
   CliResult r;
   r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;

@@ -69,5 +69,9 @@ struct CliResult {
   std::string out, err;
 };
 CliResult run_cli(const std::string& args);
+// Runs a shell command line (one that runs tquant), capturing stdout and stderr.
+CliResult run_cli_shell(const std::string& command);
+// The tquant binary the CLI tests run: this build's, or $TQ_CLI when set.
+std::string cli_path();
 
 }  // namespace tq::test

@@ -38,10 +38,12 @@ void register_eval(CLI::App& app) {
     if (offset >= 0) d.offset = offset;
     if (limit >= 0) d.limit = limit;
     Loaded m = load_with_plan(path, common);
+    check_finite_weights(m.model, path);
     prepare_run(m, simulate);
     std::optional<Loaded> ref;
     if (!compare.empty()) {
       ref = load_with_plan(compare, common);
+      check_finite_weights(ref->model, compare);
       prepare_run(*ref, simulate);
     }
     EvalResult r = evaluate(m.model, d, m.hooks(), ref ? &ref->model : nullptr, ref ? &ref->hooks() : nullptr);

@@ -7,6 +7,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "core/threads.h"
 #include "eval/evaluate.h"
 #include "eval/report.h"
@@ -15,12 +16,10 @@
 
 namespace tq::cli {
 
-static nlohmann::json parse_value(const std::string& v) {
-  try {
-    return nlohmann::json::parse(v);
-  } catch (const nlohmann::json::exception&) {
-    return v;  // a bare word is a string
-  }
+// A --set value: JSON (depth-limited), or a bare word as a string.
+static nlohmann::json parse_value(const std::string& key, const std::string& v) {
+  if (!nlohmann::json::accept(v, false)) return v;  // accept() checks without building (or recursing into) a value
+  return parse_json(v, "--set " + key);
 }
 
 void register_quantize(CLI::App& app) {
@@ -56,11 +55,12 @@ void register_quantize(CLI::App& app) {
     for (auto& kv : sets) {
       auto eq = kv.find('=');
       if (eq == std::string::npos) bad_input("--set needs KEY=VALUE, got '{}'", kv);
-      override_param(recipe, kv.substr(0, eq), parse_value(kv.substr(eq + 1)));
+      override_param(recipe, kv.substr(0, eq), parse_value(kv.substr(0, eq), kv.substr(eq + 1)));
     }
     std::optional<DataSpec> eval_data;
     if (!eval_spec.empty()) eval_data = parse_data_spec(eval_spec);
     Loaded src = load_with_plan(path, common);
+    check_finite_weights(src.model, path);
     Model fp = std::move(src.model);
     CalibData cd;
     if (!calib.empty()) cd = load_calib(calib, fp);

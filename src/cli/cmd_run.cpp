@@ -37,7 +37,8 @@ void classify(const Model& m, const ClassifyOptions& o, Hooks& hooks) {
   forward(m, b.input(), ws, hooks);
   const int V = m.cfg.n_out;
   std::vector<double> lp(V);
-  log_softmax_row(lp.data(), ws.logits.ptr(), V);
+  if (!std::isfinite(log_softmax_row(lp.data(), ws.logits.ptr(), V)))
+    bad_input("the model's output is not finite; its weights or plan are broken");
   std::vector<int> order(V);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int a, int c) { return lp[a] > lp[c]; });
@@ -84,6 +85,7 @@ void register_run(CLI::App& app) {
   add_common(cmd, common);
   cmd->callback([] {
     Loaded loaded = load_with_plan(path, common);  // a tquant directory runs on the integer kernels
+    check_finite_weights(loaded.model, path);
     prepare_run(loaded, simulate);
     const Model& m = loaded.model;
     Hooks& hooks = loaded.hooks();
@@ -95,6 +97,7 @@ void register_run(CLI::App& app) {
     TQ_CHECK_INPUT(m.cfg.is_lm(), "{} is a classifier; give --image, --mnist DIR --index N, or --text", path);
     TQ_CHECK_INPUT(!m.tok.empty(), "{} has no tokenizer", path);
     std::vector<int32_t> ids = encode(m.tok, prompt, true);
+    TQ_CHECK_INPUT(!ids.empty(), "{} has no BOS token to start from: give a prompt (-p)", path);
     fmt::print("{}", prompt);
     std::fflush(stdout);
     int32_t prev = ids.back();

@@ -35,6 +35,7 @@ void write_json(const std::string& dest, const nlohmann::json& j) {
 }  // namespace tq::cli
 
 int main(int argc, char** argv) {
+  tq::remove_temp_outputs_on_signal();  // SIGINT, SIGTERM: no temporary output is left behind
   CLI::App app{"tquant: quantize transformer models to 8, 6 or 4 bits and run them fast on a CPU", "tquant"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "tquant 0.1");

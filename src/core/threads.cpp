@@ -1,6 +1,7 @@
 #include "core/threads.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <thread>
 
@@ -21,6 +22,11 @@ void set_threads(int n) {
 int num_threads() {
   if (g_threads == 0) set_threads(0);
   return g_threads;
+}
+
+int64_t machine_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? (int64_t)pages * page : int64_t(1) << 34;
 }
 
 }  // namespace tq

@@ -1,5 +1,9 @@
 // Outputs are written to a temporary name and renamed into place when
 // complete, so a failed run never leaves a half-written file or directory.
+// The temporary is "<target>.tmp-<pid>". It is removed when the writer is
+// destroyed without commit (an error), when the process is interrupted
+// (SIGINT, SIGTERM: see remove_temp_outputs_on_signal), and, after a SIGKILL,
+// by the next run writing the same target, once that pid is gone.
 #pragma once
 #include <cstdio>
 #include <string>
@@ -36,5 +40,13 @@ class AtomicDir {
 
 void remove_tree(const std::string& path);
 void make_dirs(const std::string& path);
+
+// Installs handlers for SIGINT and SIGTERM that remove every temporary output
+// of this process and exit with status 130 or 143 (128 + the signal). Call
+// once, at the start of main.
+void remove_temp_outputs_on_signal();
+// Removes "<target>.tmp-<pid>" (and "<target>.old-<pid>", put back when the
+// target is missing) left by processes that no longer run. The writers call it.
+void remove_stale_temps(const std::string& target);
 
 }  // namespace tq

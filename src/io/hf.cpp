@@ -2,7 +2,11 @@
 
 #include <map>
 
+#include <cfloat>
+
+#include "core/checked.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mmap.h"
 #include "io/load.h"
 #include "nn/block.h"
@@ -16,11 +20,9 @@ HfWeights read_hf_weights(const std::string& dir) {
     w.files.push_back(read_safetensors(single));
   } else if (file_exists(index)) {
     nlohmann::json j = read_json_file(index);
-    if (!j.contains("weight_map") || !j["weight_map"].is_object()) bad_input("{}: no weight_map", index);
     std::map<std::string, int> shards;
-    for (auto& [name, file] : j["weight_map"].items()) {
-      if (!file.is_string()) bad_input("{}: weight_map entry '{}' is not a file name", index, name);
-      std::string f = file.get<std::string>();
+    for (auto& [name, file] : JsonAt(j, index)["weight_map"].items()) {
+      std::string f = file.string();
       if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
         bad_input("{}: shard name '{}' must be a plain file name", index, f);
       shards.emplace(f, 0);
@@ -178,20 +180,21 @@ static const std::vector<HfNameRule>& llama_rules() {
 }
 
 int hf_int(const nlohmann::json& j, const char* key, int fallback) {
-  if (!j.contains(key) || j[key].is_null()) {
-    if (fallback == INT32_MIN) bad_input("config.json has no '{}'", key);
-    return fallback;
-  }
-  if (!j[key].is_number_integer()) bad_input("config.json '{}' is not an integer", key);
-  int64_t v = j[key].get<int64_t>();
-  if (v < 0 || v > (1 << 30)) bad_input("config.json '{}' = {} is out of range", key, v);
-  return (int)v;
+  JsonAt at(j, "config.json");
+  if (fallback == INT32_MIN) return (int)at[key].integer(0, 1 << 30);
+  return (int)at.integer(key, 0, 1 << 30, fallback);
 }
 
 float hf_float(const nlohmann::json& j, const char* key, float fallback) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  if (!j[key].is_number()) bad_input("config.json '{}' is not a number", key);
-  return j[key].get<float>();
+  return (float)JsonAt(j, "config.json").number(key, -FLT_MAX, FLT_MAX, fallback);
+}
+
+bool hf_bool(const nlohmann::json& j, const char* key, bool fallback) {
+  return JsonAt(j, "config.json").boolean(key, fallback);
+}
+
+std::string hf_string(const nlohmann::json& j, const char* key, const std::string& fallback) {
+  return JsonAt(j, "config.json").string(key, fallback);
 }
 
 static Model load_hf_llama(const std::string& dir, const nlohmann::json& j) {
@@ -213,10 +216,10 @@ static Model load_hf_llama(const std::string& dir, const nlohmann::json& j) {
   c.rope_theta = hf_float(j, "rope_theta", 10000.0f);
   c.rope_layout = RopeLayout::halves;
   c.pos = PosKind::rope;
-  std::string act = j.value("hidden_act", "silu");
+  std::string act = hf_string(j, "hidden_act", "silu");
   if (act != "silu") bad_input("config.json hidden_act '{}' is not supported for LLaMA (silu is)", act);
   c.act = ActKind::silu;
-  c.tied_head = j.value("tie_word_embeddings", false);
+  c.tied_head = hf_bool(j, "tie_word_embeddings", false);
   HfWeights w = read_hf_weights(dir);
   if (!c.tied_head && !w.find("lm_head.weight")) c.tied_head = true;
   validate_config(c, w.total_values());
@@ -231,12 +234,12 @@ Model load_hf_model(const std::string& dir) {
   std::string cfg_path = dir + "/config.json";
   nlohmann::json j = read_json_file(cfg_path);
   if (!j.is_object()) bad_input("{} is not a JSON object", cfg_path);
-  std::string arch;
-  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
-      j["architectures"][0].is_string())
-    arch = j["architectures"][0].get<std::string>();
-  std::string type = j.value("model_type", "");
+  std::string arch, type;
   try {
+    if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+        j["architectures"][0].is_string())
+      arch = j["architectures"][0].get<std::string>();
+    type = hf_string(j, "model_type", "");
     if (arch == "LlamaForCausalLM" || arch == "MistralForCausalLM" || type == "llama" || type == "mistral")
       return load_hf_llama(dir, j);
     if (arch == "OPTForCausalLM" || (arch.empty() && type == "opt")) return load_hf_opt(dir, j);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/json.h"
 #include "io/safetensors.h"
 #include "nn/model.h"
 
@@ -51,17 +52,17 @@ struct HfPreLinear {
 };
 void fold_pre_linears(Model& m, const HfWeights& w, const std::vector<HfPreLinear>& folds);
 
-int hf_int(const nlohmann::json& j, const char* key, int fallback = INT32_MIN);  // bad_input when absent without fallback
+// Keys of config.json, with their range checked; bad_input naming the key when mistyped (or absent without fallback).
+int hf_int(const nlohmann::json& j, const char* key, int fallback = INT32_MIN);  // in [0, 2^30]
 float hf_float(const nlohmann::json& j, const char* key, float fallback);
+bool hf_bool(const nlohmann::json& j, const char* key, bool fallback);
+std::string hf_string(const nlohmann::json& j, const char* key, const std::string& fallback);
 
 // The families (hf_families.cpp), given the parsed config.json.
 Model load_hf_opt(const std::string& dir, const nlohmann::json& config);
 Model load_hf_gpt2(const std::string& dir, const nlohmann::json& config);
 Model load_hf_bert(const std::string& dir, const nlohmann::json& config);
 Model load_hf_vit(const std::string& dir, const nlohmann::json& config);
-
-// Parses a JSON file; bad_input naming the file when it is not JSON.
-nlohmann::json read_json_file(const std::string& path);
 
 Tokenizer load_hf_tokenizer(const std::string& dir, const nlohmann::json& config);
 

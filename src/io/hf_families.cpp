@@ -2,6 +2,7 @@
 // config reader (the switches it sets) and a table from HF tensor names to ours.
 #include <map>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "core/mmap.h"
 #include "io/hf.h"
@@ -12,35 +13,34 @@ namespace tq {
 using json = nlohmann::json;
 
 static ActKind hf_act(const json& j, const char* key, const char* fallback) {
-  std::string a = j.value(key, fallback);
+  std::string a = hf_string(j, key, fallback);
   if (a == "gelu") return ActKind::gelu;
   if (a == "gelu_new" || a == "gelu_fast" || a == "gelu_pytorch_tanh") return ActKind::gelu_tanh;
   if (a == "relu") return ActKind::relu;
   bad_input("config.json {} '{}' is not supported (gelu, gelu_new, relu are)", key, a);
 }
 
-// Class names from id2label ({"0": "NEGATIVE", ...}); with none, num_labels (default 2).
+// Class names from id2label ({"0": "NEGATIVE", ...}), or none: finish() then names
+// num_labels classes LABEL_i, once the weights have bounded how many there can be.
 static std::vector<std::string> hf_labels(const json& j) {
   std::vector<std::string> labels;
   if (j.contains("id2label") && j["id2label"].is_object() && !j["id2label"].empty()) {
-    std::map<long, std::string> by_id;
-    for (auto& [k, v] : j["id2label"].items()) {
-      char* end;
-      long id = std::strtol(k.c_str(), &end, 10);
-      if (k.empty() || *end || id < 0 || !v.is_string()) bad_input("config.json id2label entry '{}' is malformed", k);
-      by_id[id] = v.get<std::string>();
-    }
+    std::map<int64_t, std::string> by_id;
+    for (auto& [k, v] : JsonAt(j, "config.json")["id2label"].items())
+      by_id[parse_int(k, 0, 1 << 24, "config.json id2label key")] = v.string();
     if ((size_t)by_id.rbegin()->first != by_id.size() - 1) bad_input("config.json id2label ids are not 0..n-1");
     for (auto& [id, name] : by_id) labels.push_back(name);
-  } else {
-    for (int i = 0; i < hf_int(j, "num_labels", 2); i++) labels.push_back("LABEL_" + std::to_string(i));
   }
   return labels;
 }
 
+// The number of classes: those id2label names, or num_labels (default 2).
+static int hf_classes(const json& j, const std::vector<std::string>& labels) {
+  return labels.empty() ? hf_int(j, "num_labels", 2) : (int)labels.size();
+}
+
 static void need_flag(const json& j, const char* key, bool expected, const char* why) {
-  if (j.contains(key) && j[key].is_boolean() && j[key].get<bool>() != expected)
-    bad_input("config.json {} = {} is not supported: {}", key, !expected, why);
+  if (hf_bool(j, key, expected) != expected) bad_input("config.json {} = {} is not supported: {}", key, !expected, why);
 }
 
 // Allocates, fills and checks. Linear biases are allocated everywhere; rules
@@ -48,6 +48,8 @@ static void need_flag(const json& j, const char* key, bool expected, const char*
 static Model finish(Model m, const std::string& dir, const json& j, HfWeights& w, const std::vector<HfNameRule>& rules,
                     bool final_norm, bool embd_norm) {
   validate_config(m.cfg, w.total_values());
+  if (m.labels.empty() && !m.cfg.is_lm())
+    for (int i = 0; i < m.cfg.n_out; i++) m.labels.push_back("LABEL_" + std::to_string(i));
   allocate(m, true, true);
   if (!final_norm) m.final_norm = Norm{};
   if (embd_norm) m.embd_norm = Norm{Tensor({m.cfg.dim}, 1.0f), Tensor({m.cfg.dim})};
@@ -121,8 +123,8 @@ Model load_hf_opt(const std::string& dir, const json& j) {
   need_flag(j, "layer_norm_elementwise_affine", true, "LayerNorms without gain and bias");
   HfWeights w = read_hf_weights(dir);
   w.base_prefix = "model.";
-  c.tied_head = j.value("tie_word_embeddings", true) || !w.find("lm_head.weight");
-  bool final_norm = !j.value("_remove_final_layer_norm", false);
+  c.tied_head = hf_bool(j, "tie_word_embeddings", true) || !w.find("lm_head.weight");
+  bool final_norm = !hf_bool(j, "_remove_final_layer_norm", false);
   return finish(std::move(m), dir, j, w, opt_rules(), final_norm, false);
 }
 
@@ -168,7 +170,7 @@ Model load_hf_gpt2(const std::string& dir, const json& j) {
   need_flag(j, "scale_attn_by_inverse_layer_idx", false, "attention scaled by the layer index");
   HfWeights w = read_hf_weights(dir);
   w.base_prefix = "transformer.";
-  c.tied_head = j.value("tie_word_embeddings", true) || !w.find("lm_head.weight");
+  c.tied_head = hf_bool(j, "tie_word_embeddings", true) || !w.find("lm_head.weight");
   return finish(std::move(m), dir, j, w, gpt2_rules(), true, false);
 }
 
@@ -219,8 +221,8 @@ Model load_hf_bert(const std::string& dir, const json& j) {
   c.pool = PoolKind::first;
   c.pooler = true;
   m.labels = hf_labels(j);
-  c.n_out = (int)m.labels.size();
-  std::string pe = j.value("position_embedding_type", "absolute");
+  c.n_out = hf_classes(j, m.labels);
+  std::string pe = hf_string(j, "position_embedding_type", "absolute");
   if (pe != "absolute") bad_input("config.json position_embedding_type '{}' is not supported (absolute is)", pe);
   need_flag(j, "is_decoder", false, "BERT as a decoder");
   HfWeights w = read_hf_weights(dir);
@@ -270,23 +272,20 @@ static void read_pixel_norm(const std::string& dir, Config& c) {
   std::string path = dir + "/preprocessor_config.json";
   if (!file_exists(path)) return;
   json p = read_json_file(path);
-  if (!p.is_object()) bad_input("{} is not a JSON object", path);
-  float rescale = hf_float(p, "rescale_factor", 1.0f / 255);
-  if (p.value("do_rescale", true) && std::abs(rescale * 255 - 1) > 1e-6f)
+  JsonAt at(p, path);
+  at.object();
+  float rescale = (float)at.number("rescale_factor", 0, 1, 1.0 / 255);
+  if (at.boolean("do_rescale", true) && std::abs(rescale * 255 - 1) > 1e-6f)
     bad_input("{}: rescale_factor {} is not supported (1/255 is)", path, rescale);
-  if (!p.value("do_normalize", true)) {
+  if (!at.boolean("do_normalize", true)) {
     c.pixel_mean.assign(c.channels, 0.0f);
     c.pixel_std.assign(c.channels, 1.0f);
     return;
   }
   for (auto [key, out] : {std::pair{"image_mean", &c.pixel_mean}, std::pair{"image_std", &c.pixel_std}}) {
-    if (!p.contains(key)) continue;
-    auto& v = p[key];
-    if (!v.is_array() || (int)v.size() != c.channels) bad_input("{}: {} needs {} numbers", path, key, c.channels);
-    for (int i = 0; i < c.channels; i++) {
-      if (!v[i].is_number()) bad_input("{}: {} is not a list of numbers", path, key);
-      (*out)[i] = v[i].get<float>();
-    }
+    if (!at.has(key)) continue;
+    *out = at[key].floats(-1e6, 1e6);
+    if ((int)out->size() != c.channels) at[key].fail("needs {} numbers, got {}", c.channels, out->size());
   }
   for (float s : c.pixel_std) TQ_CHECK_INPUT(s > 0, "{}: image_std must be positive", path);
 }
@@ -312,15 +311,17 @@ Model load_hf_vit(const std::string& dir, const json& j) {
   c.image_size = hf_int(j, "image_size", 224);
   c.patch_size = hf_int(j, "patch_size", 16);
   c.channels = hf_int(j, "num_channels", 3);
-  TQ_CHECK_INPUT(c.patch_size > 0 && c.image_size % c.patch_size == 0 && c.channels > 0 && c.channels <= 4,
-                 "config.json: image_size {}, patch_size {}, {} channels do not tile", c.image_size, c.patch_size,
-                 c.channels);
+  // Bounded before the products below: a patch_size of 16384 would ask for 51 GB.
+  TQ_CHECK_INPUT(c.patch_size > 0 && c.patch_size <= 1024 && c.image_size <= 16384 && c.image_size >= c.patch_size &&
+                     c.image_size % c.patch_size == 0 && c.channels > 0 && c.channels <= 4,
+                 "config.json: image_size {}, patch_size {}, {} channels do not tile (patches up to 1024, images up "
+                 "to 16384, 1 to 4 channels)", c.image_size, c.patch_size, c.channels);
   c.patch_dim = c.channels * c.patch_size * c.patch_size;
   c.max_seq = (c.image_size / c.patch_size) * (c.image_size / c.patch_size);
   c.cls_token = true;
   c.pool = PoolKind::first;
   m.labels = hf_labels(j);
-  c.n_out = (int)m.labels.size();
+  c.n_out = hf_classes(j, m.labels);
   read_pixel_norm(dir, c);
   HfWeights w = read_hf_weights(dir);
   w.base_prefix = "vit.";

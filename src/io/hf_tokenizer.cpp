@@ -5,21 +5,17 @@
 //   vocab.txt                       WordPiece (BERT), lower-casing from tokenizer_config.json
 #include <sentencepiece_processor.h>
 
+#include <optional>
+#include <unordered_map>
+
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mmap.h"
 #include "io/hf.h"
 
 namespace tq {
 
 using json = nlohmann::json;
-
-json read_json_file(const std::string& path) {
-  try {
-    return json::parse(read_text_file(path));
-  } catch (const json::exception& e) {
-    bad_input("{}: {}", path, e.what());
-  }
-}
 
 // Every line of a text file (CR LF or LF; no final empty line).
 static std::vector<std::string> file_lines(const std::string& path) {
@@ -35,40 +31,32 @@ static std::vector<std::string> file_lines(const std::string& path) {
 }
 
 // A merge written "a b" or ["a", "b"].
-static std::pair<std::string, std::string> merge_pair(const json& mg) {
-  if (mg.is_string()) {
-    std::string s = mg.get<std::string>();
+static std::pair<std::string, std::string> merge_pair(const JsonAt& mg) {
+  if (mg.json().is_string()) {
+    std::string s = mg.string();
     auto sp = s.find(' ');
-    if (sp == std::string::npos || sp == 0 || sp + 1 == s.size()) bad_input("merge '{}' is not 'a b'", s);
+    if (sp == std::string::npos || sp == 0 || sp + 1 == s.size()) mg.fail("merge '{}' is not 'a b'", s);
     return {s.substr(0, sp), s.substr(sp + 1)};
   }
-  if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string())
-    return {mg[0].get<std::string>(), mg[1].get<std::string>()};
-  bad_input("a merge is neither 'a b' nor [a, b]");
+  if (mg.json().is_array() && mg.json().size() == 2) return {mg[0].string(), mg[1].string()};
+  mg.fail("a merge is neither 'a b' nor [a, b]");
 }
 
 // Pieces indexed by id from a {piece: id} map, plus added tokens beyond it; every id in 0..n−1 must be named.
-static void pieces_from_vocab(Tokenizer& tok, const json& vocab, const json& added) {
-  if (!vocab.is_object() || vocab.empty()) bad_input("the vocabulary is not a non-empty map of pieces to ids");
+static void pieces_from_vocab(Tokenizer& tok, const JsonAt& vocab, const std::optional<JsonAt>& added) {
   std::vector<std::pair<int64_t, std::string>> all;
-  for (auto& [piece, id] : vocab.items()) {
-    if (!id.is_number_integer()) bad_input("id of '{}' is not an integer", piece);
-    all.push_back({id.get<int64_t>(), piece});
-  }
+  for (auto& [piece, id] : vocab.items()) all.push_back({id.integer(0, (1 << 24) - 1), piece});
+  if (all.empty()) vocab.fail("the vocabulary is empty");
   std::vector<int64_t> special;
-  if (added.is_array())
-    for (auto& t : added) {
-      if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() || !t.contains("content") ||
-          !t["content"].is_string())
-        bad_input("an added token lacks an integer id or its content");
-      all.push_back({t["id"].get<int64_t>(), t["content"].get<std::string>()});
-      if (t.value("special", false)) special.push_back(all.back().first);
+  if (added)
+    for (auto& t : added->elements()) {
+      all.push_back({t["id"].integer(0, (1 << 24) - 1), t["content"].string()});
+      if (t.boolean("special", false)) special.push_back(all.back().first);
     }
   int64_t n = 0;
-  for (auto& [id, p] : all) {
-    if (id < 0 || id >= (1 << 24)) bad_input("token id {} of '{}' is out of range", id, p);
-    n = std::max(n, id + 1);
-  }
+  for (auto& [id, p] : all) n = std::max(n, id + 1);
+  // Every id must be named, so there are no more ids than names: bounded before the allocation.
+  if (n > (int64_t)all.size()) vocab.fail("ids run to {} but only {} tokens are named", n - 1, all.size());
   tok.pieces.assign(n, "");
   tok.types.assign(n, tok_unused);
   for (auto& [id, p] : all) {
@@ -76,29 +64,33 @@ static void pieces_from_vocab(Tokenizer& tok, const json& vocab, const json& add
     tok.types[id] = tok_normal;
   }
   for (int64_t i = 0; i < n; i++)
-    if (tok.types[i] == tok_unused) bad_input("no token has id {}", i);
+    if (tok.types[i] == tok_unused) vocab.fail("no token has id {}", i);
   for (int64_t id : special) tok.types[id] = tok_control;
 }
 
+// The optional array of added tokens.
+static std::optional<JsonAt> added_tokens(const JsonAt& j) {
+  if (!j.has("added_tokens")) return std::nullopt;
+  return j["added_tokens"];
+}
+
 // tokenizer.json of the GPT-2 kind: a BPE model behind the ByteLevel pre-tokenizer.
-static Tokenizer bpe_from_tokenizer_json(const json& j) {
-  const json& model = j["model"];
-  const json pre = j.value("pre_tokenizer", json());
-  if (!pre.is_object() || pre.value("type", "") != "ByteLevel")
+static Tokenizer bpe_from_tokenizer_json(const JsonAt& j) {
+  JsonAt model = j["model"];
+  if (!j.has("pre_tokenizer") || j["pre_tokenizer"].object().string("type", "") != "ByteLevel")
     bad_input("a BPE model without byte fallback needs the ByteLevel pre-tokenizer (GPT-2 style)");
-  if (!pre.value("use_regex", true)) bad_input("ByteLevel without GPT-2's split pattern is not supported");
+  JsonAt pre = j["pre_tokenizer"];
+  if (!pre.boolean("use_regex", true)) bad_input("ByteLevel without GPT-2's split pattern is not supported");
   Tokenizer tok;
   tok.kind = TokKind::bpe;
-  tok.add_space_prefix = pre.value("add_prefix_space", false);
-  pieces_from_vocab(tok, model.value("vocab", json()), j.value("added_tokens", json()));
-  if (!model.contains("merges") || !model["merges"].is_array()) bad_input("model.merges is missing");
-  for (auto& mg : model["merges"]) {
+  tok.add_space_prefix = pre.boolean("add_prefix_space", false);
+  pieces_from_vocab(tok, model["vocab"], added_tokens(j));
+  for (auto& mg : model["merges"].elements()) {
     auto [a, b] = merge_pair(mg);
     tok.merges.push_back(a + " " + b);
   }
   tok.finalize();  // the index, for the look-ups
-  if (model.contains("unk_token") && model["unk_token"].is_string())
-    tok.unk = tok.find(model["unk_token"].get<std::string>());
+  if (model.has("unk_token")) tok.unk = tok.find(model["unk_token"].string());
   return tok;
 }
 
@@ -106,17 +98,15 @@ static Tokenizer bpe_from_files(const std::string& vocab_path, const std::string
   Tokenizer tok;
   tok.kind = TokKind::bpe;
   tok.add_space_prefix = false;
-  try {
-    pieces_from_vocab(tok, read_json_file(vocab_path), json());
-  } catch (const Error& e) {
-    throw Error(e.exit_code, vocab_path + ": " + e.what());
-  }
+  json vocab = read_json_file(vocab_path);
+  pieces_from_vocab(tok, JsonAt(vocab, vocab_path), std::nullopt);
   std::vector<std::string> lines = file_lines(merges_path);
   for (size_t line = 1; line <= lines.size(); line++) {
     const std::string& s = lines[line - 1];
     if (s.empty() || (line == 1 && s.rfind("#version", 0) == 0)) continue;
     try {
-      auto [a, b] = merge_pair(json(s));
+      json mg(s);
+      auto [a, b] = merge_pair(JsonAt(mg, "merge"));
       tok.merges.push_back(a + " " + b);
     } catch (const Error& e) {
       throw Error(e.exit_code, fmt::format("{} line {}: {}", merges_path, line, e.what()));
@@ -137,25 +127,25 @@ static void wordpiece_specials(Tokenizer& tok) {
 }
 
 // tokenizer.json of the BERT kind: WordPiece behind the BertNormalizer.
-static Tokenizer wordpiece_from_tokenizer_json(const json& j) {
-  const json& model = j["model"];
-  if (model.value("continuing_subword_prefix", "##") != "##" || model.value("max_input_chars_per_word", 100) != 100)
+static Tokenizer wordpiece_from_tokenizer_json(const JsonAt& j) {
+  JsonAt model = j["model"];
+  if (model.string("continuing_subword_prefix", "##") != "##" ||
+      model.integer("max_input_chars_per_word", 0, INT64_MAX, 100) != 100)
     bad_input("WordPiece other than BERT's ('##' continuations, words up to 100 characters) is not supported");
   Tokenizer tok;
   tok.kind = TokKind::wordpiece;
-  pieces_from_vocab(tok, model.value("vocab", json()), j.value("added_tokens", json()));
-  const json norm = j.value("normalizer", json());
-  if (norm.is_object()) {
-    if (norm.value("type", "") != "BertNormalizer") bad_input("normalizer '{}' is not supported", norm.value("type", ""));
-    tok.lowercase = norm.value("lowercase", true);
-    const json strip = norm.value("strip_accents", json());
-    if (!norm.value("clean_text", true) || !norm.value("handle_chinese_chars", true) ||
-        (strip.is_boolean() && strip.get<bool>() != tok.lowercase))
+  pieces_from_vocab(tok, model["vocab"], added_tokens(j));
+  if (j.has("normalizer")) {
+    JsonAt norm = j["normalizer"];
+    const std::string type = norm.string("type", "");
+    if (type != "BertNormalizer") bad_input("normalizer '{}' is not supported", type);
+    tok.lowercase = norm.boolean("lowercase", true);
+    if (!norm.boolean("clean_text", true) || !norm.boolean("handle_chinese_chars", true) ||
+        norm.boolean("strip_accents", tok.lowercase) != tok.lowercase)
       bad_input("a BertNormalizer that does not clean, split CJK, or strip accents exactly when lower-casing");
   }
   wordpiece_specials(tok);
-  if (model.contains("unk_token") && model["unk_token"].is_string())
-    tok.unk = tok.find(model["unk_token"].get<std::string>());
+  if (model.has("unk_token")) tok.unk = tok.find(model["unk_token"].string());
   return tok;
 }
 
@@ -170,8 +160,7 @@ static Tokenizer wordpiece_from_vocab_txt(const std::string& dir) {
   std::string cfg = dir + "/tokenizer_config.json";
   if (file_exists(cfg)) {
     json c = read_json_file(cfg);
-    if (c.is_object() && c.contains("do_lower_case") && c["do_lower_case"].is_boolean())
-      tok.lowercase = c["do_lower_case"].get<bool>();
+    tok.lowercase = JsonAt(c, cfg).boolean("do_lower_case", tok.lowercase);
   }
   wordpiece_specials(tok);
   return tok;
@@ -179,36 +168,36 @@ static Tokenizer wordpiece_from_vocab_txt(const std::string& dir) {
 
 // tokenizer.json of the LLaMA kind: a BPE model over SentencePiece pieces
 // with byte fallback; a merge's rank stands in for the piece score.
-static Tokenizer spm_from_tokenizer_json(const nlohmann::json& j) {
+static Tokenizer spm_from_tokenizer_json(const JsonAt& j) {
   Tokenizer tok;
   tok.kind = TokKind::spm;
-  const auto& model = j["model"];
-  if (!model.contains("vocab") || !model["vocab"].is_object()) bad_input("tokenizer.json has no model.vocab");
-  size_t n = model["vocab"].size();
+  JsonAt model = j["model"];
+  auto vocab = model["vocab"].items();
+  const int64_t n = (int64_t)vocab.size();
   tok.pieces.assign(n, "");
   tok.scores.assign(n, 0.0f);
   tok.types.assign(n, tok_normal);
-  for (auto& [piece, id] : model["vocab"].items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<uint64_t>() >= n)
-      bad_input("tokenizer.json: id of '{}' is out of range", piece);
-    tok.pieces[id.get<int>()] = spm_unescape(piece);
+  std::unordered_map<std::string, int64_t> id_of;
+  for (auto& [piece, id] : vocab) {
+    int64_t i = id.integer(0, n - 1);
+    tok.pieces[i] = spm_unescape(piece);
+    id_of[piece] = i;
   }
-  if (model.contains("merges") && model["merges"].is_array()) {
+  if (model.has("merges")) {
     int rank = 0;
-    for (auto& mg : model["merges"]) {
+    for (auto& mg : model["merges"].elements()) {
       auto [a, b] = merge_pair(mg);
-      auto it = model["vocab"].find(a + b);
-      if (it != model["vocab"].end()) {
-        float& s = tok.scores[it->get<int>()];
+      auto it = id_of.find(a + b);
+      if (it != id_of.end()) {
+        float& s = tok.scores[it->second];
         if (s == 0.0f) s = -(float)(++rank);
       }
     }
   }
-  if (j.contains("added_tokens") && j["added_tokens"].is_array())
-    for (auto& t : j["added_tokens"]) {
-      if (!t.contains("id") || !t["id"].is_number_integer()) continue;
-      int64_t id = t["id"].get<int64_t>();
-      if (id >= 0 && (size_t)id < n && t.value("special", false)) tok.types[id] = tok_control;
+  if (auto added = added_tokens(j))
+    for (auto& t : added->elements()) {
+      int64_t id = t["id"].integer(0, INT64_MAX);
+      if (id < n && t.boolean("special", false)) tok.types[id] = tok_control;
     }
   tok.unk = tok.find("<unk>");
   return tok;
@@ -239,11 +228,11 @@ Tokenizer load_hf_tokenizer(const std::string& dir, const nlohmann::json& config
     tok.bos = sp.bos_id();
     tok.eos = sp.eos_id();
   } else if (file_exists(json_path)) {
-    nlohmann::json j = read_json_file(json_path);
-    if (!j.contains("model") || !j["model"].is_object()) bad_input("{}: no model section", json_path);
-    std::string type = j["model"].value("type", "");
+    nlohmann::json doc = read_json_file(json_path);
+    JsonAt j(doc, json_path);
     try {
-      if (type == "BPE" && j["model"].value("byte_fallback", false)) {
+      std::string type = j["model"].object().string("type", "");
+      if (type == "BPE" && j["model"].boolean("byte_fallback", false)) {
         tok = spm_from_tokenizer_json(j);
       } else if (type == "BPE") {
         tok = bpe_from_tokenizer_json(j);
@@ -253,7 +242,8 @@ Tokenizer load_hf_tokenizer(const std::string& dir, const nlohmann::json& config
         bad_input("model type '{}' is not supported (BPE, WordPiece are)", type);
       }
     } catch (const Error& e) {
-      throw Error(e.exit_code, json_path + ": " + e.what());
+      std::string msg = e.what();  // messages of JsonAt name the file already
+      throw Error(e.exit_code, msg.rfind(json_path, 0) == 0 ? msg : json_path + ": " + msg);
     }
   } else if (file_exists(dir + "/vocab.json") && file_exists(dir + "/merges.txt")) {
     tok = bpe_from_files(dir + "/vocab.json", dir + "/merges.txt");
@@ -262,8 +252,10 @@ Tokenizer load_hf_tokenizer(const std::string& dir, const nlohmann::json& config
   } else {
     return tok;  // no tokenizer: the model still runs on token ids
   }
-  auto id = [&](const char* key, int fallback) {
-    return config.contains(key) && config[key].is_number_integer() ? config[key].get<int>() : fallback;
+  auto id = [&](const char* key, int fallback) {  // a special token id of config.json (null or a list: the tokenizer's)
+    return config.contains(key) && config[key].is_number_integer()
+               ? (int)JsonAt(config, "config.json")[key].integer(-1, tok.size() - 1)
+               : fallback;
   };
   tok.bos = id("bos_token_id", tok.bos);
   tok.eos = id("eos_token_id", tok.eos);

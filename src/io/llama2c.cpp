@@ -63,7 +63,7 @@ Model load_llama2c_model(const std::string& path, const std::string& tokenizer_p
   c.n_heads = h[3];
   c.n_kv_heads = h[4];
   c.tied_head = h[5] > 0;
-  c.vocab = h[5] > 0 ? h[5] : -h[5];
+  c.vocab = h[5] > 0 ? h[5] : h[5] == INT32_MIN ? 0 : -h[5];  // INT32_MIN has no negation: refused below
   c.max_seq = h[6];
   c.n_out = c.vocab;
   TQ_CHECK_INPUT(c.dim > 0 && c.n_heads > 0 && c.dim % c.n_heads == 0 && c.max_seq > 0,
@@ -74,7 +74,11 @@ Model load_llama2c_model(const std::string& path, const std::string& tokenizer_p
   c.pos = PosKind::rope;
   c.rope_layout = RopeLayout::pairs;
   c.act = ActKind::silu;
-  validate_config(c, (int64_t)(b.size() / 4));
+  try {
+    validate_config(c, (int64_t)(b.size() / 4));
+  } catch (const Error& e) {
+    throw Error(e.exit_code, path + ": " + e.what());
+  }
   allocate(m, false, false);
   size_t pos = sizeof(h);
   auto take = [&](float* dst, int64_t n, const char* what) {

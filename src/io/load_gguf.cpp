@@ -1,3 +1,4 @@
+#include "core/checked.h"
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/load.h"
@@ -33,10 +34,13 @@ static Tokenizer gguf_tokenizer(const GgufFile& g) {
     for (auto& v : g.meta["tokenizer.ggml.token_type"]) tok.types.push_back(v.get<int32_t>());
   if (array_of("tokenizer.ggml.merges", [](auto& v) { return v.is_string(); }))
     for (auto& v : g.meta["tokenizer.ggml.merges"]) tok.merges.push_back(v.get<std::string>());
-  tok.bos = (int)g.get_int("tokenizer.ggml.bos_token_id", -1);
-  tok.eos = (int)g.get_int("tokenizer.ggml.eos_token_id", -1);
-  tok.unk = (int)g.get_int("tokenizer.ggml.unknown_token_id", -1);
-  tok.pad = (int)g.get_int("tokenizer.ggml.padding_token_id", -1);
+  for (auto [key, id] : {std::pair{"tokenizer.ggml.bos_token_id", &tok.bos},
+                         {"tokenizer.ggml.eos_token_id", &tok.eos},
+                         {"tokenizer.ggml.unknown_token_id", &tok.unk},
+                         {"tokenizer.ggml.padding_token_id", &tok.pad}}) {
+    const int64_t v = g.get_int(key, -1);
+    *id = v == UINT32_MAX ? -1 : to_int(v, std::string("GGUF ") + key);  // u32 −1 is llama.cpp's "none"
+  }
   if (g.meta.contains("tokenizer.ggml.add_bos_token") && g.meta["tokenizer.ggml.add_bos_token"].is_boolean())
     tok.add_bos = g.meta["tokenizer.ggml.add_bos_token"].get<bool>();
   if (g.meta.contains("tokenizer.ggml.add_space_prefix") && g.meta["tokenizer.ggml.add_space_prefix"].is_boolean())
@@ -53,15 +57,19 @@ Model model_from_gguf(const GgufFile& g) {
     Config& c = m.cfg;
     c.arch = "llama";
     auto key = [&](const char* k) { return arch + "." + k; };
-    c.dim = (int)g.get_int(key("embedding_length"));
-    c.n_layers = (int)g.get_int(key("block_count"));
-    c.hidden = (int)g.get_int(key("feed_forward_length"));
-    c.n_heads = (int)g.get_int(key("attention.head_count"));
-    c.n_kv_heads = (int)g.get_int(key("attention.head_count_kv"), c.n_heads);
+    // Sizes narrowed with a check: block_count 2^32 + 1 must not load as one layer.
+    auto size = [&](const char* k, int64_t fallback = -1) {
+      return to_int(fallback < 0 ? g.get_int(key(k)) : g.get_int(key(k), fallback), "GGUF " + key(k));
+    };
+    c.dim = size("embedding_length");
+    c.n_layers = size("block_count");
+    c.hidden = size("feed_forward_length");
+    c.n_heads = size("attention.head_count");
+    c.n_kv_heads = size("attention.head_count_kv", c.n_heads);
     TQ_CHECK_INPUT(c.n_heads > 0 && c.dim > 0 && c.dim % c.n_heads == 0, "GGUF: embedding length {} and {} heads",
                    c.dim, c.n_heads);
     c.head_dim = c.dim / c.n_heads;
-    c.max_seq = (int)g.get_int(key("context_length"), 2048);
+    c.max_seq = size("context_length", 2048);
     c.norm = NormKind::rms;
     c.norm_eps = (float)g.get_float(key("attention.layer_norm_rms_epsilon"), 1e-5);
     c.rope_theta = (float)g.get_float(key("rope.freq_base"), 10000.0);
@@ -73,7 +81,7 @@ Model model_from_gguf(const GgufFile& g) {
     const GgufTensorInfo* emb = g.find("token_embd.weight");
     if (!emb) bad_input("GGUF has no token_embd.weight");
     TQ_CHECK_INPUT(emb->ne.size() == 2, "GGUF token_embd.weight is not a matrix");
-    c.vocab = (int)emb->ne[1];
+    c.vocab = to_int(emb->ne[1], "GGUF token_embd.weight rows");
     c.n_out = c.vocab;
     c.tied_head = g.find("output.weight") == nullptr;
     TQ_CHECK_INPUT(c.dim == emb->ne[0], "GGUF token_embd.weight has width {}, expected {}", emb->ne[0], c.dim);

@@ -5,6 +5,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "io/atomic_file.h"
 
 namespace tq {
@@ -25,12 +26,7 @@ SafetensorsFile parse_safetensors(std::span<const uint8_t> b, std::shared_ptr<Ma
   std::memcpy(&n, b.data(), 8);
   if (n > b.size() - 8) bad_input("safetensors header length {} runs past the end of the {}-byte file", n, b.size());
   if (n > (100u << 20)) bad_input("safetensors header of {} bytes is implausibly large", n);
-  nlohmann::json h;
-  try {
-    h = nlohmann::json::parse(b.begin() + 8, b.begin() + 8 + n);
-  } catch (const nlohmann::json::exception& e) {
-    bad_input("safetensors header is not valid JSON: {}", e.what());
-  }
+  nlohmann::json h = parse_json({(const char*)b.data() + 8, (size_t)n}, "safetensors header");
   if (!h.is_object()) bad_input("safetensors header is not a JSON object");
   auto data = b.subspan(8 + n);
   for (auto& [name, v] : h.items()) {
@@ -70,8 +66,9 @@ SafetensorsFile parse_safetensors(std::span<const uint8_t> b, std::shared_ptr<Ma
     t.bytes = data.subspan(begin, end - begin);
     f.tensors.push_back(std::move(t));
   }
-  std::vector<const SafeTensor*> order;
-  for (auto& t : f.tensors) order.push_back(&t);
+  std::vector<const SafeTensor*> order;  // tensors of no bytes occupy nothing and cannot overlap
+  for (auto& t : f.tensors)
+    if (!t.bytes.empty()) order.push_back(&t);
   std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->bytes.data() < b->bytes.data(); });
   for (size_t i = 1; i < order.size(); i++)
     if (order[i]->bytes.data() < order[i - 1]->bytes.data() + order[i - 1]->bytes.size())

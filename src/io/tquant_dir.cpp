@@ -1,9 +1,12 @@
 #include "io/tquant_dir.h"
 
+#include <cmath>
 #include <cstring>
 #include <set>
 
+#include "core/checked.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mmap.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
@@ -23,11 +26,13 @@ static std::string ename(E e, std::initializer_list<std::pair<E, const char*>> n
   return "?";
 }
 template <class E>
-static E evalue(const nlohmann::json& j, const char* key, std::initializer_list<std::pair<E, const char*>> names) {
-  std::string s = j.at(key).get<std::string>();
-  for (auto& [v, n] : names)
+static E evalue(const JsonAt& j, const char* key, std::initializer_list<std::pair<E, const char*>> names) {
+  std::string s = j[key].string(), all;
+  for (auto& [v, n] : names) {
     if (s == n) return v;
-  bad_input("config.json: unknown {} '{}'", key, s);
+    all += (all.empty() ? "" : ", ") + std::string(n);
+  }
+  j[key].fail("unknown value '{}' ({})", s, all);
 }
 #define NORMS {{NormKind::rms, "rms"}, {NormKind::layer, "layer"}}
 #define ACTS {{ActKind::silu, "silu"}, {ActKind::gelu, "gelu"}, {ActKind::gelu_tanh, "gelu_tanh"}, {ActKind::relu, "relu"}}
@@ -49,40 +54,41 @@ nlohmann::json config_to_json(const Config& c) {
           {"pixel_std", c.pixel_std}};
 }
 
-Config config_from_json(const nlohmann::json& j) {
+Config config_from_json(const JsonAt& j) {
   Config c;
-  c.arch = j.at("arch").get<std::string>();
-  c.dim = j.at("dim");
-  c.n_layers = j.at("n_layers");
-  c.n_heads = j.at("n_heads");
-  c.n_kv_heads = j.at("n_kv_heads");
-  c.head_dim = j.at("head_dim");
-  c.hidden = j.at("hidden");
-  c.vocab = j.at("vocab");
-  c.n_out = j.at("n_out");
-  c.max_seq = j.at("max_seq");
+  auto size = [&](const char* key) { return (int)j[key].integer(0, 1 << 30); };
+  c.arch = j["arch"].string();
+  c.dim = size("dim");
+  c.n_layers = size("n_layers");
+  c.n_heads = size("n_heads");
+  c.n_kv_heads = size("n_kv_heads");
+  c.head_dim = size("head_dim");
+  c.hidden = size("hidden");
+  c.vocab = size("vocab");
+  c.n_out = size("n_out");
+  c.max_seq = size("max_seq");
   c.norm = evalue<NormKind>(j, "norm", NORMS);
-  c.norm_eps = j.at("norm_eps");
+  c.norm_eps = (float)j["norm_eps"].number();
   c.act = evalue<ActKind>(j, "act", ACTS);
-  c.gated = j.at("gated");
-  c.post_norm = j.at("post_norm");
-  c.causal = j.at("causal");
+  c.gated = j["gated"].boolean();
+  c.post_norm = j["post_norm"].boolean();
+  c.causal = j["causal"].boolean();
   c.pos = evalue<PosKind>(j, "pos", POSS);
   c.rope_layout = evalue<RopeLayout>(j, "rope_layout", ROPES);
-  c.rope_theta = j.at("rope_theta");
-  c.pos_offset = j.at("pos_offset");
+  c.rope_theta = (float)j["rope_theta"].number();
+  c.pos_offset = size("pos_offset");
   c.embed = evalue<EmbedKind>(j, "embed", EMBEDS);
-  c.patch_dim = j.at("patch_dim");
-  c.image_size = j.value("image_size", 0);
-  c.patch_size = j.value("patch_size", 0);
-  c.channels = j.value("channels", 0);
-  c.cls_token = j.at("cls_token");
+  c.patch_dim = size("patch_dim");
+  c.image_size = (int)j.integer("image_size", 0, 1 << 30, 0);
+  c.patch_size = (int)j.integer("patch_size", 0, 1 << 30, 0);
+  c.channels = (int)j.integer("channels", 0, 1 << 30, 0);
+  c.cls_token = j["cls_token"].boolean();
   c.pool = evalue<PoolKind>(j, "pool", POOLS);
-  c.pooler = j.at("pooler");
-  c.tied_head = j.at("tied_head");
-  c.n_types = j.at("n_types");
-  c.pixel_mean = j.value("pixel_mean", std::vector<float>{});
-  c.pixel_std = j.value("pixel_std", std::vector<float>{});
+  c.pooler = j["pooler"].boolean();
+  c.tied_head = j["tied_head"].boolean();
+  c.n_types = size("n_types");
+  if (j.has("pixel_mean")) c.pixel_mean = j["pixel_mean"].floats();
+  if (j.has("pixel_std")) c.pixel_std = j["pixel_std"].floats();
   return c;
 }
 
@@ -93,11 +99,12 @@ static nlohmann::json piece_json(const std::string& p) {
   for (unsigned char ch : p) hex += fmt::format("{:02x}", ch);
   return {{"hex", hex}};
 }
-static std::string piece_from(const nlohmann::json& j) {
-  if (j.is_string()) return j.get<std::string>();
-  std::string hex = j.at("hex").get<std::string>(), out;
-  if (hex.size() % 2) bad_input("tokenizer piece hex has odd length");
-  for (size_t i = 0; i < hex.size(); i += 2) out += (char)std::stoi(hex.substr(i, 2), nullptr, 16);
+static std::string piece_from(const JsonAt& j) {
+  if (j.json().is_string()) return j.string();
+  std::string hex = j["hex"].string(), out;
+  if (hex.size() % 2) j["hex"].fail("has an odd number of digits");
+  for (size_t i = 0; i < hex.size(); i += 2)
+    out += (char)parse_int(std::string_view(hex).substr(i, 2), 0, 255, j["hex"].where(), 16);
   return out;
 }
 
@@ -113,16 +120,19 @@ nlohmann::json tokenizer_to_json(const Tokenizer& t) {
           {"lowercase", t.lowercase}};
 }
 
-Tokenizer tokenizer_from_json(const nlohmann::json& j) {
+Tokenizer tokenizer_from_json(const JsonAt& j) {
   Tokenizer t;
   t.kind = evalue<TokKind>(j, "kind", kTokKinds);
-  for (auto& p : j.at("pieces")) t.pieces.push_back(piece_from(p));
-  t.scores = j.at("scores").get<std::vector<float>>();
-  t.types = j.at("types").get<std::vector<int32_t>>();
-  t.merges = j.at("merges").get<std::vector<std::string>>();
-  t.bos = j.at("bos"), t.eos = j.at("eos"), t.unk = j.at("unk"), t.pad = j.at("pad");
-  t.sep = j.at("sep"), t.cls = j.at("cls"), t.mask = j.at("mask");
-  t.add_bos = j.at("add_bos"), t.add_space_prefix = j.at("add_space_prefix"), t.lowercase = j.at("lowercase");
+  for (auto& p : j["pieces"].elements()) t.pieces.push_back(piece_from(p));
+  t.scores = j["scores"].floats();
+  for (auto& v : j["types"].elements()) t.types.push_back((int32_t)v.integer(INT32_MIN, INT32_MAX));
+  t.merges = j["merges"].strings();
+  for (auto [key, id] : {std::pair{"bos", &t.bos}, {"eos", &t.eos}, {"unk", &t.unk}, {"pad", &t.pad},
+                         {"sep", &t.sep}, {"cls", &t.cls}, {"mask", &t.mask}})
+    *id = (int)j[key].integer(-1, (int64_t)t.pieces.size() - 1);
+  t.add_bos = j["add_bos"].boolean();
+  t.add_space_prefix = j["add_space_prefix"].boolean();
+  t.lowercase = j["lowercase"].boolean();
   t.finalize();
   return t;
 }
@@ -164,21 +174,22 @@ void save_tquant_dir(const std::string& dir, const Model& fp, const QuantPlan& p
 }
 
 Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
-  nlohmann::json cfg, pj;
-  try {
-    cfg = nlohmann::json::parse(read_text_file(dir + "/config.json"));
-    pj = nlohmann::json::parse(read_text_file(dir + "/plan.json"));
-  } catch (const nlohmann::json::exception& e) {
-    bad_input("{}: {}", dir, e.what());
-  }
-  if (cfg.value("format", "") != "tquant-model-1") bad_input("{}: config.json is not a tquant model", dir);
+  const std::string cfg_path = dir + "/config.json", plan_path = dir + "/plan.json";
+  nlohmann::json cfg_doc = read_json_file(cfg_path), plan_doc = read_json_file(plan_path);
+  JsonAt cfg(cfg_doc, cfg_path);
+  if (cfg.object().string("format", "") != "tquant-model-1") bad_input("{} is not a tquant model", cfg_path);
   Model m;
-  m.cfg = config_from_json(cfg.at("config"));
-  QuantPlan plan = QuantPlan::from_json(pj);
+  m.cfg = config_from_json(cfg["config"]);
+  QuantPlan plan = QuantPlan::from_json(JsonAt(plan_doc, plan_path));
   SafetensorsFile st = read_safetensors(dir + "/model.safetensors");
   int64_t values = 0;
   for (auto& t : st.tensors) values += t.numel();
-  validate_config(m.cfg, values);
+  try {
+    validate_config(m.cfg, values);
+  } catch (const Error& e) {
+    throw Error(e.exit_code, cfg_path + ": " + e.what());
+  }
+  check_plan_sites(plan, m.cfg, plan_path);
   allocate(m, true, true);  // biases are optional: those the file lacks are dropped
   // Norms that only some families have: the final one (absent in some ViTs), BERT's embedding norm.
   if (!st.find("output_norm.weight")) m.final_norm = Norm{};
@@ -197,6 +208,8 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
       bad_input("{}: '{}' has shape {}, expected {}", dir, nt.name, shape_str(t->shape), shape_str(nt.t->shape));
     auto it = plan.weights.find(nt.name);
     if (it == plan.weights.end() || !it->second.enabled()) {
+      if (dtype_size(t->dtype) && t->dtype.find('F') == std::string::npos)
+        bad_input("{}: '{}' holds {} codes, but plan.json has no weight quantizer for it", dir, nt.name, t->dtype);
       *nt.t = st.read_f32(*t);
       continue;
     }
@@ -210,6 +223,11 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
     if (t->dtype != (q.scheme == Scheme::sym ? "I8" : "U8")) bad_input("{}: codes of '{}' have dtype {}", dir, nt.name, t->dtype);
     q.scale = st.read_f32(*sc).data;
     if (zp) q.zero = st.read_f32(*zp).data;
+    for (float v : q.scale)
+      if (!(v > 0) || !std::isfinite(v))
+        bad_input("{}: '{}.scale' holds {}; steps must be positive and finite", dir, nt.name, v);
+    for (float v : q.zero)
+      if (!std::isfinite(v)) bad_input("{}: '{}.zero' holds {}; zero points must be finite", dir, nt.name, v);
     std::vector<int32_t> codes(t->numel());
     bool is_log = q.scheme == Scheme::log2 || q.scheme == Scheme::logsqrt2;
     for (int64_t i = 0; i < t->numel(); i++) {
@@ -222,9 +240,13 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
   }
   for (auto& t : st.tensors)  // a tensor the model has no place for would be lost silently
     if (!used.count(t.name)) bad_input("{}: model.safetensors has '{}', which the config has no place for", dir, t.name);
-  if (cfg.contains("tokenizer")) m.tok = tokenizer_from_json(cfg["tokenizer"]);
-  if (cfg.contains("labels")) m.labels = cfg["labels"].get<std::vector<std::string>>();
-  validate(m);
+  if (cfg.has("tokenizer")) m.tok = tokenizer_from_json(cfg["tokenizer"]);
+  if (cfg.has("labels")) m.labels = cfg["labels"].strings();
+  try {
+    validate(m);
+  } catch (const Error& e) {
+    throw Error(e.exit_code, dir + ": " + e.what());
+  }
   if (plan_out) *plan_out = std::move(plan);
   return m;
 }

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "core/json.h"
 #include "nn/model.h"
 #include "quant/plan.h"
 
@@ -21,8 +22,8 @@ void save_tquant_dir(const std::string& dir, const Model& fp, const QuantPlan& p
 Model load_tquant_dir(const std::string& dir, QuantPlan* plan = nullptr);
 
 nlohmann::json config_to_json(const Config& c);
-Config config_from_json(const nlohmann::json& j);
+Config config_from_json(const JsonAt& j);
 nlohmann::json tokenizer_to_json(const Tokenizer& t);
-Tokenizer tokenizer_from_json(const nlohmann::json& j);
+Tokenizer tokenizer_from_json(const JsonAt& j);
 
 }  // namespace tq

@@ -1,8 +1,10 @@
 #include "nn/accuracy.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/progress.h"
 #include "core/threads.h"
 #include "nn/kld.h"
@@ -40,19 +42,21 @@ std::vector<Batch> text_batches(const Model& m, const std::vector<TextExample>& 
   TQ_CHECK_INPUT(m.cfg.embed == EmbedKind::tokens && !m.cfg.is_lm(), "this model does not classify text");
   TQ_CHECK_INPUT(!m.tok.empty(), "the model has no tokenizer");
   std::vector<Batch> out(ex.size());
-#pragma omp parallel for schedule(dynamic, 16)
-  for (size_t i = 0; i < ex.size(); i++) {
-    Batch& b = out[i];
-    b.tokens = encode(m.tok, ex[i].text, true);
-    if (m.cfg.max_seq > 0 && (int)b.tokens.size() > m.cfg.max_seq) {
-      int32_t last = b.tokens.back();  // keep the closing [SEP]
-      b.tokens.resize(m.cfg.max_seq);
-      b.tokens.back() = last;
-    }
-    b.B = 1;
-    b.T = (int)b.tokens.size();
-    b.labels = {ex[i].label};
-  }
+  parallel_for(
+      (int64_t)ex.size(),
+      [&](int64_t i) {
+        Batch& b = out[i];
+        b.tokens = encode(m.tok, ex[i].text, true);
+        if (m.cfg.max_seq > 0 && (int)b.tokens.size() > m.cfg.max_seq) {
+          int32_t last = b.tokens.back();  // keep the closing [SEP]
+          b.tokens.resize(m.cfg.max_seq);
+          b.tokens.back() = last;
+        }
+        b.B = 1;
+        b.T = (int)b.tokens.size();
+        b.labels = {ex[i].label};
+      },
+      16);
   return out;
 }
 
@@ -74,41 +78,45 @@ ClassEval eval_classifier(const Model& m, const std::vector<Batch>& batches, Hoo
   if (ref) TQ_CHECK_INPUT(ref->cfg.n_out == V, "the reference model has {} classes, this one {}", ref->cfg.n_out, V);
   int64_t total = 0;
   for (auto& b : batches) {
+    check_forward_memory(m.cfg, b.B, b.T, false, (int)std::min<int64_t>(num_threads(), batches.size()) * (ref ? 2 : 1));
     total += b.B;
     for (int32_t l : b.labels) TQ_CHECK_INPUT(l >= 0 && l < V, "label {} is not one of the model's {} classes", l, V);
   }
   std::vector<ClassEval> res(batches.size());
   Progress prog(label, total, "ex");
   SerialBlas serial;
-#pragma omp parallel
-  {
+  struct ThreadState {
     Workspace ws, ref_ws;
-    std::vector<double> lp(V), lq(V);
-#pragma omp for schedule(dynamic, 1)
-    for (size_t k = 0; k < batches.size(); k++) {
-      const Batch& b = batches[k];
-      ClassEval& r = res[k];
-      forward(m, b.input(), ws, hooks);
-      if (ref) forward(*ref, b.input(), ref_ws, ref_hooks ? *ref_hooks : no_hooks());
-      for (int i = 0; i < b.B; i++) {
-        const float* row = ws.logits.row(i);
-        int top = (int)(std::max_element(row, row + V) - row);
-        r.correct += top == b.labels[i];
-        r.total++;
-        if (ref) {
-          const float* rrow = ref_ws.logits.row(i);
-          log_softmax_row(lq.data(), row, V);
-          log_softmax_row(lp.data(), rrow, V);
-          r.kld.push_back((float)kl_logprobs(lp.data(), lq.data(), V));
-          int ref_top = (int)(std::max_element(rrow, rrow + V) - rrow);
-          r.top1_same += top == ref_top;
-          r.ref_correct += ref_top == b.labels[i];
+    std::vector<double> lp, lq;
+  };
+  parallel_for_with(
+      (int64_t)batches.size(), [&] { return ThreadState{{}, {}, std::vector<double>(V), std::vector<double>(V)}; },
+      [&](ThreadState& t, int64_t k) {
+        const Batch& b = batches[k];
+        ClassEval& r = res[k];
+        forward(m, b.input(), t.ws, hooks);
+        if (ref) forward(*ref, b.input(), t.ref_ws, ref_hooks ? *ref_hooks : no_hooks());
+        for (int i = 0; i < b.B; i++) {
+          const float* row = t.ws.logits.row(i);
+          if (!std::isfinite(log_softmax_row(nullptr, row, V)))
+            bad_input("batch {}, example {}: the model's output is not finite; its weights or plan are broken", k, i);
+          int top = (int)(std::max_element(row, row + V) - row);
+          r.correct += top == b.labels[i];
+          r.total++;
+          if (ref) {
+            const float* rrow = t.ref_ws.logits.row(i);
+            log_softmax_row(t.lq.data(), row, V);
+            if (!std::isfinite(log_softmax_row(t.lp.data(), rrow, V)))
+              bad_input("batch {}, example {}: the reference model's output is not finite", k, i);
+            r.kld.push_back((float)kl_logprobs(t.lp.data(), t.lq.data(), V));
+            int ref_top = (int)(std::max_element(rrow, rrow + V) - rrow);
+            r.top1_same += top == ref_top;
+            r.ref_correct += ref_top == b.labels[i];
+          }
         }
-      }
 #pragma omp critical
-      prog.add(b.B);
-    }
-  }
+        prog.add(b.B);
+      });
   prog.finish();
   ClassEval out;
   out.compared = ref != nullptr;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "nn/ops.h"
 
 namespace tq {
@@ -210,11 +211,32 @@ static void block_forward(const Model& m, int l, Workspace& ws, Hooks& hooks, KV
   if (c.post_norm) norm_forward(c, bl.mlp_norm, x, need(A.y_mean, {N}), need(A.y_rstd, {N}), y, N);
 }
 
+int64_t forward_bytes(const Config& c, int64_t B, int64_t T, bool train, int64_t Sk) {
+  const int64_t S = T + (c.cls_token ? 1 : 0), N = B * S;
+  if (Sk <= 0) Sk = S;
+  // One layer's activations (LayerActs): the residual-width tensors, q/k/v and the attention
+  // output, the MLP's three hidden-width tensors, and the attention probabilities (twice when training).
+  const int64_t widths = 6 * (int64_t)c.dim + 2 * (int64_t)c.q_dim() + 2 * (int64_t)c.kv_dim() + 3 * (int64_t)c.hidden;
+  const int64_t layer = N * widths + (train ? 2 : 1) * B * c.n_heads * S * Sk;
+  return 4 * ((train ? c.n_layers : 1) * layer + N * (3 * (int64_t)c.dim + c.n_out));
+}
+
+void check_forward_memory(const Config& c, int64_t B, int64_t T, bool train, int copies, int64_t Sk) {
+  TQ_CHECK_INPUT(B > 0 && T > 0 && B <= (1 << 24) && T <= (1 << 24), "an input of {} x {} tokens is out of range", B,
+                 T);
+  const double need = (double)forward_bytes(c, B, T, train, Sk) * copies, have = (double)machine_memory_bytes();
+  if (need > have)
+    bad_input("{} x {} tokens need {:.1f} GiB of activations{}, more than this machine's {:.1f} GiB; use shorter "
+              "sequences (--ctx)", B, T, need / (1 << 30), copies > 1 ? fmt::format(" ({} at once)", copies) : "",
+              have / (1 << 30));
+}
+
 // Shapes of this call into ws; returns the position of token 0.
 static int forward_setup(const Model& m, const Input& in, Workspace& ws, KVCache* cache) {
   const Config& c = m.cfg;
   TQ_CHECK_INPUT(in.B > 0 && in.T > 0, "empty input");
   int pos0 = cache ? cache->len : in.pos0;
+  check_forward_memory(c, in.B, in.T, ws.train, 1, (int64_t)pos0 + in.T + (c.cls_token ? 1 : 0));
   ws.B = in.B;
   ws.T = in.T;
   ws.S = in.T + (c.cls_token ? 1 : 0);

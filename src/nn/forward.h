@@ -101,6 +101,12 @@ struct Workspace {
   int B = 0, S = 0, T = 0;         // S = T plus the CLS token
 };
 
+// Bytes of the activations one forward of B sequences of T tokens holds, with
+// keys over Sk positions (0: T; a cache makes it longer), every layer's when training.
+int64_t forward_bytes(const Config& c, int64_t B, int64_t T, bool train, int64_t Sk = 0);
+// bad_input when `copies` such forwards at once (one per thread) would not fit in this machine's memory.
+void check_forward_memory(const Config& c, int64_t B, int64_t T, bool train, int copies, int64_t Sk = 0);
+
 // Runs the model. Logits land in ws.logits: [B·T, n_out] for LMs (or [B, n_out]
 // with last_only), [B, n_out] for classifiers. With a cache, keys/values of
 // this call are appended after cache->len positions (the caller advances len).

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/threads.h"
 
 namespace tq {
 
@@ -40,6 +41,10 @@ std::vector<int32_t> generate(const Model& m, const std::vector<int32_t>& prompt
   int limit = std::min<int>(m.cfg.max_seq > 0 ? m.cfg.max_seq : 2048, (int)prompt.size() + opt.max_new);
   TQ_CHECK_INPUT((int)prompt.size() <= limit, "the prompt has {} tokens, more than the model's {} positions",
                  prompt.size(), limit);
+  const double cache_bytes = 8.0 * m.cfg.n_layers * limit * m.cfg.kv_dim();  // keys and values, f32
+  if (cache_bytes > (double)machine_memory_bytes())
+    bad_input("{} positions of keys and values need {:.1f} GiB, more than this machine has; generate fewer tokens (-n)",
+              limit, cache_bytes / (1 << 30));
   KVCache cache;
   cache.init(m.cfg, 1, limit);
   Workspace ws;
@@ -53,6 +58,9 @@ std::vector<int32_t> generate(const Model& m, const std::vector<int32_t>& prompt
   while (true) {
     forward(m, in, ws, hooks, &cache);
     cache.len += in.T;
+    for (int v = 0; v < m.cfg.n_out; v++)
+      if (!std::isfinite(ws.logits.ptr()[v]))
+        bad_input("the model's output is not finite at position {}; its weights or plan are broken", cache.len - 1);
     next = sample_token(ws.logits.ptr(), m.cfg.n_out, opt.temp, opt.top_p, rng);
     if (opt.stop_at_eos && next == m.tok.eos) break;
     out.push_back(next);

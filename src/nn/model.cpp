@@ -1,5 +1,7 @@
 #include "nn/model.h"
 
+#include <cmath>
+
 #include "core/error.h"
 #include "nn/block.h"
 
@@ -92,12 +94,16 @@ void allocate(Model& m, bool linear_bias, bool norm_bias) {
   if (!c.tied_head) m.head = lin(c.n_out, c.dim, !c.is_lm() || linear_bias);
 }
 
+// Every value a config asks for, in 64 bits (validate_config bounds each size first, so no product overflows).
 int64_t expected_parameters(const Config& c) {
-  int64_t d = c.dim, per_layer = 0;
+  const int64_t d = c.dim;
+  int64_t per_layer = 0;
   for (auto& l : linear_table())
     if (has_linear(c, l.slot)) per_layer += (int64_t)width(c, l.out) * width(c, l.in);
-  return per_layer * c.n_layers + (int64_t)c.vocab * d + (c.tied_head ? 0 : (int64_t)c.n_out * d) +
-         (c.pos == PosKind::learned ? (int64_t)c.max_seq * d : 0);
+  const int64_t positions = c.pos == PosKind::learned ? (int64_t)c.max_seq + c.pos_offset + (c.cls_token ? 1 : 0) : 0;
+  return per_layer * c.n_layers + (c.embed == EmbedKind::tokens ? (int64_t)c.vocab * d : 0) +
+         (c.tied_head ? 0 : (int64_t)c.n_out * d) + positions * d + (int64_t)c.n_types * d +
+         (c.embed == EmbedKind::patches ? (int64_t)c.patch_dim * d : 0) + (c.pooler ? d * d : 0);
 }
 
 void validate_config(const Config& c, int64_t max_params) {
@@ -109,11 +115,39 @@ void validate_config(const Config& c, int64_t max_params) {
   TQ_CHECK_INPUT(c.n_out > 0, "model has no output size");
   TQ_CHECK_INPUT(c.pos != PosKind::rope || c.head_dim % 2 == 0, "RoPE needs an even head dimension, got {}",
                  c.head_dim);
-  TQ_CHECK_INPUT(c.dim <= (1 << 20) && c.hidden <= (1 << 22) && c.n_layers <= 4096 && c.vocab <= (1 << 24) &&
-                     c.n_heads <= 4096 && c.max_seq <= (1 << 24) && c.n_out <= (1 << 24),
-                 "model dimensions are implausibly large (dim {}, hidden {}, layers {}, vocab {})", c.dim, c.hidden,
-                 c.n_layers, c.vocab);
+  // Sizes are bounded one by one, and products in 64 bits, so that none wraps (n_heads × head_dim must not).
+  TQ_CHECK_INPUT(c.dim <= (1 << 20) && c.hidden <= (1 << 22) && c.n_layers <= 4096 && c.vocab >= 0 &&
+                     c.vocab <= (1 << 24) && c.n_heads <= 4096 && c.head_dim <= (1 << 16) &&
+                     (int64_t)c.n_heads * c.head_dim <= (1 << 20) && c.max_seq <= (1 << 24) && c.n_out <= (1 << 24),
+                 "model dimensions are implausibly large (dim {}, hidden {}, layers {}, vocab {}, {} heads of {})",
+                 c.dim, c.hidden, c.n_layers, c.vocab, c.n_heads, c.head_dim);
+  TQ_CHECK_INPUT(c.max_seq > 0, "model config has context length {}, expected at least 1", c.max_seq);
+  TQ_CHECK_INPUT(c.pos_offset >= 0 && c.pos_offset <= (1 << 16), "position offset {} is out of range [0, 65536]",
+                 c.pos_offset);
+  TQ_CHECK_INPUT(c.n_types >= 0 && c.n_types <= (1 << 16), "{} token types is out of range [0, 65536]", c.n_types);
+  TQ_CHECK_INPUT(std::isfinite(c.norm_eps) && c.norm_eps > 0 && c.norm_eps < 1,
+                 "norm epsilon {} must be a finite number in (0, 1)", c.norm_eps);
+  TQ_CHECK_INPUT(c.pos != PosKind::rope || (std::isfinite(c.rope_theta) && c.rope_theta > 0),
+                 "RoPE base frequency {} must be a positive finite number", c.rope_theta);
   TQ_CHECK_INPUT(c.embed == EmbedKind::patches || c.vocab > 0, "model has no vocabulary");
+  if (c.embed == EmbedKind::patches) {
+    TQ_CHECK_INPUT(c.patch_dim > 0 && c.patch_dim <= (1 << 24), "{} values per patch is out of range", c.patch_dim);
+    if (c.image_size || c.patch_size || c.channels) {  // the geometry that cuts images into patches
+      TQ_CHECK_INPUT(c.channels >= 1 && c.channels <= 4 && c.patch_size > 0 && c.patch_size <= 1024 &&
+                         c.image_size >= c.patch_size && c.image_size <= 16384 && c.image_size % c.patch_size == 0,
+                     "image size {}, patch size {} and {} channels do not tile (patches up to 1024, images up to "
+                     "16384, 1 to 4 channels)", c.image_size, c.patch_size, c.channels);
+      TQ_CHECK_INPUT((int64_t)c.patch_dim == (int64_t)c.channels * c.patch_size * c.patch_size,
+                     "patch size {} with {} channels gives {} values per patch, the config says {}", c.patch_size,
+                     c.channels, (int64_t)c.channels * c.patch_size * c.patch_size, c.patch_dim);
+    }
+  }
+  TQ_CHECK_INPUT(c.pixel_mean.size() == c.pixel_std.size() && c.pixel_mean.size() <= 4,
+                 "pixel normalisation has {} means and {} deviations", c.pixel_mean.size(), c.pixel_std.size());
+  for (size_t i = 0; i < c.pixel_mean.size(); i++)
+    TQ_CHECK_INPUT(std::isfinite(c.pixel_mean[i]) && std::isfinite(c.pixel_std[i]) && c.pixel_std[i] > 0,
+                   "pixel normalisation of channel {} (mean {}, std {}) must be finite with a positive std", i,
+                   c.pixel_mean[i], c.pixel_std[i]);
   TQ_CHECK_INPUT(expected_parameters(c) <= max_params,
                  "model config asks for {} parameters but the file holds only {} values", expected_parameters(c),
                  max_params);
@@ -134,6 +168,8 @@ void validate(const Model& m) {
     if (!n.b.empty()) expect(n.b, {c.dim}, name + ".bias");
   };
   if (c.embed == EmbedKind::tokens) expect(m.tok_embd, {c.vocab, c.dim}, "token_embd");
+  TQ_CHECK_INPUT(m.tok.empty() || c.embed != EmbedKind::tokens || m.tok.size() <= c.vocab,
+                 "the tokenizer has {} pieces, more than the {} rows of the token embedding", m.tok.size(), c.vocab);
   if (c.embed == EmbedKind::patches) expect_lin(m.patch_embd, c.dim, c.patch_dim, "patch_embd");
   if (c.cls_token) expect(m.cls, {c.dim}, "cls_token");
   if (c.pos == PosKind::learned) {
@@ -154,6 +190,16 @@ void validate(const Model& m) {
     TQ_CHECK_INPUT(c.n_out == c.vocab, "a tied head needs n_out == vocab");
   } else {
     expect_lin(m.head, c.n_out, c.dim, "output");
+  }
+}
+
+void check_finite_weights(const Model& m, const std::string& source) {
+  for (auto& nt : named_tensors(const_cast<Model&>(m))) {
+    const float* v = nt.t->ptr();
+    for (int64_t i = 0; i < nt.t->numel(); i++)
+      if (!std::isfinite(v[i]))
+        bad_input("{}: tensor {} holds {} at index {}; a model must have finite weights to run", source, nt.name,
+                  v[i], i);
   }
 }
 

@@ -115,6 +115,8 @@ void validate_config(const Config& c, int64_t max_params);
 int64_t expected_parameters(const Config& c);
 // Checks that tensor shapes agree with the config; throws bad_input naming the first mismatch.
 void validate(const Model& m);
+// Refuses a model holding NaN or infinity in a weight (bad_input naming source, the tensor and the place).
+void check_finite_weights(const Model& m, const std::string& source);
 
 const char* to_string(NormKind);
 const char* to_string(ActKind);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/progress.h"
 #include "core/threads.h"
 #include "nn/kld.h"
@@ -50,45 +51,54 @@ LmEval eval_lm(const Model& m, const std::vector<TextSeq>& seqs, Hooks& hooks, c
   for (const TextSeq& s : seqs)
     TQ_CHECK_INPUT((int)s.tokens.size() <= m.cfg.max_seq || m.cfg.pos != PosKind::learned,
                    "a sequence of {} tokens is longer than the model's {} positions", s.tokens.size(), m.cfg.max_seq);
-  int64_t total = 0;
-  for (auto& s : seqs) total += (int64_t)s.tokens.size() - 1 - s.score_from;
+  int64_t total = 0, longest = 0;
+  for (auto& s : seqs) {
+    total += (int64_t)s.tokens.size() - 1 - s.score_from;
+    longest = std::max<int64_t>(longest, s.tokens.size());
+  }
+  if (longest > 0)  // every thread holds a workspace (two when comparing): refuse before any work
+    check_forward_memory(m.cfg, 1, longest, false, (int)std::min<int64_t>(num_threads(), seqs.size()) * (ref ? 2 : 1));
   Progress prog(label, total, "tok");
   std::vector<SeqResult> res(seqs.size());
   // Each thread scores whole sequences with single-threaded BLAS; results are
   // merged in sequence order, so the figures do not depend on the schedule.
   SerialBlas serial;
-#pragma omp parallel
-  {
+  struct ThreadState {
     Workspace ws, ref_ws;
-    std::vector<double> lp(V), lq(V);
-#pragma omp for schedule(dynamic, 1)
-    for (size_t k = 0; k < seqs.size(); k++) {
-      const TextSeq& s = seqs[k];
-      SeqResult& r = res[k];
-      Input in;
-      in.tokens = s.tokens.data();
-      in.T = (int)s.tokens.size();
-      forward(m, in, ws, hooks);
-      if (ref) forward(*ref, in, ref_ws, ref_hooks ? *ref_hooks : no_hooks());
-      for (int i = s.score_from; i + 1 < in.T; i++) {
-        const float* row = ws.logits.row(i);
-        double lse = log_softmax_row(ref ? lq.data() : nullptr, row, V);
-        double nll = lse - row[s.tokens[i + 1]];
-        r.nll_sum += nll;
-        r.nll_sq += nll * nll;
-        r.tokens++;
-        if (ref) {
-          const float* rrow = ref_ws.logits.row(i);
-          log_softmax_row(lp.data(), rrow, V);
-          r.kld.push_back((float)kl_logprobs(lp.data(), lq.data(), V));
-          r.ref_nll_sum -= lp[s.tokens[i + 1]];
-          if (std::max_element(row, row + V) - row == std::max_element(rrow, rrow + V) - rrow) r.top1_same++;
+    std::vector<double> lp, lq;
+  };
+  parallel_for_with(
+      (int64_t)seqs.size(), [&] { return ThreadState{{}, {}, std::vector<double>(V), std::vector<double>(V)}; },
+      [&](ThreadState& t, int64_t k) {
+        const TextSeq& s = seqs[k];
+        SeqResult& r = res[k];
+        Input in;
+        in.tokens = s.tokens.data();
+        in.T = (int)s.tokens.size();
+        forward(m, in, t.ws, hooks);
+        if (ref) forward(*ref, in, t.ref_ws, ref_hooks ? *ref_hooks : no_hooks());
+        for (int i = s.score_from; i + 1 < in.T; i++) {
+          const float* row = t.ws.logits.row(i);
+          double lse = log_softmax_row(ref ? t.lq.data() : nullptr, row, V);
+          double nll = lse - row[s.tokens[i + 1]];
+          if (!std::isfinite(nll))
+            bad_input("sequence {}, position {}: the model's output is not finite (NLL {}); its weights or plan "
+                      "are broken", k, i, nll);
+          r.nll_sum += nll;
+          r.nll_sq += nll * nll;
+          r.tokens++;
+          if (ref) {
+            const float* rrow = t.ref_ws.logits.row(i);
+            if (!std::isfinite(log_softmax_row(t.lp.data(), rrow, V)))
+              bad_input("sequence {}, position {}: the reference model's output is not finite", k, i);
+            r.kld.push_back((float)kl_logprobs(t.lp.data(), t.lq.data(), V));
+            r.ref_nll_sum -= t.lp[s.tokens[i + 1]];
+            if (std::max_element(row, row + V) - row == std::max_element(rrow, rrow + V) - rrow) r.top1_same++;
+          }
         }
-      }
 #pragma omp critical
-      prog.add(r.tokens);
-    }
-  }
+        prog.add(r.tokens);
+      });
   prog.finish();
   LmEval out;
   out.compared = ref != nullptr;

@@ -8,7 +8,9 @@
 #include <cinttypes>
 #include <numeric>
 
+#include "core/checked.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/progress.h"
 #include "core/threads.h"
 #include "nn/ops.h"
@@ -37,8 +39,7 @@ void TokenWindows::fill(const int64_t* idx, int n, Batch& b, std::vector<int32_t
 
 std::vector<int32_t> token_stream(const Tokenizer& tok, const std::vector<std::string>& lines) {
   std::vector<std::vector<int32_t>> enc(lines.size());
-#pragma omp parallel for schedule(dynamic, 16)
-  for (size_t i = 0; i < lines.size(); i++) enc[i] = encode(tok, lines[i], true);
+  parallel_for((int64_t)lines.size(), [&](int64_t i) { enc[i] = encode(tok, lines[i], true); }, 16);
   std::vector<int32_t> out;
   for (auto& e : enc) out.insert(out.end(), e.begin(), e.end());
   return out;
@@ -200,12 +201,8 @@ void Trainer::resume(const std::string& path) {
   for (auto& nt : named_tensors(model)) tensor("model." + nt.name, *nt.t);
   for (auto& nt : named_tensors(adam.m)) tensor("adam.m." + nt.name, *nt.t);
   for (auto& nt : named_tensors(adam.v)) tensor("adam.v." + nt.name, *nt.t);
-  try {
-    adam.step = std::stoll(meta("step"));
-    sampler.cursor = std::stoll(meta("cursor"));
-  } catch (const std::logic_error&) {
-    bad_input("{}: checkpoint step or cursor is not a number", path);
-  }
+  adam.step = parse_int(meta("step"), 0, INT64_MAX / 2, path + ": checkpoint step");
+  sampler.cursor = parse_int(meta("cursor"), 0, INT64_MAX / 2, path + ": checkpoint cursor");
   if (std::sscanf(meta("rng").c_str(), "%" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64, &sampler.rng.s[0], &sampler.rng.s[1], &sampler.rng.s[2],
                   &sampler.rng.s[3]) != 4)
     bad_input("{}: checkpoint rng state is malformed", path);
@@ -215,6 +212,9 @@ void Trainer::resume(const std::string& path) {
     bad_input("{}: checkpoint data order does not fit {} examples (different data?)", path, data.size());
   sampler.order.resize(order->numel());
   std::memcpy(sampler.order.data(), order->bytes.data(), order->bytes.size());
+  for (int64_t i : sampler.order)
+    if (i < 0 || i >= (int64_t)data.size())
+      bad_input("{}: checkpoint data order names example {} of {}", path, i, data.size());
   if (sampler.cursor < 0 || sampler.cursor > (int64_t)sampler.order.size())
     bad_input("{}: checkpoint cursor is out of range", path);
   const SafeTensor* lg = f.find("log");

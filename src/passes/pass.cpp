@@ -1,6 +1,8 @@
 #include "passes/pass.h"
 
+#include "core/checked.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "core/progress.h"
 
 namespace tq {

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mmap.h"
 #include "passes/pass.h"
 
@@ -130,7 +131,12 @@ nlohmann::json complete_params(const PassDef& p, const nlohmann::json& given) {
                    (d.fallback.is_number_float() && v.is_number()) || (d.fallback.is_string() && v.is_string()) ||
                    (d.fallback.is_boolean() && v.is_boolean());
     if (!type_ok)
-      bad_input("pass '{}' parameter '{}' must be {}, got {}", p.name, d.name, d.fallback.type_name(), v.dump());
+      bad_input("pass '{}' parameter '{}' must be {}, got {}", p.name, d.name,
+                d.fallback.is_number_integer() ? "an integer"
+                : d.fallback.is_number()       ? "a number"
+                : d.fallback.is_string()       ? "a string"
+                                               : "true or false",
+                v.dump());
     if (v.is_number() && (v.get<double>() < d.min || v.get<double>() > d.max))
       bad_input("pass '{}' parameter '{}' = {} is out of range [{}, {}]", p.name, d.name, v.dump(), d.min, d.max);
     if (v.is_string() && !d.choices.empty() &&
@@ -194,8 +200,9 @@ Recipe recipe_from_json(const nlohmann::json& j, const std::string& name) {
   if (!j.is_object() || !j.contains("passes") || !j["passes"].is_array() || j["passes"].empty())
     bad_input("recipe {} needs a non-empty \"passes\" list", name);
   Recipe r;
-  r.name = j.value("name", name);
-  for (auto& step : j["passes"]) {
+  r.name = JsonAt(j, "recipe " + name).string("name", name);
+  for (size_t i = 0; i < j["passes"].size(); i++) {
+    const nlohmann::json& step = j["passes"][i];
     if (step.is_object() && step.contains("recipe")) {  // a built-in's passes in place
       if (step.size() != 1 || !step["recipe"].is_string())
         bad_input("recipe {}: a \"recipe\" step names a built-in recipe and nothing else", name);
@@ -208,23 +215,19 @@ Recipe recipe_from_json(const nlohmann::json& j, const std::string& name) {
     }
     if (!step.is_object() || !step.contains("pass") || !step["pass"].is_string())
       bad_input("recipe {}: every step needs a \"pass\" name", name);
-    const PassDef& p = find_pass(step["pass"].get<std::string>());
-    r.steps.push_back({&p, complete_params(p, step)});
+    try {
+      const PassDef& p = find_pass(step["pass"].get<std::string>());
+      r.steps.push_back({&p, complete_params(p, step)});
+    } catch (const Error& e) {
+      throw Error(e.exit_code, fmt::format("recipe {}: passes[{}]: {}", name, i, e.what()));
+    }
   }
   return r;
 }
 
 Recipe parse_recipe(const std::string& spec) {
   if (auto r = builtin_recipe(spec)) return *r;
-  if (file_exists(spec)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_text_file(spec));
-    } catch (const nlohmann::json::exception& e) {
-      bad_input("recipe file {}: {}", spec, e.what());
-    }
-    return recipe_from_json(j, spec);
-  }
+  if (file_exists(spec)) return recipe_from_json(read_json_file(spec), spec);
   bad_input("unknown recipe '{}' (built-in: {}; or a JSON recipe file)", spec, builtin_patterns());
 }
 

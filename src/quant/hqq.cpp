@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace tq {
 
@@ -72,13 +73,16 @@ QuantSpec hqq_fit(const Tensor& w, int bits, int group, const HqqOptions& opt) {
   int64_t np = s.n_params(rows, cols);
   s.scale.assign(np, 1.0f);
   s.zero.assign(np, 0.0f);
-#pragma omp parallel for schedule(static) if ((int64_t)rows * cols > 32768)
-  for (int r = 0; r < rows; r++)
-    for (int g = 0; g < per_row; g++) {
-      int c0 = g * group, n = std::min(group, cols - c0);
-      int64_t p = (int64_t)r * per_row + g;
-      hqq_group(w.row(r) + c0, n, bits, opt, s.scale[p], s.zero[p]);
-    }
+  parallel_for(
+      rows,
+      [&](int64_t r) {
+        for (int g = 0; g < per_row; g++) {
+          int c0 = g * group, n = std::min(group, cols - c0);
+          int64_t p = r * per_row + g;
+          hqq_group(w.row(r) + c0, n, bits, opt, s.scale[p], s.zero[p]);
+        }
+      },
+      16, (int64_t)rows * cols > 32768);
   return s;
 }
 

@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "quant/observer.h"
 
@@ -21,24 +22,38 @@ nlohmann::json spec_to_json(const QuantSpec& s, bool with_params) {
   return j;
 }
 
-QuantSpec spec_from_json(const nlohmann::json& j) {
-  if (!j.is_object()) bad_input("a quantizer spec must be a JSON object");
+QuantSpec spec_from_json(const JsonAt& j) {
+  j.object();
   QuantSpec s;
-  s.bits = j.at("bits").get<int>();
-  if (s.bits < 0 || s.bits > 32) bad_input("quantizer bits {} out of range", s.bits);
-  s.scheme = scheme_from_string(j.at("scheme").get<std::string>());
-  s.gran = gran_from_string(j.at("gran").get<std::string>());
-  s.group = j.value("group", 0);
-  if (s.gran == Gran::group && s.group <= 0) bad_input("group granularity needs a positive group size");
-  s.dynamic = j.value("dynamic", false);
-  s.calibrator = j.value("calibrator", "");
-  auto floats = [&](const char* k) {
-    return j.contains(k) ? j[k].get<std::vector<float>>() : std::vector<float>{};
-  };
+  s.bits = (int)j["bits"].integer(0, 32);
+  try {
+    s.scheme = scheme_from_string(j["scheme"].string());
+    s.gran = gran_from_string(j["gran"].string());
+  } catch (const Error& e) {
+    j.fail("{}", e.what());
+  }
+  s.group = (int)j.integer("group", 1, 1 << 30, 0);
+  if (s.gran == Gran::group && s.group <= 0) j.fail("group granularity needs a positive group size");
+  s.dynamic = j.boolean("dynamic", false);
+  s.calibrator = j.string("calibrator", "");
+  auto floats = [&](const char* k) { return j.has(k) ? j[k].floats() : std::vector<float>{}; };
   s.scale = floats("scale");
   s.zero = floats("zero");
   s.pre_inv = floats("pre_inv");
   s.pre_shift = floats("pre_shift");
+  for (size_t i = 0; i < s.scale.size(); i++)
+    if (!(s.scale[i] > 0)) j["scale"][i].fail("a step must be positive, got {}", s.scale[i]);
+  if (s.enabled()) {
+    if (s.bits > 8 || (s.scheme == Scheme::sym && s.bits < 2))
+      j["bits"].fail("{} bits: quantized codes have 2 to 8 bits (1 to 8 asymmetric), 0 or 16+ is float", s.bits);
+    if (s.dynamic && s.gran != Gran::row && s.gran != Gran::tensor)
+      j["gran"].fail("dynamic quantization is per row (token) or per tensor, not per {}", to_string(s.gran));
+    if (s.scheme == Scheme::asym && s.zero.size() != s.scale.size())
+      j.fail("an asymmetric quantizer needs a zero point for each of its {} steps, has {}", s.scale.size(),
+             s.zero.size());
+  }
+  if (!s.pre_shift.empty() && s.pre_shift.size() != s.pre_inv.size())
+    j["pre_shift"].fail("has {} channels, pre_inv {}", s.pre_shift.size(), s.pre_inv.size());
   return s;
 }
 
@@ -49,14 +64,48 @@ nlohmann::json QuantPlan::to_json(bool with_weight_params) const {
   return {{"format", "tquant-plan-1"}, {"passes", passes}, {"notes", notes}, {"weights", w}, {"sites", st}};
 }
 
-QuantPlan QuantPlan::from_json(const nlohmann::json& j) {
-  if (!j.is_object() || j.value("format", "") != "tquant-plan-1") bad_input("not a tquant plan (format tquant-plan-1)");
+QuantPlan QuantPlan::from_json(const JsonAt& j) {
+  if (j.object().string("format", "") != "tquant-plan-1") j.fail("not a tquant plan (format tquant-plan-1)");
   QuantPlan p;
-  p.passes = j.value("passes", nlohmann::json::array());
-  p.notes = j.value("notes", nlohmann::json::object());
-  for (auto& [k, v] : j.at("weights").items()) p.weights[k] = spec_from_json(v);
-  for (auto& [k, v] : j.at("sites").items()) p.sites[k] = spec_from_json(v);
+  p.passes = j.has("passes") ? j["passes"].json() : nlohmann::json::array();
+  p.notes = j.has("notes") ? j["notes"].json() : nlohmann::json::object();
+  for (auto& [k, v] : j["weights"].items()) p.weights[k] = spec_from_json(v);
+  for (auto& [k, v] : j["sites"].items()) p.sites[k] = spec_from_json(v);
   return p;
+}
+
+// Values per row a site's quantizer sees (0: it varies, the keys of probs).
+static int64_t site_cols(const Config& c, Site s) {
+  switch (s) {
+    case Site::qkv_in: case Site::up_in: case Site::head_in: return c.dim;
+    case Site::q: case Site::o_in: return c.q_dim();
+    case Site::k: case Site::v: return c.kv_dim();
+    case Site::down_in: return c.hidden;
+    case Site::probs: return 0;
+  }
+  return 0;
+}
+
+void check_plan_sites(const QuantPlan& plan, const Config& c, const std::string& source) {
+  for (auto& entry : plan.sites) {
+    const std::string& key = entry.first;
+    const QuantSpec& s = entry.second;
+    auto fail = [&](const std::string& why) { bad_input("{}: sites.\"{}\": {}", source, key, why); };
+    auto parsed = parse_site_key(key, c.n_layers);
+    if (!parsed)
+      fail(fmt::format("unknown site (blk.N.qkv_in, q, k, v, probs, o_in, up_in, down_in with N below {}; head_in)",
+                       c.n_layers));
+    const Site site = parsed->first;
+    const int64_t cols = site_cols(c, site);
+    if (!s.pre_inv.empty() && (int64_t)s.pre_inv.size() != cols)
+      fail(fmt::format("pre_inv has {} channels, the site has {}", s.pre_inv.size(), cols));
+    if (!s.enabled() || s.dynamic) continue;
+    if (s.gran == Gran::row || s.gran == Gran::group || (s.gran == Gran::col && cols == 0))
+      fail(fmt::format("static {} parameters cannot fit a site whose rows are tokens", to_string(s.gran)));
+    const int64_t need = s.gran == Gran::tensor ? 1 : cols;
+    if ((int64_t)s.scale.size() != need)
+      fail(fmt::format("a static {} quantizer needs {} steps, has {}", to_string(s.gran), need, s.scale.size()));
+  }
 }
 
 SimHook::SimHook(const QuantPlan& plan, int n_layers) : specs_(n_layers + 1) {

@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 
+#include "core/json.h"
 #include "nn/forward.h"
 #include "quant/quantizer.h"
 
@@ -19,11 +20,15 @@ struct QuantPlan {
 
   // with_weight_params: include weight scales/zeros (large); outputs store them in safetensors instead.
   nlohmann::json to_json(bool with_weight_params = false) const;
-  static QuantPlan from_json(const nlohmann::json& j);
+  static QuantPlan from_json(const JsonAt& j);  // every spec checked (spec_from_json)
 };
 
 nlohmann::json spec_to_json(const QuantSpec& s, bool with_params = true);
-QuantSpec spec_from_json(const nlohmann::json& j);
+// A spec with its values checked: positive steps, a zero point per step when asymmetric, 2 to 8 bits
+// when enabled, a pre_shift as wide as pre_inv. Sizes against a model: check_plan_sites.
+QuantSpec spec_from_json(const JsonAt& j);
+// Checks the plan's sites against a model's config: known keys, and static steps and pre-transforms as wide as their site.
+void check_plan_sites(const QuantPlan& plan, const Config& c, const std::string& source);
 
 // Fake-quantizes every planned site in the forward (simulation).
 struct SimHook : Hooks {

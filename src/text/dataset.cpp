@@ -1,9 +1,13 @@
 #include "text/dataset.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "core/mmap.h"
+#include "core/parallel.h"
 
 namespace tq {
 
@@ -32,28 +36,26 @@ DataSpec parse_data_spec(const std::string& full) {
     size_t eq = kv.find('=');
     if (eq == std::string::npos) bad_input("data spec '{}': '{}' is not key=value", full, kv);
     std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
-    try {
-      if (k == "from") d.from = std::stod(v);
-      else if (k == "to") d.to = std::stod(v);
-      else if (k == "offset") d.offset = std::stoll(v);
-      else if (k == "limit") d.limit = std::stoll(v);
-      else if (k == "ctx") d.ctx = std::stoi(v);
-      else if (k == "protocol") d.protocol = v;
-      else bad_input("data spec '{}': unknown key '{}' (from, to, offset, limit, ctx, protocol)", full, k);
-    } catch (const std::logic_error&) {
-      bad_input("data spec '{}': '{}' is not a number", full, v);
-    }
+    const std::string what = fmt::format("data spec '{}': {}", full, k);
+    if (k == "from") d.from = parse_number(v, 0, 1, what);
+    else if (k == "to") d.to = parse_number(v, 0, 1, what);
+    else if (k == "offset") d.offset = parse_int(v, 0, kMaxSequences, what);
+    else if (k == "limit") d.limit = parse_int(v, 0, kMaxSequences, what);
+    else if (k == "ctx") d.ctx = (int)parse_int(v, 2, kMaxContext, what);
+    else if (k == "protocol") d.protocol = v;
+    else bad_input("data spec '{}': unknown key '{}' (from, to, offset, limit, ctx, protocol)", full, k);
   }
   if (!(d.from >= 0 && d.from <= d.to && d.to <= 1)) bad_input("data spec '{}': need 0 <= from <= to <= 1", full);
   return d;
 }
 
 std::pair<int64_t, int64_t> slice_range(int64_t n, const DataSpec& d) {
+  if (!(d.from >= 0 && d.from <= d.to && d.to <= 1)) bad_input("need 0 <= from <= to <= 1, got {} and {}", d.from, d.to);
   int64_t b = (int64_t)(d.from * n), e = (int64_t)(d.to * n);
   if (d.offset < 0 || d.limit < 0) bad_input("offset and limit must not be negative");
   if (d.offset > e - b) bad_input("offset {} is beyond the {} sequences selected", d.offset, e - b);
   b += d.offset;
-  if (d.limit > 0) e = std::min(e, b + d.limit);
+  if (d.limit > 0) e = b + std::min(e - b, d.limit);  // no b + limit: a limit near 2^63 must not overflow
   return {b, e};
 }
 
@@ -101,32 +103,32 @@ std::vector<TextExample> read_sst2(const std::string& path, const DataSpec& slic
   };
   auto text_col = col("sentence"), label_col = col("label");
   lines.erase(lines.begin());
+  if (lines.empty()) bad_input("{}: only a header, no sentences", path);
   std::vector<TextExample> out;
   for (size_t i = 0; i < lines.size(); i++) {
     std::vector<std::string> f = split_tabs(lines[i]);
     if (f.size() != head.size())
       bad_input("{}: row {} has {} fields, the header {}", path, i + 1, f.size(), head.size());
-    const std::string& l = f[label_col];
-    if (l.empty() || l.size() > 6 || l.find_first_not_of("0123456789") != std::string::npos)
-      bad_input("{}: row {} has label '{}', expected a class number", path, i + 1, l);
-    out.push_back({f[text_col], std::stoi(l)});
+    out.push_back({f[text_col], (int32_t)parse_int(f[label_col], 0, 1 << 24, fmt::format("{}: row {} label", path, i + 1))});
   }
   return slice(std::move(out), slice_spec);
 }
 
 std::vector<TextSeq> text_sequences(const Tokenizer& tok, const DataSpec& spec) {
   TQ_CHECK_INPUT(spec.kind == "text", "data '{}' is not text", spec.path);
-  TQ_CHECK_INPUT(spec.ctx >= 2 && spec.ctx <= (1 << 20), "--ctx must be at least 2, got {}", spec.ctx);
+  TQ_CHECK_INPUT(spec.ctx >= 2 && spec.ctx <= kMaxContext, "--ctx must be in [2, {}], got {}", kMaxContext, spec.ctx);
   TQ_CHECK_INPUT(!tok.empty(), "the model has no tokenizer to encode {}", spec.path);
   std::vector<TextSeq> out;
   if (spec.protocol == "lines") {
     std::vector<std::string> lines = slice(read_lines(spec.path), spec);
     out.resize(lines.size());
-#pragma omp parallel for schedule(dynamic, 16)
-    for (size_t i = 0; i < lines.size(); i++) {
-      out[i].tokens = encode(tok, lines[i], true);
-      if ((int)out[i].tokens.size() > spec.ctx) out[i].tokens.resize(spec.ctx);
-    }
+    parallel_for(
+        (int64_t)lines.size(),
+        [&](int64_t i) {
+          out[i].tokens = encode(tok, lines[i], true);
+          if ((int)out[i].tokens.size() > spec.ctx) out[i].tokens.resize(spec.ctx);
+        },
+        16);
     std::erase_if(out, [](const TextSeq& s) { return s.tokens.size() < 2; });
   } else if (spec.protocol == "chunks") {
     std::vector<int32_t> all = encode(tok, read_text_file(spec.path), true);

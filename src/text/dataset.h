@@ -16,6 +16,9 @@
 
 namespace tq {
 
+constexpr int64_t kMaxSequences = int64_t(1) << 40;  // offset and limit beyond this are refused
+constexpr int kMaxContext = 1 << 20;
+
 struct DataSpec {
   std::string kind = "text";  // text, mnist, sst2
   std::string path;

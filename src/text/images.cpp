@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cstring>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "core/mmap.h"
 #include "text/dataset.h"
@@ -79,10 +80,7 @@ ImageSet read_pnm(const std::string& path) {
     return t;
   };
   auto number = [&](const char* what) {
-    std::string t = token();
-    if (t.empty() || t.size() > 6 || t.find_first_not_of("0123456789") != std::string::npos)
-      bad_input("{}: bad {} '{}' in the PNM header", path, what, t);
-    return std::stoi(t);
+    return (int)parse_int(token(), 0, 1 << 20, fmt::format("{}: PNM header {}", path, what));
   };
   std::string magic = token();
   if (magic != "P5" && magic != "P6") bad_input("{}: not a binary PGM (P5) or PPM (P6) image", path);

@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 
 #include <cctype>
+#include <cmath>
 
 #include <queue>
 
+#include "core/checked.h"
 #include "core/error.h"
 
 namespace tq {
@@ -15,7 +17,7 @@ static int byte_piece_value(const std::string& p) {
   if (p.size() != 6 || p.rfind("<0x", 0) != 0 || p[5] != '>' || !std::isxdigit((unsigned char)p[3]) ||
       !std::isxdigit((unsigned char)p[4]))
     return -1;
-  return std::stoi(p.substr(3, 2), nullptr, 16);
+  return (int)parse_int(std::string_view(p).substr(3, 2), 0, 255, "byte piece", 16);
 }
 
 static int utf8_len(uint8_t c) {
@@ -32,6 +34,8 @@ void Tokenizer::finalize() {
   if (n == 0) bad_input("tokenizer has an empty vocabulary");
   if (!scores.empty() && (int)scores.size() != n) bad_input("tokenizer has {} pieces but {} scores", n, scores.size());
   if (!types.empty() && (int)types.size() != n) bad_input("tokenizer has {} pieces but {} types", n, types.size());
+  for (int i = 0; i < (int)scores.size(); i++)  // the merge order compares scores: NaN has no place in it
+    if (!std::isfinite(scores[i])) bad_input("tokenizer score {} of piece {} is not finite", scores[i], i);
   for (int id : {bos, eos, unk, pad, sep, cls, mask})
     if (id < -1 || id >= n) bad_input("tokenizer special token id {} is outside the vocabulary of {}", id, n);
   index.clear();

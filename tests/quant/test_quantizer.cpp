@@ -333,7 +333,8 @@ TEST(Plan, JsonRoundTrips) {
   p.weights["blk.0.attn_q.weight"] = a;
   p.sites["blk.0.qkv_in"] = b;
   p.passes.push_back({{"pass", "rtn"}, {"w_bits", 6}});
-  QuantPlan q = QuantPlan::from_json(nlohmann::json::parse(p.to_json(true).dump()));
+  nlohmann::json doc = nlohmann::json::parse(p.to_json(true).dump());
+  QuantPlan q = QuantPlan::from_json(JsonAt(doc, "plan"));
   EXPECT_EQ(q.to_json(true), p.to_json(true));
   EXPECT_EQ(q.weights["blk.0.attn_q.weight"].scale, a.scale);
   EXPECT_EQ(q.sites["blk.0.qkv_in"].pre_shift, b.pre_shift);

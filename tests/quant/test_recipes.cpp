@@ -52,7 +52,7 @@ TEST(Recipe, BadRecipesNameTheProblemAndTheChoices) {
   auto choice = message([] { recipe_from_json({{"passes", {{{"pass", "rtn"}, {"calibrator", "avg"}}}}}, "x"); });
   EXPECT_NE(choice.find("minmax, percentile, mse, kl"), std::string::npos);
   auto type = message([] { recipe_from_json({{"passes", {{{"pass", "rtn"}, {"w_bits", "eight"}}}}}, "x"); });
-  EXPECT_NE(type.find("must be number"), std::string::npos);
+  EXPECT_NE(type.find("must be an integer"), std::string::npos);
 }
 
 TEST(Recipe, CliRejectsBadRecipesAndWritesNothing) {
