@@ -6,9 +6,10 @@
 # to the size of the largest seed of their target (libFuzzer's default).
 #   scripts/fuzz.sh BUILD_DIR time SECONDS
 #   scripts/fuzz.sh BUILD_DIR runs N
-# New inputs go to a scratch copy of the corpus. A crash, sanitizer report,
-# leak, hang (10 s), or an allocation over 1 GiB fails the run; the input
-# that did it is kept in BUILD_DIR/fuzz-artifacts/.
+# TARGETS="gguf plan_json" runs only those. New inputs go to a scratch copy of
+# the corpus. A crash, sanitizer report, leak, hang (30 s of wall time: less
+# gives false reports on a loaded machine) or an allocation over 1 GiB fails
+# the run; the input that did it is kept in BUILD_DIR/fuzz-artifacts/.
 set -uo pipefail
 build=$1 mode=$2 amount=$3
 jobs=${JOBS:-1}
@@ -30,7 +31,7 @@ run_one() {
   mkdir -p "$work/$t"
   cp "$here/fuzz/corpus/$t"/* "$work/$t/"
   start=$(date +%s)
-  "$build/fuzz_$t" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+  "$build/fuzz_$t" "${limit[@]}" -timeout=30 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
     -print_final_stats=1 -artifact_prefix="$artifacts/$t-" "$work/$t" >"$log" 2>&1
   rc=$?
   secs=$(($(date +%s) - start))
@@ -41,9 +42,8 @@ run_one() {
 
 status=0
 running=0
-for src in "$here"/fuzz/fuzz_*.cpp; do
-  t=$(basename "$src" .cpp)
-  t=${t#fuzz_}
+all=$(for src in "$here"/fuzz/fuzz_*.cpp; do t=$(basename "$src" .cpp); echo "${t#fuzz_}"; done)
+for t in ${TARGETS:-$all}; do
   if [ ! -d "$here/fuzz/corpus/$t" ]; then echo "fuzz_$t: no seed corpus in fuzz/corpus/$t"; status=1; continue; fi
   run_one "$t" &
   running=$((running + 1))
