@@ -1,13 +1,14 @@
-// The AMX path cannot run here (no AMX where it was written), so its tile
-// program runs on an emulator of the four tile instructions it uses, written
-// from Intel's definitions: this checks the addressing of A, B and C tiles
-// against the packed layout, not the hardware.
+// The AMX tile program also runs on an emulator of the tile instructions it
+// uses, written from Intel's definitions, so that machines without AMX still
+// check the addressing of A, B and C tiles against the packed layouts (on AMX
+// machines the kernel tests run the hardware too).
 #include <cstring>
 
 #include "core/rng.h"
 #include "kernel_test.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/gemm_int8_amx_block.h"
+#include "kernels/gemm_int8_impl.h"
 
 namespace tq {
 namespace {
@@ -41,6 +42,7 @@ struct EmulatedTiles {
   }
 };
 
+// The int8 program (K1–K3) over the tiled activations.
 TEST(KernelAmx, TileProgramOnEmulator) {
   const int64_t M = 40, O = 100, C = 150;
   Rng rng(8);
@@ -48,21 +50,26 @@ TEST(KernelAmx, TileProgramOnEmulator) {
   for (auto& v : w) v = (int8_t)(rng.below(256) - 128);
   std::vector<float> scale(O, 1.0f);
   Int8Packed p = pack_int8({w.data(), O, C, scale.data()});
-  // Activations as the dispatcher lays them out for AMX: 32-row blocks, depth padded to 64.
-  const int64_t lda = p.Cp, rows = 64;
-  std::vector<uint8_t> a(rows * lda, 0);
+  // Activations as the dispatcher lays them out for AMX: 32-row blocks of tiles, zero padding.
+  const int64_t depth = p.Cp, rows = 64;
+  std::vector<uint8_t> x(M * C), a(rows * depth, 0);
+  for (auto& v : x) v = (uint8_t)rng.below(256);
   for (int64_t t = 0; t < M; t++)
-    for (int64_t c = 0; c < C; c++) a[t * lda + c] = (uint8_t)rng.below(256);
+    for (int64_t c = 0; c < C; c++) a[detail::amx_act_offset(t, c, depth)] = x[t * C + c];
   for (int64_t t0 = 0; t0 < rows; t0 += 32)
     for (int64_t o0 = 0; o0 < p.panels() * 64; o0 += 32) {
-      std::vector<int32_t> c(32 * 32, -1);
-      detail::amx_block_sums<EmulatedTiles>(a.data() + t0 * lda, lda, p.panel(o0 / 64) + (o0 % 64 / 16) * 64,
-                                            lda / 64, c.data());
+      std::vector<int32_t> c(32 * 32, -1), c16(32 * 32, -1);
+      for (bool full : {true, false}) {
+        detail::amx_block_sums<EmulatedTiles>(a.data() + t0 * depth, p.block(o0 / 16, 0), depth / 64, full);
+        detail::amx_block_store<EmulatedTiles>(full ? c.data() : c16.data(), full);
+      }
+      for (int64_t r = 0; r < 16; r++)
+        for (int64_t n = 0; n < 32; n++) ASSERT_EQ(c16[r * 32 + n], c[r * 32 + n]) << "16-row form";
       for (int64_t r = 0; r < 32; r++)
         for (int64_t n = 0; n < 32; n++) {
           int64_t want = 0;
           if (t0 + r < M && o0 + n < O)
-            for (int64_t k = 0; k < C; k++) want += (int64_t)a[(t0 + r) * lda + k] * w[(o0 + n) * C + k];
+            for (int64_t k = 0; k < C; k++) want += (int64_t)x[(t0 + r) * C + k] * w[(o0 + n) * C + k];
           ASSERT_EQ(c[r * 32 + n], want) << "row " << t0 + r << " output " << o0 + n;
         }
     }
