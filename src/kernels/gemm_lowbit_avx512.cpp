@@ -1,10 +1,23 @@
-// K4 with AVX-512: one zmm = 16 outputs; a tile is 4 zmm (64 outputs) × up to
-// 4 rows of activations. A code is read in place: (word & mask) converted to
-// float is code·2^(width·slot), exact, and the activation it meets was
-// pre-multiplied by 2^−(width·slot) (lowbit_prepare), so each input costs an
-// and, a convert and one fma per row, with no shifts.
+// K4 and K4-a8 with AVX-512: one zmm = 16 outputs; a tile is 4 zmm (64
+// outputs) × up to 4 rows of activations.
+//
+// K4: a code is read in place: (word & mask) converted to float is
+// code·2^(width·slot), exact, and the activation it meets was pre-multiplied by
+// 2^−(width·slot) (lowbit_prepare), so each input costs an and, a convert and one
+// fma per row, with no shifts.
+//
+// K4-a8 (VNNI): a shift and an and turn a plane word of 16 lanes into 4 bytes
+// per lane, each a code digit times its weight 2^shift; vpdpbusd multiplies them
+// by 4 activation codes broadcast from the row (laid out in that byte order by
+// the driver) and adds into int32, so each 4 inputs × 16 outputs × row cost one
+// instruction, plus two per plane word shared by the rows.
 #include <immintrin.h>
 
+#include <climits>
+#include <cstring>
+#include <utility>
+
+#include "core/dtype.h"
 #include "kernels/gemm_lowbit_impl.h"
 
 namespace tq::detail {
@@ -37,7 +50,7 @@ inline void plane_block(const uint32_t* wp, const float* const* xs, __m512* acc)
 
 template <int BITS, int MR>
 void tile(const LowbitPacked& w, int64_t tile, const LowbitRows& x, float* y, int64_t ldy) {
-  constexpr int NP = BITS == 3 ? 2 : 1, PW0 = BITS == 3 ? 2 : BITS;
+  constexpr int NP = plane_count(BITS);
   const int64_t nblk = w.Cp / 32;
   const uint32_t* words = w.words.data() + tile * nblk * BITS * 64;
   alignas(64) float yb[MR * 64] = {};
@@ -45,15 +58,14 @@ void tile(const LowbitPacked& w, int64_t tile, const LowbitRows& x, float* y, in
     __m512 acc[MR * 4];
 #pragma GCC unroll 16
     for (int i = 0; i < MR * 4; i++) acc[i] = _mm512_setzero_ps();
-    for (int64_t cb = g * w.group / 32; cb < std::min(nblk, (g + 1) * w.group / 32); cb++) {
-      const float* xs[MR];
-      for (int r = 0; r < MR; r++) xs[r] = x.xs + (r * NP) * w.Cp + cb * 32;
-      plane_block<PW0, MR>(words + cb * BITS * 64, xs, acc);
-      if constexpr (NP == 2) {
-        for (int r = 0; r < MR; r++) xs[r] += w.Cp;
-        plane_block<1, MR>(words + cb * BITS * 64 + 2 * 64, xs, acc);
-      }
-    }
+    for (int64_t cb = g * w.group / 32; cb < std::min(nblk, (g + 1) * w.group / 32); cb++)
+      for_each_plane<BITS>([&](auto plane) {
+        constexpr int i = decltype(plane)::value;
+        constexpr Plane pl = plane_of(BITS, i);
+        const float* xs[MR];
+        for (int r = 0; r < MR; r++) xs[r] = x.xs + (r * NP + i) * w.Cp + cb * 32;
+        plane_block<pl.width, MR>(words + cb * BITS * 64 + pl.word * 64, xs, acc);
+      });
     const uint16_t* sg = w.scale.data() + (tile * w.groups + g) * 64;
     const uint16_t* zg = w.zero.data() + (tile * w.groups + g) * 64;
 #pragma GCC unroll 4
@@ -62,8 +74,10 @@ void tile(const LowbitPacked& w, int64_t tile, const LowbitRows& x, float* y, in
       const __m512 z = _mm512_cvtph_ps(_mm256_load_si256((const __m256i*)(zg + 16 * v)));
 #pragma GCC unroll 4
       for (int r = 0; r < MR; r++) {
-        const __m512 t = _mm512_fnmadd_ps(z, _mm512_set1_ps(x.xsum[r * w.groups + g]), acc[r * 4 + v]);
-        _mm512_store_ps(yb + r * 64 + 16 * v, _mm512_fmadd_ps(s, t, _mm512_load_ps(yb + r * 64 + 16 * v)));
+        const __m512 xg = _mm512_set1_ps(x.xsum[r * w.groups + g]), yo = _mm512_load_ps(yb + r * 64 + 16 * v);
+        const __m512 out = w.min ? _mm512_fmadd_ps(z, xg, _mm512_fmadd_ps(s, acc[r * 4 + v], yo))
+                                 : _mm512_fmadd_ps(s, _mm512_fnmadd_ps(z, xg, acc[r * 4 + v]), yo);
+        _mm512_store_ps(yb + r * 64 + 16 * v, out);
       }
     }
   }
@@ -86,15 +100,119 @@ void tile_rows(const LowbitPacked& w, int64_t t, const LowbitRows& x, float* y, 
   }
 }
 
-}  // namespace
+inline __m512 neg(__m512 v) {
+  return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN)));
+}
 
-LowbitTileFn lowbit_tile_avx512(int bits) {
-  switch (bits) {
-    case 2: return tile_rows<2>;
-    case 3: return tile_rows<3>;
-    case 4: return tile_rows<4>;
-    default: return tile_rows<8>;
+// The 4 bytes of plane digits (times 2^shift) of shift s of a plane word.
+template <int PW, int SHIFT, int S>
+inline __m512i digits(__m512i word) {
+  constexpr int sh = PW * S - SHIFT;
+  constexpr uint32_t mask = (0x01010101u * ((1u << PW) - 1)) << SHIFT;
+  const __m512i moved = sh > 0 ? _mm512_srli_epi32(word, sh) : sh < 0 ? _mm512_slli_epi32(word, -sh) : word;
+  return PW == 8 ? moved : _mm512_and_si512(moved, _mm512_set1_epi32((int)mask));
+}
+
+template <int BITS, int MR>
+void a8_tile(const LowbitPacked& w, int64_t tile, const LowbitA8Rows& x, float* y, int64_t ldy) {
+  constexpr int NP = plane_count(BITS);
+  const int64_t nblk = w.Cp / 32, row_bytes = NP * w.Cp;
+  const uint32_t* words = w.words.data() + tile * nblk * BITS * 64;
+  alignas(64) float pb[MR * 64] = {};
+  for (int64_t g = 0; g < w.groups; g++) {
+    __m512i acc[MR * 4];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR * 4; i++) acc[i] = _mm512_setzero_si512();
+    for (int64_t cb = g * w.group / 32; cb < std::min(nblk, (g + 1) * w.group / 32); cb++)
+      for_each_plane<BITS>([&](auto plane) {
+        constexpr int i = decltype(plane)::value;
+        constexpr Plane pl = plane_of(BITS, i);
+        constexpr int per_byte = 8 / pl.width;
+        const int8_t* a = x.a + (cb * NP + i) * 32;
+#pragma GCC unroll 8
+        for (int k = 0; k < pl.width; k++) {
+          __m512i wd[4];
+#pragma GCC unroll 4
+          for (int v = 0; v < 4; v++) wd[v] = _mm512_load_si512(words + cb * BITS * 64 + (pl.word + k) * 64 + 16 * v);
+          [&]<int... S>(std::integer_sequence<int, S...>) {
+            (
+                [&] {
+                  __m512i xb[MR];
+#pragma GCC unroll 4
+                  for (int r = 0; r < MR; r++) {
+                    int32_t q4;
+                    std::memcpy(&q4, a + r * row_bytes + 4 * (k * per_byte + S), 4);
+                    xb[r] = _mm512_set1_epi32(q4);
+                  }
+#pragma GCC unroll 4
+                  for (int v = 0; v < 4; v++) {
+                    const __m512i e = digits<pl.width, pl.shift, S>(wd[v]);
+#pragma GCC unroll 4
+                    for (int r = 0; r < MR; r++) acc[r * 4 + v] = _mm512_dpbusd_epi32(acc[r * 4 + v], e, xb[r]);
+                  }
+                }(),
+                ...);
+          }(std::make_integer_sequence<int, per_byte>{});
+        }
+      });
+    const uint16_t* sg = w.scale.data() + (tile * w.groups + g) * 64;
+    const uint16_t* zg = w.zero.data() + (tile * w.groups + g) * 64;
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+      const __m512 s = _mm512_cvtph_ps(_mm256_load_si256((const __m256i*)(sg + 16 * v)));
+      const __m512 z = _mm512_cvtph_ps(_mm256_load_si256((const __m256i*)(zg + 16 * v)));
+      const __m512 m = w.min ? z : neg(_mm512_mul_ps(s, z));
+#pragma GCC unroll 4
+      for (int r = 0; r < MR; r++) {
+        const __m512 q = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(acc[r * 4 + v]), _mm512_load_ps(pb + r * 64 + 16 * v));
+        _mm512_store_ps(pb + r * 64 + 16 * v, _mm512_fmadd_ps(m, _mm512_set1_ps(x.sum[r * w.groups + g]), q));
+      }
+    }
+  }
+  const int64_t o0 = tile * 64, lanes = std::min<int64_t>(64, w.O - o0);
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < 4 && 16 * v < lanes; v++) {
+      const __mmask16 mk = lanes - 16 * v >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (lanes - 16 * v)) - 1);
+      const __m512 out = _mm512_fmadd_ps(_mm512_set1_ps(x.step[r]), _mm512_load_ps(pb + r * 64 + 16 * v),
+                                         _mm512_loadu_ps(w.bias.data() + o0 + 16 * v));
+      _mm512_mask_storeu_ps(y + r * ldy + o0 + 16 * v, mk, out);
+    }
+}
+
+template <int BITS>
+void a8_tile_rows(const LowbitPacked& w, int64_t t, const LowbitA8Rows& x, float* y, int64_t ldy) {
+  switch (x.rows) {
+    case 1: return a8_tile<BITS, 1>(w, t, x, y, ldy);
+    case 2: return a8_tile<BITS, 2>(w, t, x, y, ldy);
+    case 3: return a8_tile<BITS, 3>(w, t, x, y, ldy);
+    default: return a8_tile<BITS, 4>(w, t, x, y, ldy);
   }
 }
+
+template <template <int> class Fn, class R>
+R by_bits(int bits) {
+  switch (bits) {
+    case 2: return Fn<2>::f;
+    case 3: return Fn<3>::f;
+    case 4: return Fn<4>::f;
+    case 5: return Fn<5>::f;
+    case 6: return Fn<6>::f;
+    case 7: return Fn<7>::f;
+    default: return Fn<8>::f;
+  }
+}
+template <int B>
+struct FloatTile {
+  static constexpr LowbitTileFn f = tile_rows<B>;
+};
+template <int B>
+struct A8Tile {
+  static constexpr LowbitA8TileFn f = a8_tile_rows<B>;
+};
+
+}  // namespace
+
+LowbitTileFn lowbit_tile_avx512(int bits) { return by_bits<FloatTile, LowbitTileFn>(bits); }
+LowbitA8TileFn lowbit_a8_tile_avx512(int bits) { return by_bits<A8Tile, LowbitA8TileFn>(bits); }
 
 }  // namespace tq::detail
