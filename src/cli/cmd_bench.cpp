@@ -58,24 +58,28 @@ static E2eRun time_e2e(const Model& m, Hooks& hooks, int T, int steps, bool cpu_
 }
 
 // The quantized forms, made in memory without calibration data: W8A8 is per-row
-// int8 weights with per-token int8 activations (K3), W4 is 4-bit asymmetric
-// groups of 64 with float activations (K4); the head too unless it is tied.
+// int8 weights with per-token int8 activations (K3); W4 is 4-bit asymmetric
+// groups of 64 with float activations (K4); W4A8 the same weights with per-token
+// int8 activations (K4-a8, like llama.cpp's Q4 × Q8 blocks); the head too unless
+// it is tied.
+static const char* kForms[] = {"fp32", "W8A8", "W4", "W4A8"};
 static Recipe e2e_recipe(const std::string& form) {
-  nlohmann::json step = form == "W8A8"
-                            ? nlohmann::json{{"pass", "rtn"}, {"w_bits", 8}, {"a_bits", 8}, {"a_scheme", "sym"},
-                                             {"a_gran", "token"}, {"sites", "qkv_in,o_in,up_in,down_in,head_in"}}
-                            : nlohmann::json{{"pass", "rtn"}, {"w_bits", 4}, {"w_scheme", "asym"},
-                                             {"w_gran", "group"}, {"group", 64}, {"a_bits", 0}};
+  nlohmann::json step = {{"pass", "rtn"}, {"a_bits", 0}};
+  if (form == "W8A8") step["w_bits"] = 8;
+  else step.update({{"w_bits", 4}, {"w_scheme", "asym"}, {"w_gran", "group"}, {"group", 64}});
+  if (form != "W4")
+    step.update({{"a_bits", 8}, {"a_scheme", "sym"}, {"a_gran", "token"}, {"sites", "qkv_in,o_in,up_in,down_in,head_in"}});
   return recipe_from_json({{"passes", {step}}}, form);
 }
 
-// fp32, W8A8 and W4 of one model (each made afresh, so each RSS is its own), as
-// ratios to fp32.
+// Every form of one model (each made afresh, so each RSS is its own), as ratios
+// to fp32.
 static std::vector<BenchCase> bench_e2e(const std::function<Model()>& make, const std::string& label, int T,
                                         int steps, bool cpu_clock) {
-  const char* forms[3] = {"fp32", "W8A8", "W4"};
-  E2eRun runs[3];
-  for (int f = 0; f < 3; f++) {
+  constexpr int nf = std::size(kForms);
+  const char* const* forms = kForms;
+  E2eRun runs[nf];
+  for (int f = 0; f < nf; f++) {
     Model m = make();
     std::optional<Runtime> rt;
     if (f > 0) {
@@ -90,7 +94,7 @@ static std::vector<BenchCase> bench_e2e(const std::function<Model()>& make, cons
   }
   std::vector<BenchCase> out;
   for (const char* phase : {"prefill", "decode"})
-    for (int f = 1; f < 3; f++) {
+    for (int f = 1; f < nf; f++) {
       bool pre = std::string(phase) == "prefill";
       BenchCase c{fmt::format("e2e_{}", phase), fmt::format("{} T={}", label, pre ? T : steps),
                   fmt::format("{} {} tok/s", forms[f], phase), fmt::format("fp32 {} tok/s", phase),

@@ -9,6 +9,8 @@
 
 #include "core/dtype.h"
 #include "core/rng.h"
+#include "io/ggml_quants.h"
+#include "io/ggml_types.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/gemm_lowbit.h"
 
@@ -27,7 +29,9 @@ struct Operands {
   std::vector<uint8_t> xq;
   std::vector<int8_t> wq;
   Int8Packed w8;
-  LowbitPacked w4;
+  LowbitPacked w4, q4_0;
+  std::vector<int8_t> xa;
+  std::vector<float> xa_step;
   static constexpr int32_t kZero = 128;
   static constexpr float kStep = 0.02f;
 
@@ -51,6 +55,16 @@ struct Operands {
     const int64_t groups = (K + 63) / 64;
     std::vector<uint16_t> s4(N * groups, f32_to_f16(0.01f)), z4(N * groups, f32_to_f16(7.5f));
     w4 = pack_lowbit({q4.data(), N, K, 4, 64, s4.data(), z4.data(), bias.data()});
+    // K4-a8's activations: int8 codes with a step per row, as a per-token site leaves them.
+    xa.resize(M * K);
+    for (auto& v : xa) v = (int8_t)(rng.below(255) - 127);
+    xa_step.assign(M, 0.01f);
+    // llama.cpp's Q4_0 of the float weight, by the reference encoder.
+    if (K % 32 == 0) {
+      std::vector<uint8_t> blocks(N * K / 32 * 18);
+      quantize_q4_0(w.data(), blocks.data(), N * K);
+      q4_0 = pack_ggml(ggml_q4_0, blocks.data(), N, K, bias.data());
+    }
   }
 };
 
@@ -139,6 +153,16 @@ std::vector<GemmContender> gemm_contenders(int64_t M, int64_t N, int64_t K, bool
     if ((isa == Isa::scalar && !scalar) || isa == Isa::amx) continue;  // AMX machines run K4's AVX-512 kernel
     cs.push_back({"w4g64_k4", std::string("tquant ") + isa_name(isa), false,
                   [d, isa] { gemm_lowbit(d->x.data(), d->M, d->K, d->w4, d->y.data(), d->N, isa); }});
+  }
+  for (Isa isa : supported_isas()) {
+    if (isa == Isa::scalar && !scalar) continue;
+    cs.push_back({"w4g64_a8", std::string("tquant ") + isa_name(isa), false, [d, isa] {
+                    gemm_lowbit_a8(d->xa.data(), d->xa_step.data(), d->M, d->K, d->w4, d->y.data(), d->N, isa);
+                  }});
+    if (K % 32 == 0)
+      cs.push_back({"q4_0_a8", std::string("tquant ") + isa_name(isa), false, [d, isa] {
+                      gemm_lowbit_a8(d->xa.data(), d->xa_step.data(), d->M, d->K, d->q4_0, d->y.data(), d->N, isa);
+                    }});
   }
   return cs;
 }

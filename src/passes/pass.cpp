@@ -124,6 +124,7 @@ std::vector<std::string> builtin_recipe_names() {
   return {"wXaY-rtn (X, Y = weight/activation bits 2..8; a16 = float activations)", "wXa16-gG-rtn (group G)",
           "wXaY-smoothquant", "wXaY-outliertune", "wXaY-repquant", "wXaY-repqvit (RepQ-ViT: repquant without learning)",
           "wB-hqq-gG (HQQ, B = 2, 3, 4, 8; G = 32, 64, 128 or any group)",
+          "wBaY-hqq-gG (HQQ weights, linear inputs int8-quantized per token: integer dot products)",
           "w4-kurtboost, w3-kurtboost, w4-sensiboost, w3-sensiboost (base b4g64 / b3g128, stop 2, top_m 2)",
           "wB-budget (the allocator at --budget BPW; default: B + 0.5)"};
 }
@@ -176,13 +177,18 @@ Recipe parse_recipe(const std::string& spec) {
     }
     return recipe_from_json({{"name", spec}, {"passes", {step}}}, spec);
   }
-  static const std::regex hqq(R"(w(\d+)-hqq-g(\d+))"), boost(R"(w([34])-(kurt|sensi)boost)"),
+  static const std::regex hqq(R"(w(\d+)(?:a(\d+))?-hqq-g(\d+))"), boost(R"(w([34])-(kurt|sensi)boost)"),
       budget(R"(w(\d+)-budget)");
   if (std::regex_match(spec, m, hqq)) {
     int b = std::stoi(m[1]);
     if (b < 2 || b > 8) bad_input("recipe {}: HQQ bits must be 2..8", spec);
-    return recipe_from_json({{"name", spec}, {"passes", {{{"pass", "hqq"}, {"bits", b}, {"group", std::stoi(m[2])}}}}},
-                            spec);
+    nlohmann::json steps = {{{"pass", "hqq"}, {"bits", b}, {"group", std::stoi(m[3])}}};
+    if (m[2].matched) {  // the activations per token, symmetric (the low-bit kernel's integer form, K4-a8)
+      int ab = std::stoi(m[2]);
+      if (ab < 2 || ab > 8) bad_input("recipe {}: activation bits must be 2..8", spec);
+      steps.push_back(per_token_rtn_step(0, ab, "qkv_in,o_in,up_in,down_in"));
+    }
+    return recipe_from_json({{"name", spec}, {"passes", steps}}, spec);
   }
   if (std::regex_match(spec, m, boost)) {  // methods.md §0.6
     nlohmann::json step = {{"pass", "boost"},

@@ -34,6 +34,9 @@ bool int8_weight(const QuantSpec& s) {
   return uniform(s) && s.bits <= 8 && (s.gran == Gran::row || s.gran == Gran::tensor) && integer_zeros(s);
 }
 
+// The site quantizers whose codes K4-a8 takes: the symmetric int8 forms (s8 codes, a step per row).
+bool a8_site(const QuantSpec& s) { return int8_site(s) && s.scheme == Scheme::sym; }
+
 // Why K4 cannot run a weight quantizer, or "" when it can.
 std::string lowbit_problem(const QuantSpec& s) {
   if (!uniform(s)) return fmt::format("{} weights", to_string(s.scheme));
@@ -60,6 +63,48 @@ inline uint8_t code_asym(float x, float step, float zero, int bits, int64_t& sat
   return (uint8_t)q_asym(x, step, zero, bits);
 }
 
+// The codes of x (N × C) by a site's int8 quantizer (int8_site), as the simulation
+// computes them: s8 (sym) or u8 (asym, with its zero point), one step or one per
+// row (per token). Clamps by static ranges are added to sat. The codes live in a
+// buffer of the calling thread, valid until its next call.
+Int8Acts site_codes(const QuantSpec& act, const float* x, int N, int64_t C, Isa isa, int64_t& sat) {
+  const int64_t n = (int64_t)N * C;
+  static thread_local avector<uint8_t> codes;  // reused: a fresh buffer per call costs page faults
+  static thread_local std::vector<float> steps;
+  if ((int64_t)codes.size() < n) codes.resize(n);
+  int8_t* qs = (int8_t*)codes.data();
+  uint8_t* qu = codes.data();
+  const int bits = act.bits;
+  const bool sym = act.scheme == Scheme::sym;
+  if (act.dynamic && act.gran == Gran::row) {  // K3: per-token steps
+    steps.resize(N);
+    if (bits == 8) {
+      quantize_per_token(x, N, C, C, qs, C, steps.data(), isa);
+    } else {
+#pragma omp parallel for reduction(+ : sat) schedule(static) if (n > (1 << 16))
+      for (int t = 0; t < N; t++) {
+        float zero;
+        dynamic_params(x + t * C, C, act, steps[t], zero);
+        for (int64_t c = 0; c < C; c++) qs[t * C + c] = code_sym(x[t * C + c], steps[t], bits, sat);
+      }
+    }
+    return acts_s8_per_token(qs, steps.data(), N, C);
+  }
+  // K1 (u8, zero point) or s8 with one step (K2 when the step is folded: 1)
+  float step = act.dynamic ? 0.0f : act.scale[0], zero = sym || act.dynamic ? 0.0f : act.zero[0];
+  if (act.dynamic) dynamic_params(x, n, act, step, zero);
+#pragma omp parallel for reduction(+ : sat) schedule(static) if (n > (1 << 16))
+  for (int t = 0; t < N; t++)
+    for (int64_t c = t * C; c < (t + 1) * C; c++) {
+      if (sym) {
+        qs[c] = code_sym(x[c], step, bits, sat);
+      } else {
+        qu[c] = code_asym(x[c], step, zero, bits, sat);
+      }
+    }
+  return sym ? Int8Acts{qs, N, C, true, 0, step, nullptr} : acts_u8(qu, N, C, step, (int32_t)zero);
+}
+
 // K1–K3: codes of the activation by the site's quantizer, then the int8 GEMM.
 struct Int8Exec final : LinearExec {
   Int8Packed w;
@@ -68,49 +113,32 @@ struct Int8Exec final : LinearExec {
   std::shared_ptr<std::atomic<int64_t>> clamped;  // counted by the first linear of a site only (q of q, k, v)
 
   void forward(float* y, const float* x, int N) const override {
-    const int64_t C = w.C, n = (int64_t)N * C;
-    static thread_local avector<uint8_t> codes;  // reused: a fresh buffer per call costs page faults
-    static thread_local std::vector<float> steps;
-    if ((int64_t)codes.size() < n) codes.resize(n);
-    int8_t* qs = (int8_t*)codes.data();
-    uint8_t* qu = codes.data();
-    const int bits = act.bits;
-    const bool sym = act.scheme == Scheme::sym;
     int64_t sat = 0;
-    Int8Acts a;
-    if (act.dynamic && act.gran == Gran::row) {  // K3: per-token steps
-      steps.resize(N);
-      if (bits == 8) {
-        quantize_per_token(x, N, C, C, qs, C, steps.data(), isa);
-      } else {
-#pragma omp parallel for reduction(+ : sat) schedule(static) if (n > (1 << 16))
-        for (int t = 0; t < N; t++) {
-          float zero;
-          dynamic_params(x + t * C, C, act, steps[t], zero);
-          for (int64_t c = 0; c < C; c++) qs[t * C + c] = code_sym(x[t * C + c], steps[t], bits, sat);
-        }
-      }
-      a = acts_s8_per_token(qs, steps.data(), N, C);
-    } else {  // K1 (u8, zero point) or s8 with one step (K2 when the step is folded: 1)
-      float step = act.dynamic ? 0.0f : act.scale[0], zero = sym || act.dynamic ? 0.0f : act.zero[0];
-      if (act.dynamic) dynamic_params(x, n, act, step, zero);
-#pragma omp parallel for reduction(+ : sat) schedule(static) if (n > (1 << 16))
-      for (int t = 0; t < N; t++)
-        for (int64_t c = t * C; c < (t + 1) * C; c++) {
-          if (sym) {
-            qs[c] = code_sym(x[c], step, bits, sat);
-          } else {
-            qu[c] = code_asym(x[c], step, zero, bits, sat);
-          }
-        }
-      a = sym ? Int8Acts{qs, N, C, true, 0, step, nullptr} : acts_u8(qu, N, C, step, (int32_t)zero);
-    }
+    const Int8Acts a = site_codes(act, x, N, w.C, isa, sat);
     if (sat && clamped) clamped->fetch_add(sat, std::memory_order_relaxed);
     gemm_int8(a, w, y, w.O, isa);
   }
   int64_t bytes() const override {
     return (int64_t)w.data.size() + 4 * (int64_t)(w.row_sum.size() + w.scale.size() + w.bias.size() + w.zero.size());
   }
+};
+
+// K4-a8: low-bit weights on the site's symmetric int8 codes (a8_site).
+struct LowbitA8Exec final : LinearExec {
+  LowbitPacked w;
+  QuantSpec act;
+  Isa isa = Isa::automatic;
+  std::shared_ptr<std::atomic<int64_t>> clamped;
+
+  void forward(float* y, const float* x, int N) const override {
+    int64_t sat = 0;
+    const Int8Acts a = site_codes(act, x, N, w.C, isa, sat);
+    if (sat && clamped) clamped->fetch_add(sat, std::memory_order_relaxed);
+    static thread_local std::vector<float> steps;
+    if (!a.row_step) steps.assign(N, a.step);
+    gemm_lowbit_a8((const int8_t*)a.q, a.row_step ? a.row_step : steps.data(), N, w.C, w, y, w.O, isa);
+  }
+  int64_t bytes() const override { return (int64_t)w.bytes(); }
 };
 
 // K4: weight-only, the activation as it arrives.
@@ -152,10 +180,11 @@ std::shared_ptr<Int8Exec> make_int8(const Linear& l, const QuantSpec& ws, const 
   return e;
 }
 
-std::shared_ptr<LowbitExec> make_lowbit(const Linear& l, const QuantSpec& ws, Isa isa) {
+// The plan's codes of a weight in K4's layout (lowbit_problem(ws) is empty).
+LowbitPacked pack_plan_lowbit(const Linear& l, const QuantSpec& ws) {
   const int O = l.out(), C = l.in();
   std::vector<int32_t> codes = weight_codes(l, ws);
-  const int container = ws.bits <= 2 ? 2 : ws.bits <= 4 ? std::max(ws.bits, 3) : 8;
+  const int bits = std::max(ws.bits, 2);  // 1-bit codes ride in the 2-bit layout
   // Symmetric codes [−2^(b−1), 2^(b−1)) become unsigned with the zero point 2^(b−1).
   const int off = ws.scheme == Scheme::sym ? 1 << (ws.bits - 1) : 0;
   const int group = ws.gran == Gran::group ? ws.group : (C + 31) / 32 * 32;
@@ -169,9 +198,25 @@ std::shared_ptr<LowbitExec> make_lowbit(const Linear& l, const QuantSpec& ws, Is
       scale[o * groups + g] = f32_to_f16(ws.scale[p]);
       zero[o * groups + g] = f32_to_f16(ws.scheme == Scheme::asym ? ws.zero[p] : (float)off);
     }
+  return pack_lowbit({q.data(), O, C, bits, group, scale.data(), zero.data(), l.b.empty() ? nullptr : l.b.ptr()});
+}
+
+std::shared_ptr<LowbitExec> make_lowbit(const Linear& l, const QuantSpec& ws, Isa isa) {
   auto e = std::make_shared<LowbitExec>();
-  e->w = pack_lowbit({q.data(), O, C, container, group, scale.data(), zero.data(), l.b.empty() ? nullptr : l.b.ptr()});
+  e->w = pack_plan_lowbit(l, ws);
   e->isa = isa;
+  return e;
+}
+
+std::shared_ptr<LowbitA8Exec> make_lowbit_a8(const Linear& l, const QuantSpec& ws, const QuantSpec& site,
+                                             const Runtime& rt, bool counts, Isa isa) {
+  auto e = std::make_shared<LowbitA8Exec>();
+  e->w = pack_plan_lowbit(l, ws);
+  e->act = site;
+  e->act.pre_inv.clear();
+  e->act.pre_shift.clear();
+  e->isa = isa;
+  if (counts) e->clamped = rt.clamped;
   return e;
 }
 
@@ -202,7 +247,7 @@ std::vector<SiteLinears> site_linears(Model& m) {
 }  // namespace
 
 std::string Runtime::summary() const {
-  return fmt::format("int8 {}, lowbit {}, float {} linears", n_int8, n_lowbit, n_float);
+  return fmt::format("int8 {}, lowbit-a8 {}, lowbit {}, float {} linears", n_int8, n_lowbit_a8, n_lowbit, n_float);
 }
 
 Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& opt) {
@@ -220,14 +265,26 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
     auto sit = plan.sites.find(key);
     const QuantSpec* site = sit != plan.sites.end() && sit->second.enabled() ? &sit->second : nullptr;
     for (auto& [name, lin] : sl.lins) TQ_CHECK_INPUT(!lin->exec, "the integer runtime is already attached");
-    bool all_int8 = site && int8_site(*site);
-    for (auto& [name, lin] : sl.lins) all_int8 = all_int8 && planned(name) && int8_weight(*planned(name));
-    if (all_int8) {
+    // The site's codes go straight to integer kernels when every linear it feeds takes them:
+    // int8 weights (K1–K3), or low-bit groups on symmetric codes (K4-a8).
+    auto integer = [&](const QuantSpec* ws) {
+      return ws && (int8_weight(*ws) || (a8_site(*site) && lowbit_problem(*ws).empty()));
+    };
+    bool all_integer = site && int8_site(*site);
+    for (auto& [name, lin] : sl.lins) all_integer = all_integer && integer(planned(name));
+    if (all_integer) {
       for (auto& [name, lin] : sl.lins) {
-        lin->exec = make_int8(*lin, *planned(name), *site, rt, lin == sl.lins[0].second, isa);
+        const QuantSpec& ws = *planned(name);
+        const bool counts = lin == sl.lins[0].second;
+        if (int8_weight(ws)) {
+          lin->exec = make_int8(*lin, ws, *site, rt, counts, isa);
+          rt.n_int8++;
+        } else {
+          lin->exec = make_lowbit_a8(*lin, ws, *site, rt, counts, isa);
+          rt.n_lowbit_a8++;
+        }
         packed.push_back(lin);
         handled.push_back(name);
-        rt.n_int8++;
       }
       QuantSpec& s = rt.sim_plan.sites.at(key);
       if (s.pre_inv.empty()) {

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "core/dtype.h"
 #include "export/gguf_writer.h"
 #include "io/load.h"
 #include "io/tquant_dir.h"
@@ -143,6 +144,7 @@ TEST(IntegerRuntime, MatchesSimulationOnEveryRecipe) {
     std::string recipe;
     int int8, lowbit;  // linears expected on each kernel (2 layers × 7, + the head for rtn)
     bool post_norm = false;
+    int lowbit_a8 = 0;
   };
   const Case cases[] = {
       {"w8a8-rtn", 15, 0},         {"w6a6-rtn", 15, 0},         {"w8a8-outliertune", 14, 0},
@@ -150,10 +152,13 @@ TEST(IntegerRuntime, MatchesSimulationOnEveryRecipe) {
       {"w4a16-g64-rtn", 0, 15},    {"w8a16-rtn", 0, 15},        {"w4-hqq-g64", 0, 14},
       {"w4-kurtboost", 0, 14},     {"w3-sensiboost", 0, 14},    {"w4-budget", 0, 14},
       {"w8-hqq-g64", 0, 14},       {"w2-hqq-g32", 0, 14},
+      {"w4a8-hqq-g64", 0, 0, false, 14}, {"w3a8-hqq-g128", 0, 0, false, 14}, {"w5a6-hqq-g32", 0, 0, false, 14},
       {"w6a6-outliertune", 14, 0, true},  {"w8a8-smoothquant", 14, 0, true},
       // RepQ-ViT on an LM: per-token asymmetric o_in/down_in/head_in have no int8 kernel, so
       // those linears run K4 on the simulated codes; their fp16 group parameters move outputs by
       // ~3e-4, which flips static codes at the next layer's qkv_in/up_in: logits ≤ 1e-1 here.
+      // K4-a8 likewise (per-token codes after fp16 group parameters); its exactness with the
+      // parameters the kernel stores is EveryLowbitA8FormMatchesSimulation.
       {"w8a8-repqvit", 10, 5},     {"w4a8-repqvit", 10, 5},
   };
   const auto toks = some_tokens(2 * 24);
@@ -166,18 +171,20 @@ TEST(IntegerRuntime, MatchesSimulationOnEveryRecipe) {
     double err = test::rel_err(got, sim), worst = 0;
     check_every_linear(in.m, in.rt, sim_model, q.plan, &worst);
     EXPECT_EQ(logits(in.m, in.rt.hooks(), toks, 2), got) << c.recipe;  // the checks change nothing
-    const bool k4 = c.lowbit > 0;
+    const bool k4 = c.lowbit > 0 || c.lowbit_a8 > 0;
     std::printf("%-18s%s %s: relative difference per linear (teacher-forced) %.1e, logits %.1e\n", c.recipe.c_str(),
                 c.post_norm ? " (post-norm)" : "",
                 in.rt.summary().c_str(), worst, err);
-    const bool mixed = c.int8 > 0 && c.lowbit > 0;
+    // Integer activations after K4's fp16 group parameters (mixed, or K4-a8) see codes flip.
+    const bool mixed = (c.int8 > 0 && c.lowbit > 0) || c.lowbit_a8 > 0;
     EXPECT_LE(worst, k4 ? 2e-3 : 1e-5) << c.recipe;
     EXPECT_LE(err, mixed ? 1e-1 : k4 ? 5e-3 : 1e-4) << c.recipe;
     EXPECT_GT(worst, 0) << c.recipe << ": suspiciously identical (did the kernels run?)";
     EXPECT_EQ(in.rt.n_int8, c.int8) << c.recipe;
     EXPECT_EQ(in.rt.n_lowbit, c.lowbit) << c.recipe;
+    EXPECT_EQ(in.rt.n_lowbit_a8, c.lowbit_a8) << c.recipe;
     EXPECT_EQ(in.rt.n_float, 0) << c.recipe;
-    if (mixed)
+    if (c.int8 > 0 && c.lowbit > 0)
       EXPECT_FALSE(in.rt.notices.empty()) << c.recipe << ": the simulated sites are announced";
     else
       EXPECT_TRUE(in.rt.notices.empty()) << c.recipe << ": " << in.rt.notices[0];
@@ -246,6 +253,68 @@ TEST(IntegerRuntime, EveryInt8FormMatchesSimulation) {
   }
 }
 
+// Every site form K4-a8 takes (symmetric: per token of 8 and 5 bits, per tensor dynamic and
+// static) on low-bit groups of several widths, against simulation. The plan's group
+// parameters are given their fp16 values, the ones K4 stores, so that what remains is
+// float rounding: ≤ 1e-5 per linear (teacher-forced), as for int8.
+TEST(IntegerRuntime, EveryLowbitA8FormMatchesSimulation) {
+  test::TempDir d;
+  std::string text = test::write_sample_text(d);
+  const Quantized base = quantize("w8a8-rtn", text);
+  struct Form {
+    std::string name;
+    int a_bits;
+    bool dynamic;
+    Gran a_gran;
+    int w_bits, group;
+  };
+  const Form forms[] = {
+      {"per token 8-bit, 4-bit g64", 8, true, Gran::row, 4, 64},
+      {"per token 5-bit, 3-bit g32", 5, true, Gran::row, 3, 32},
+      {"dynamic tensor 8-bit, 7-bit g64", 8, true, Gran::tensor, 7, 64},
+      {"static tensor 8-bit, 2-bit g32", 8, false, Gran::tensor, 2, 32},
+      {"per token 8-bit, 8-bit rows", 8, true, Gran::row, 8, 0},
+  };
+  const auto toks = some_tokens(16);
+  for (const Form& f : forms) {
+    Quantized q = base;
+    for (auto& [key, s] : q.plan.sites) {
+      s.bits = f.a_bits;
+      s.scheme = Scheme::sym;
+      s.gran = f.a_gran;
+      s.dynamic = f.dynamic;
+      s.zero.clear();
+      if (f.dynamic) s.scale.clear();
+      else s.scale = {0.05f};
+    }
+    for (auto& nt : named_tensors(q.m)) {
+      auto it = q.plan.weights.find(nt.name);
+      if (it == q.plan.weights.end()) continue;
+      QuantSpec w;
+      w.bits = f.w_bits;
+      w.scheme = Scheme::asym;
+      w.gran = f.group ? Gran::group : Gran::row;
+      w.group = f.group;
+      fit_minmax(nt.t->ptr(), (int)nt.t->rows(), (int)nt.t->cols(), w);
+      for (float& v : w.scale) v = f16_to_f32(f32_to_f16(v));
+      for (float& v : w.zero) v = f16_to_f32(f32_to_f16(v));
+      it->second = w;
+    }
+    Model sim_model = simulate_weights(q.m, q.plan);
+    Integer in = integer(q);
+    double worst = 0;
+    check_every_linear(in.m, in.rt, sim_model, q.plan, &worst);
+    std::vector<float> got = logits(in.m, in.rt.hooks(), toks, 1);
+    const double err = test::rel_err(got, simulated(q, toks, 1));
+    std::printf("%-36s relative difference per linear %.1e, logits %.1e\n", f.name.c_str(), worst, err);
+    EXPECT_EQ(in.rt.n_lowbit_a8, f.group ? 15 : 0) << f.name;
+    EXPECT_EQ(in.rt.n_int8, f.group ? 0 : 15) << f.name << ": row weights of ≤ 8 bits stay on K1–K3";
+    EXPECT_LE(worst, 1e-5) << f.name;
+    EXPECT_GT(worst, 0) << f.name;
+    EXPECT_LE(err, 1e-4) << f.name;
+  }
+}
+
 // A tquant directory runs the same: the codes re-derived from its dequantized weights are the stored ones.
 TEST(IntegerRuntime, SavedDirectoryRunsLikeTheInMemoryPlan) {
   test::TempDir d;
@@ -266,7 +335,7 @@ TEST(IntegerRuntime, SameBitsOnEveryIsaPath) {
   test::TempDir d;
   std::string text = test::write_sample_text(d);
   const auto toks = some_tokens(12);
-  for (std::string recipe : {"w8a8-rtn", "w8a8-smoothquant", "w4a16-g64-rtn"}) {
+  for (std::string recipe : {"w8a8-rtn", "w8a8-smoothquant", "w4a16-g64-rtn", "w4a8-hqq-g64"}) {
     Quantized q = quantize(recipe, text);
     std::vector<float> first;
     for (Isa isa : supported_isas()) {
@@ -409,7 +478,7 @@ TEST(IntegerRuntime, BenchReportsEndToEndCases) {
     EXPECT_EQ(c["clock"], "process CPU time");
     generated += c["shape"].get<std::string>().rfind("llama d256", 0) == 0;
   }
-  EXPECT_EQ(generated, 4);  // W8A8 and W4, prefill and decode
+  EXPECT_EQ(generated, 6);  // W8A8, W4 and W4A8, prefill and decode
   EXPECT_EQ(test::run_cli("bench --filter e2e --e2e-dim 200").status, 2);
 }
 
