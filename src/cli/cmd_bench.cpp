@@ -2,6 +2,7 @@
 // measured in the same run.
 #include <fmt/format.h>
 #include <malloc.h>
+#include <omp.h>
 
 #include <functional>
 #include <optional>
@@ -26,6 +27,7 @@ struct E2eRun {
   double prefill = 0, decode = 0;
   int64_t bytes = 0, rss = 0;  // rss: peak resident set while running (loading and packing excluded)
   std::string exec;
+  std::vector<std::string> kernels;  // Runtime::kernel_lines()
 };
 
 static E2eRun time_e2e(const Model& m, Hooks& hooks, int T, int steps, bool cpu_clock) {
@@ -54,7 +56,7 @@ static E2eRun time_e2e(const Model& m, Hooks& hooks, int T, int steps, bool cpu_
     best_prefill = std::min(best_prefill, t1 - t0);
     best_decode = std::min(best_decode, t2 - t1);
   }
-  return {T / best_prefill, steps / best_decode, runtime_bytes(m), peak_rss_bytes(), ""};
+  return {T / best_prefill, steps / best_decode, runtime_bytes(m), peak_rss_bytes(), "", {}};
 }
 
 // The quantized forms, made in memory without calibration data: W8A8 is per-row
@@ -73,9 +75,9 @@ static Recipe e2e_recipe(const std::string& form) {
 }
 
 // Every form of one model (each made afresh, so each RSS is its own), as ratios
-// to fp32.
+// to fp32; which kernel runs what, per form, into kernel_report.
 static std::vector<BenchCase> bench_e2e(const std::function<Model()>& make, const std::string& label, int T,
-                                        int steps, bool cpu_clock) {
+                                        int steps, bool cpu_clock, std::vector<std::string>& kernel_report) {
   constexpr int nf = std::size(kForms);
   const char* const* forms = kForms;
   E2eRun runs[nf];
@@ -91,7 +93,12 @@ static std::vector<BenchCase> bench_e2e(const std::function<Model()>& make, cons
     }
     runs[f] = time_e2e(m, rt ? rt->hooks() : no_hooks(), T, steps, cpu_clock);
     runs[f].exec = rt ? rt->summary() : "fp32 BLAS";
+    runs[f].kernels = rt ? rt->kernel_lines() : std::vector<std::string>{"every linear and attention: fp32 BLAS"};
   }
+  kernel_report.push_back(fmt::format("kernels, {}:", label));
+  for (int f = 0; f < nf; f++)
+    for (size_t i = 0; i < runs[f].kernels.size(); i++)
+      kernel_report.push_back(fmt::format("  {:<5} {}", i ? "" : forms[f], runs[f].kernels[i]));
   std::vector<BenchCase> out;
   for (const char* phase : {"prefill", "decode"})
     for (int f = 1; f < nf; f++) {
@@ -101,7 +108,10 @@ static std::vector<BenchCase> bench_e2e(const std::function<Model()>& make, cons
                   pre ? runs[f].prefill : runs[f].decode, pre ? runs[0].prefill : runs[0].decode, "tok/s"};
       c.extra = {{"ours_model_bytes", runs[f].bytes}, {"base_model_bytes", runs[0].bytes},
                  {"ours_peak_rss_bytes", runs[f].rss}, {"base_peak_rss_bytes", runs[0].rss},
-                 {"ours_executors", runs[f].exec}, {"clock", cpu_clock ? "process CPU time" : "wall"}};
+                 {"ours_executors", runs[f].exec}, {"ours_kernels", runs[f].kernels},
+                 {"clock", cpu_clock ? "process CPU time" : "wall"}};
+      c.note = fmt::format("model {:.1f} MB, peak RSS {:.1f} MB (fp32 {:.1f} MB, {:.1f} MB)", runs[f].bytes / 1e6,
+                           runs[f].rss / 1e6, runs[0].bytes / 1e6, runs[0].rss / 1e6);
       out.push_back(c);
     }
   return out;
@@ -134,6 +144,8 @@ void register_bench(CLI::App& app) {
   cmd->callback([] {
     set_threads(common.threads);
     std::vector<BenchCase> cases;
+    std::string peaks;
+    std::vector<std::string> kernel_report;
     auto want = [&](const std::string& name) { return filter.empty() || name.find(filter) != std::string::npos; };
     auto report = [&](const BenchCase& c) {
       cases.push_back(c);
@@ -148,8 +160,22 @@ void register_bench(CLI::App& app) {
     }
     if (want("gemm_int8") || want("gemm_w")) {
       if (quick) gemm.M = {16}, gemm.NK = {1024};
+      gemm.clock_ghz = measure_clock_ghz();
+      peaks = fmt::format("int8 peaks at {} threads × {:.2f} GHz (measured: a chain of dependent adds on every "
+                          "thread): AMX {:.0f} GOP/s ({} op/cycle), AVX-512 VNNI {:.0f} GOP/s ({} op/cycle)",
+                          std::min(num_threads(), omp_get_num_procs()), gemm.clock_ghz,
+                          std::min(num_threads(), omp_get_num_procs()) * gemm.clock_ghz * kAmxOpsPerCycle,
+                          kAmxOpsPerCycle, std::min(num_threads(), omp_get_num_procs()) * gemm.clock_ghz * kVnniOpsPerCycle,
+                          kVnniOpsPerCycle);
       bench_gemm_cases(gemm, [&](const GemmBenchCase& c) {
-        if (want(c.name)) report({c.name, c.shape(), c.ours, c.base, c.ours_gops, c.base_gops, "GOP/s"});
+        if (!want(c.name)) return;
+        BenchCase bc{c.name, c.shape(), c.ours, c.base, c.ours_gops, c.base_gops, "GOP/s"};
+        if (c.peak_gops > 0) {
+          bc.extra = {{"ours_peak_gops", c.peak_gops}, {"ours_pct_of_peak", 100 * c.ours_gops / c.peak_gops},
+                      {"clock_ghz", gemm.clock_ghz}};
+          bc.note = fmt::format("{:.0f} % of peak", 100 * c.ours_gops / c.peak_gops);
+        }
+        report(bc);
       });
     }
     if (want("e2e")) {
@@ -157,12 +183,13 @@ void register_bench(CLI::App& app) {
       std::string s260 = std::string(TQ_DEFAULT_SHARED) + "/models/stories260K/stories260K.gguf";
       if (file_exists(s260))
         for (auto& c : bench_e2e([&] { return load_model(s260); }, "stories260K", quick ? 64 : 256, quick ? 16 : 128,
-                                 cpu_clock))
+                                 cpu_clock, kernel_report))
           report(c);
       Config c = quick ? llama_config(256, 2, 4, 4, 704, 4096, 1024)
                        : llama_config(e2e_dim, e2e_layers, e2e_dim / 128, e2e_dim / 128, e2e_dim * 11 / 4, 32000, 1024);
       std::string label = fmt::format("llama d{} L{} F{} V{}", c.dim, c.n_layers, c.hidden, c.vocab);
-      for (auto& bc : bench_e2e([&] { return random_model(c, 1); }, label, quick ? 64 : 128, quick ? 8 : 32, cpu_clock))
+      for (auto& bc :
+           bench_e2e([&] { return random_model(c, 1); }, label, quick ? 64 : 128, quick ? 8 : 32, cpu_clock, kernel_report))
         report(bc);
     }
     if (!json_out.empty()) {
@@ -174,6 +201,8 @@ void register_bench(CLI::App& app) {
       fmt::print("threads {}, {} clock\n", num_threads(),
                  cpu_clock ? "process CPU" : "wall");
       print_bench_table(cases);
+      if (!peaks.empty()) fmt::print("{}\n", peaks);
+      for (auto& line : kernel_report) fmt::print("{}\n", line);
     }
   });
 }

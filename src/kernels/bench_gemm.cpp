@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <omp.h>
 #include <time.h>
 
 #include <chrono>
@@ -124,7 +125,37 @@ double cpu_seconds() {
   return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
+double thread_cpu_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
 }  // namespace
+
+double measure_clock_ghz() {
+  double best = 0;
+  for (int attempt = 0; attempt < 3; attempt++) {
+    double slowest = 1e30;
+#pragma omp parallel reduction(min : slowest)
+    {
+      constexpr int64_t kIters = 20'000'000;  // × 8 adds: 160 M cycles, ~0.05 s
+      uint64_t x = 0, step = 1, n = kIters;
+      const double t0 = thread_cpu_seconds();
+      __asm__ volatile(
+          "1:\n\t"
+          "add %[s], %[x]\n\tadd %[s], %[x]\n\tadd %[s], %[x]\n\tadd %[s], %[x]\n\t"
+          "add %[s], %[x]\n\tadd %[s], %[x]\n\tadd %[s], %[x]\n\tadd %[s], %[x]\n\t"
+          "dec %[n]\n\tjnz 1b"
+          : [x] "+r"(x), [n] "+r"(n)
+          : [s] "r"(step));
+      const double t = thread_cpu_seconds() - t0;
+      slowest = std::min(slowest, 8.0 * kIters / t * 1e-9);
+    }
+    best = std::max(best, slowest);
+  }
+  return best;
+}
 
 std::vector<GemmContender> gemm_contenders(int64_t M, int64_t N, int64_t K, bool scalar) {
   auto d = std::make_shared<Operands>(M, N, K);
@@ -170,6 +201,8 @@ std::vector<GemmContender> gemm_contenders(int64_t M, int64_t N, int64_t K, bool
 std::vector<GemmBenchCase> bench_gemm_cases(const GemmBenchOptions& opt,
                                             const std::function<void(const GemmBenchCase&)>& on_case) {
   std::vector<GemmBenchCase> out;
+  const double ghz = opt.clock_ghz > 0 ? opt.clock_ghz : measure_clock_ghz();
+  const int cores = std::min(omp_get_max_threads(), omp_get_num_procs());
   for (int64_t NK : opt.NK)
     for (int64_t M : opt.M) {
       std::vector<GemmContender> cs = gemm_contenders(M, NK, NK, opt.scalar);
@@ -195,6 +228,8 @@ std::vector<GemmBenchCase> bench_gemm_cases(const GemmBenchOptions& opt,
         for (size_t b = 0; b < cs.size(); b++) {
           if (!cs[b].baseline || (cs[b].kernel != "fp32" && cs[b].kernel != cs[i].kernel)) continue;
           GemmBenchCase c{"gemm_" + cs[i].kernel, M, NK, NK, cs[i].name, cs[b].name, gop / best[i], gop / best[b]};
+          if (cs[i].kernel == "int8_k1" && (cs[i].name == "tquant amx" || cs[i].name == "tquant avx512"))
+            c.peak_gops = cores * ghz * (cs[i].name == "tquant amx" ? kAmxOpsPerCycle : kVnniOpsPerCycle);
           if (on_case) on_case(c);
           out.push_back(c);
         }

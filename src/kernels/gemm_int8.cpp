@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <fmt/format.h>
+
 #include "core/error.h"
 #include "kernels/gemm_int8_impl.h"
 
@@ -142,6 +144,10 @@ static void run_int8(const Int8Acts& a, const Int8Packed& w, float* y, int32_t* 
     case Isa::avx2: detail::gemm_int8_avx2(j); break;
     default: detail::gemm_int8_scalar(j); break;
   }
+}
+
+std::string gemm_int8_path(Isa isa) {
+  return isa == Isa::amx ? fmt::format("amx (avx512 below {} rows)", detail::kAmxMinRows) : isa_name(isa);
 }
 
 void gemm_int8(const Int8Acts& a, const Int8Packed& w, float* y, int64_t ldy, Isa isa) {

@@ -16,6 +16,7 @@
 // that is C ≤ 65,793. Calls beyond that bound are rejected.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/aligned.h"
@@ -80,6 +81,9 @@ inline Int8Acts acts_s8_per_token(const int8_t* q, const float* row_step, int64_
 void gemm_int8(const Int8Acts& a, const Int8Packed& w, float* y, int64_t ldy, Isa isa = Isa::automatic);
 // The integer sums d[t,o] = Σ_c (Wq[o,c] − zw_o)·(q[t,c] − z) alone.
 void gemm_int8_s32(const Int8Acts& a, const Int8Packed& w, int32_t* d, int64_t ldd, Isa isa = Isa::automatic);
+
+// The path gemm_int8 takes for a resolved isa, for reports ("amx (avx512 below 8 rows)").
+std::string gemm_int8_path(Isa isa);
 
 // Plain references on the unpacked weight, int64 sums (checked to fit int32).
 void gemm_int8_ref(const Int8Acts& a, const Int8Weights& w, float* y, int64_t ldy);

@@ -110,11 +110,9 @@ void lowbit_prepare(const float* x, int64_t ldx, int rows, const LowbitPacked& w
   }
 }
 
-int64_t a8_position(const LowbitPacked& w, int plane, int64_t c) {
-  const Plane pl = plane_of(w.bits, plane);
-  const int per_word = 32 / pl.width, per_byte = 8 / pl.width, j = (int)(c % 32);
-  const int k = j / per_word, slot = j % per_word;
-  return (c / 32) * 32 * plane_count(w.bits) + plane * 32 + 4 * (k * per_byte + slot % per_byte) + slot / per_byte;
+int a8_slot(int width, int j) {
+  const int per_word = 32 / width, per_byte = 8 / width, k = j / per_word, slot = j % per_word;
+  return 4 * (k * per_byte + slot % per_byte) + slot / per_byte;
 }
 
 namespace {
@@ -196,6 +194,10 @@ LowbitA8TileFn lowbit_a8_tile_scalar(int) { return a8_tile_scalar; }
 
 }  // namespace detail
 
+std::string gemm_lowbit_path(Isa isa, bool a8) {
+  return isa == Isa::amx ? "avx512" : a8 && isa == Isa::avx512 ? "avx512 vnni" : isa_name(isa);
+}
+
 void gemm_lowbit(const float* x, int64_t M, int64_t ldx, const LowbitPacked& w, float* y, int64_t ldy, Isa isa) {
   isa = resolve_isa(isa);
   TQ_CHECK_INPUT(M >= 0 && ldx >= w.C && ldy >= w.O, "gemm_lowbit: bad shapes (M {}, ldx {}, ldy {})", M, ldx, ldy);
@@ -241,15 +243,18 @@ void gemm_lowbit_a8(const int8_t* a, const float* step, int64_t M, int64_t lda, 
   static thread_local std::vector<float> sums;
   codes.resize(std::max<size_t>(codes.size(), M * row_bytes));
   sums.resize(std::max<size_t>(sums.size(), M * w.groups));
-  std::vector<int64_t> pos(w.Cp * np);
+  int slot[3][32];
   for (int i = 0; i < np; i++)
-    for (int64_t c = 0; c < w.Cp; c++) pos[i * w.Cp + c] = a8_position(w, i, c);
+    for (int j = 0; j < 32; j++) slot[i][j] = a8_slot(plane_of(w.bits, i).width, j);
 #pragma omp parallel for schedule(static) if (M * w.C > (1 << 16))
   for (int64_t t = 0; t < M; t++) {
     int8_t* dst = codes.data() + t * row_bytes;
     const int8_t* src = a + t * lda;
-    for (int i = 0; i < np; i++)
-      for (int64_t c = 0; c < w.Cp; c++) dst[pos[i * w.Cp + c]] = c < w.C ? src[c] : 0;
+    for (int64_t cb = 0; cb < w.Cp / 32; cb++)
+      for (int i = 0; i < np; i++) {
+        int8_t* block = dst + (cb * np + i) * 32;
+        for (int j = 0; j < 32; j++) block[slot[i][j]] = cb * 32 + j < w.C ? src[cb * 32 + j] : 0;
+      }
     for (int64_t g = 0; g < w.groups; g++) {
       int32_t s = 0;
       for (int64_t c = g * w.group; c < std::min(w.C, (g + 1) * w.group); c++) s += src[c];

@@ -24,6 +24,7 @@
 // all paths give the same bits.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/aligned.h"
@@ -73,6 +74,9 @@ void gemm_lowbit(const float* x, int64_t M, int64_t ldx, const LowbitPacked& w, 
 // K4-a8: y from the codes a (M × C, stride lda) and their steps α (one per row).
 void gemm_lowbit_a8(const int8_t* a, const float* step, int64_t M, int64_t lda, const LowbitPacked& w, float* y,
                     int64_t ldy, Isa isa = Isa::automatic);
+
+// The path gemm_lowbit (a8: gemm_lowbit_a8) takes for a resolved isa, for reports.
+std::string gemm_lowbit_path(Isa isa, bool a8);
 
 // Plain references on the unpacked weight: the formulas above as loops.
 void gemm_lowbit_ref(const float* x, int64_t M, int64_t ldx, const LowbitWeights& w, float* y, int64_t ldy);

@@ -69,8 +69,8 @@ LowbitTileFn lowbit_tile_avx512(int bits);
 // plane's 32 is the code of input k·32/p + i·8/p + s of the block. Row stride
 // a8_row_bytes(w); zero beyond C.
 inline int64_t a8_row_bytes(const LowbitPacked& w) { return w.Cp * plane_count(w.bits); }
-// The position in that layout of input c of a row.
-int64_t a8_position(const LowbitPacked& w, int plane, int64_t c);
+// The byte of input j (< 32) of a block within a plane of that width.
+int a8_slot(int width, int j);
 
 // Up to kLowbitRows rows, prepared: codes as above, S_{t,g} as floats (exact),
 // steps α_t.

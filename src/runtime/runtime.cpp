@@ -1,6 +1,7 @@
 #include "runtime/runtime.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
@@ -49,6 +50,20 @@ std::string lowbit_problem(const QuantSpec& s) {
     if (!(std::fabs(h - v) <= std::ldexp(std::fabs(v), -10))) return fmt::format("scale {} has no fp16 form", v);
   }
   return "";
+}
+
+std::string weight_form(const QuantSpec& w) {
+  return fmt::format("{}-bit {}", w.bits, w.gran == Gran::group ? fmt::format("g{}", w.group) : to_string(w.gran));
+}
+std::string site_form(const QuantSpec& s) {
+  const char* codes = s.scheme == Scheme::sym ? "s8" : "u8";
+  if (s.dynamic && s.gran == Gran::row) return fmt::format("{} per token", codes);
+  return fmt::format("{} per tensor{}", codes, s.dynamic ? " (dynamic)" : "");
+}
+// K1–K3 by the site's form (methods.md §0.4).
+const char* int8_kernel(const QuantSpec& s) {
+  if (s.dynamic && s.gran == Gran::row) return "K3";
+  return s.scheme == Scheme::asym ? "K1" : "K2";
 }
 
 // One activation value to its code, counting a clamp as fake_quant does.
@@ -246,6 +261,48 @@ std::vector<SiteLinears> site_linears(Model& m) {
 
 }  // namespace
 
+std::vector<std::string> Runtime::kernel_lines() const {
+  // Tensors by kernel, in first-seen order; "blk.N." folded when every layer agrees.
+  std::vector<std::pair<std::string, std::vector<std::string>>> by_kernel;
+  for (auto& [name, kernel] : kernels) {
+    auto it = std::find_if(by_kernel.begin(), by_kernel.end(), [&](auto& e) { return e.first == kernel; });
+    if (it == by_kernel.end()) it = by_kernel.insert(by_kernel.end(), {kernel, {}});
+    it->second.push_back(name);
+  }
+  std::vector<std::string> out;
+  for (auto& [kernel, names] : by_kernel) {
+    std::vector<std::string> parts;  // a short name ("attn_q") and the layers it came from
+    std::vector<std::vector<int>> layers;
+    for (const std::string& n : names) {
+      int layer = -1;
+      std::string part = n;
+      if (n.rfind("blk.", 0) == 0) {
+        layer = std::stoi(n.substr(4));
+        part = n.substr(n.find('.', 4) + 1);
+      }
+      if (part.size() > 7 && part.compare(part.size() - 7, 7, ".weight") == 0) part.resize(part.size() - 7);
+      auto pit = std::find(parts.begin(), parts.end(), part);
+      if (pit == parts.end()) {
+        parts.push_back(part);
+        layers.push_back({});
+        pit = parts.end() - 1;
+      }
+      layers[pit - parts.begin()].push_back(layer);
+    }
+    // Consecutive parts from the same layers share one "(every layer)".
+    std::string what;
+    for (size_t i = 0; i < parts.size(); i++) {
+      std::string where;
+      if (layers[i][0] >= 0)
+        where = (int)layers[i].size() == n_layers ? " (every layer)" : fmt::format(" (layers {})", fmt::join(layers[i], ","));
+      const bool same_next = i + 1 < parts.size() && layers[i + 1] == layers[i];
+      what += parts[i] + (same_next ? ", " : where + (i + 1 < parts.size() ? "; " : ""));
+    }
+    out.push_back(fmt::format("{}: {}", what, kernel));
+  }
+  return out;
+}
+
 std::string Runtime::summary() const {
   return fmt::format("int8 {}, lowbit-a8 {}, lowbit {}, float {} linears", n_int8, n_lowbit_a8, n_lowbit, n_float);
 }
@@ -279,9 +336,13 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
         if (int8_weight(ws)) {
           lin->exec = make_int8(*lin, ws, *site, rt, counts, isa);
           rt.n_int8++;
+          rt.kernels.push_back({name, fmt::format("{} int8, {} × {} ({})", int8_kernel(*site), weight_form(ws),
+                                                  site_form(*site), gemm_int8_path(isa))});
         } else {
           lin->exec = make_lowbit_a8(*lin, ws, *site, rt, counts, isa);
           rt.n_lowbit_a8++;
+          rt.kernels.push_back({name, fmt::format("K4-a8, {} × {} ({})", weight_form(ws), site_form(*site),
+                                                  gemm_lowbit_path(isa, true))});
         }
         packed.push_back(lin);
         handled.push_back(name);
@@ -301,14 +362,17 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
       quantized_consumer = true;
       handled.push_back(name);
       std::string why = lowbit_problem(*ws);
+      const char* acts = site ? "fake-quantized f32" : "f32";
       if (why.empty()) {
         lin->exec = make_lowbit(*lin, *ws, isa);
         packed.push_back(lin);
         rt.n_lowbit++;
+        rt.kernels.push_back({name, fmt::format("K4, {} × {} ({})", weight_form(*ws), acts, gemm_lowbit_path(isa, false))});
       } else {
         fake_quant(lin->w.ptr(), lin->out(), lin->in(), *ws);
         rt.n_float++;
         rt.notices.push_back(fmt::format("{}: {}: simulated (fp32 GEMM on the dequantized weight)", name, why));
+        rt.kernels.push_back({name, fmt::format("fp32 BLAS on the dequantized weight × {}", acts)});
       }
     }
     if (site && quantized_consumer)
@@ -333,6 +397,17 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
       l->w.data = std::vector<float>();
       l->b = Tensor();
     }
+  rt.n_layers = m.cfg.n_layers;
+  for (int l = 0; l < m.cfg.n_layers; l++) {
+    std::vector<std::string> sim;
+    for (Site s : {Site::q, Site::k, Site::v, Site::probs}) {
+      auto it = rt.sim_plan.sites.find(site_key(s, l));
+      if (it != rt.sim_plan.sites.end() && it->second.enabled()) sim.push_back(site_name(s));
+    }
+    rt.kernels.push_back({fmt::format("blk.{}.attention", l),
+                          sim.empty() ? "fp32 (q·kᵀ, softmax, p·v)"
+                                      : fmt::format("fp32 on fake-quantized {}", fmt::join(sim, ", "))});
+  }
   rt.sim = std::make_unique<SimHook>(rt.sim_plan, m.cfg.n_layers);
   return rt;
 }

@@ -47,12 +47,19 @@ struct Runtime {
   std::unique_ptr<SimHook> sim;   // over sim_plan
   int n_int8 = 0, n_lowbit_a8 = 0, n_lowbit = 0, n_float = 0;  // linears by executor
   std::vector<std::string> notices;  // one line per linear that falls back to float
+  // Which kernel computes what, per planned linear ("blk.0.attn_q.weight") and per
+  // layer's attention ("blk.0.attention"): "K3 int8, 8-bit rows × s8 per token (amx ...)".
+  std::vector<std::pair<std::string, std::string>> kernels;
+  int n_layers = 0;
   std::shared_ptr<std::atomic<int64_t>> clamped = std::make_shared<std::atomic<int64_t>>(0);  // by int8 executors
 
   Hooks& hooks() { return *sim; }
   // Activation values clamped by static ranges, in the hook and in the executors.
   int64_t saturated() const { return sim->saturated + clamped->load(); }
   std::string summary() const;  // "int8 35, lowbit-a8 0, lowbit 0, float 0 linears"
+  // The kernels, one line per kernel with the tensors it runs (layers folded:
+  // "attn_q, attn_k (every layer): K4-a8 ...").
+  std::vector<std::string> kernel_lines() const;
 };
 
 // Changes m: packed linears get executors (their f32 values dropped unless

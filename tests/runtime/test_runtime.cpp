@@ -395,6 +395,13 @@ TEST(IntegerRuntime, UnsupportedQuantizersFallBackToSimulation) {
             std::string::npos) << all;
   EXPECT_NE(all.find("blk.0.o_in: tensor asym activations fake-quantized (a linear it feeds has no int8 weight)"),
             std::string::npos) << all;
+  std::string kernels;
+  for (auto& line : in.rt.kernel_lines()) kernels += line + "\n";
+  EXPECT_NE(kernels.find("attn_output (layers 0); ffn_down (layers 1): fp32 BLAS on the dequantized weight × "
+                         "fake-quantized f32"),
+            std::string::npos) << kernels;
+  EXPECT_NE(kernels.find("attn_q, attn_k, attn_v (layers 1): K4, 8-bit row × fake-quantized f32"), std::string::npos)
+      << kernels;
 }
 
 // Packed weights free their f32 values: the model as it runs is smaller.
@@ -476,6 +483,17 @@ TEST(IntegerRuntime, BenchReportsEndToEndCases) {
     EXPECT_LT(c["ours_model_bytes"].get<int64_t>(), c["base_model_bytes"].get<int64_t>()) << c.dump();
     EXPECT_GT(c["ours_peak_rss_bytes"].get<int64_t>(), 0) << c.dump();
     EXPECT_EQ(c["clock"], "process CPU time");
+    // Which kernel ran each linear and the attention, per form.
+    const std::string form = c["ours"].get<std::string>().substr(0, c["ours"].get<std::string>().find(' '));
+    std::string kernels;
+    for (auto& line : c["ours_kernels"]) kernels += line.get<std::string>() + "\n";
+    const char* want = form == "W8A8" ? "K3 int8, 8-bit row × s8 per token" : form == "W4" ? "K4, 4-bit g64 × f32"
+                                                                                          : "K4-a8, 4-bit g64 × s8 per token";
+    EXPECT_NE(kernels.find(std::string("attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down (every layer); "
+                                       "output: ") + want),
+              std::string::npos)
+        << form << ":\n" << kernels;
+    EXPECT_NE(kernels.find("attention (every layer): fp32"), std::string::npos) << kernels;
     generated += c["shape"].get<std::string>().rfind("llama d256", 0) == 0;
   }
   EXPECT_EQ(generated, 6);  // W8A8, W4 and W4A8, prefill and decode
