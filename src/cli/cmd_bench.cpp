@@ -158,7 +158,8 @@ void register_bench(CLI::App& app) {
                                                                                         {512, 4096, 4096}};
       for (auto [M, N, K] : shapes) report(bench_gemm_f32(M, N, K));
     }
-    if (want("gemm_int8") || want("gemm_w")) {
+    if (std::any_of(std::begin(kGemmKernels), std::end(kGemmKernels),
+                    [&](const char* k) { return want(std::string("gemm_") + k); })) {
       if (quick) gemm.M = {16}, gemm.NK = {1024};
       gemm.clock_ghz = measure_clock_ghz();
       peaks = fmt::format("int8 peaks at {} threads × {:.2f} GHz (measured: a chain of dependent adds on every "

@@ -12,11 +12,14 @@ namespace tq {
 // One thing timed on an M × N × K shape. `call` owns its data (weights packed
 // and activations quantized beforehand, untimed).
 struct GemmContender {
-  std::string kernel;  // "fp32", "int8_k1", "w4g64_k4"
+  std::string kernel;  // "fp32" or one of kGemmKernels
   std::string name;    // "OpenBLAS sgemm", "oneDNN u8s8s32", "oneDNN as K1", or "tquant <path>"
   bool baseline = false;
   std::function<void()> call;
 };
+
+// The kernels the cases time ("gemm_" + kernel names a case).
+inline constexpr const char* kGemmKernels[] = {"int8_k1", "w4g64_k4", "w4g64_a8", "q4_0_a8"};
 
 // fp32: OpenBLAS sgemm (sgemv for M = 1). int8 K1: oneDNN's u8×s8 matmul
 // (when built with oneDNN) plain into int32 and as K1 (zero point, scales and

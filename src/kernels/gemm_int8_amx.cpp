@@ -16,6 +16,7 @@
 
 #include <algorithm>
 
+#include "kernels/amx_tiles.h"
 #include "kernels/gemm_int8_amx_block.h"
 #include "kernels/gemm_int8_zmm.h"
 
@@ -24,60 +25,6 @@ namespace tq::detail {
 namespace {
 
 constexpr int64_t kGroupBytes = 1 << 20;  // weight bytes of a group of output blocks
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-TileConfig tile_config() {
-  TileConfig c;
-  for (int i = 0; i < 8; i++) {
-    c.rows[i] = 16;
-    c.colsb[i] = 64;
-  }
-  return c;
-}
-
-// The hardware behind amx_block_sums. GCC's tile intrinsics paste the tile
-// number into the assembly, so each must be a literal.
-struct AmxTiles {
-  template <int t>
-  static void zero() {
-    static_assert(t >= 0 && t <= 3);
-    if constexpr (t == 0) _tile_zero(0);
-    else if constexpr (t == 1) _tile_zero(1);
-    else if constexpr (t == 2) _tile_zero(2);
-    else _tile_zero(3);
-  }
-  template <int t>
-  static void load(const void* p, int64_t stride) {
-    static_assert(t >= 4 && t <= 7);
-    if constexpr (t == 4) _tile_loadd(4, p, stride);
-    else if constexpr (t == 5) _tile_loadd(5, p, stride);
-    else if constexpr (t == 6) _tile_loadd(6, p, stride);
-    else _tile_loadd(7, p, stride);
-  }
-  template <int c, int a, int b>
-  static void dpbusd() {
-    static_assert(a == 4 + c / 2 && b == 6 + c % 2);
-    if constexpr (c == 0) _tile_dpbusd(0, 4, 6);
-    else if constexpr (c == 1) _tile_dpbusd(1, 4, 7);
-    else if constexpr (c == 2) _tile_dpbusd(2, 5, 6);
-    else _tile_dpbusd(3, 5, 7);
-  }
-  template <int t>
-  static void store(void* p, int64_t stride) {
-    static_assert(t >= 0 && t <= 3);
-    if constexpr (t == 0) _tile_stored(0, p, stride);
-    else if constexpr (t == 1) _tile_stored(1, p, stride);
-    else if constexpr (t == 2) _tile_stored(2, p, stride);
-    else _tile_stored(3, p, stride);
-  }
-};
 
 // Rows t0.. × outputs o0.. of the finished sums c (32 × 32), into y or d: the
 // epilogue of finish16 with the per-output vectors loaded once per half.

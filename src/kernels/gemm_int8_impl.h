@@ -36,9 +36,6 @@ inline int64_t amx_act_offset(int64_t t, int64_t c, int64_t depth) {
   return (t / 32) * 32 * depth + (c / 64) * 2048 + (t % 32 / 16) * 1024 + (t % 16) * 64 + c % 64;
 }
 
-// AMX pays for whole 32-row blocks; below this many rows the AVX-512 kernel runs (same bits).
-constexpr int64_t kAmxMinRows = 8;
-
 void gemm_int8_scalar(const Int8Job& j);
 void gemm_int8_avx2(const Int8Job& j);
 void gemm_int8_avx512(const Int8Job& j);

@@ -1,6 +1,7 @@
 // K4 and K4-a8: packing (from codes or ggml blocks), the activation
 // preparation every path shares, the threaded drivers and the portable scalar
 // tiles.
+#include <fmt/format.h>
 #include <omp.h>
 
 #include <cmath>
@@ -16,6 +17,9 @@
 namespace tq {
 
 using namespace detail;
+
+// AMX's unpacked digits pay off from this many rows; below, VNNI runs (same bits).
+constexpr int64_t kAmxA8MinRows = 32;
 
 LowbitPacked pack_lowbit(const LowbitWeights& w) {
   TQ_CHECK_INPUT(w.bits >= 2 && w.bits <= 8, "pack_lowbit: {} bits (expected 2 to 8)", w.bits);
@@ -194,8 +198,11 @@ LowbitA8TileFn lowbit_a8_tile_scalar(int) { return a8_tile_scalar; }
 
 }  // namespace detail
 
-std::string gemm_lowbit_path(Isa isa, bool a8) {
-  return isa == Isa::amx ? "avx512" : a8 && isa == Isa::avx512 ? "avx512 vnni" : isa_name(isa);
+std::string gemm_lowbit_path(const LowbitPacked& w, Isa isa, bool a8) {
+  if (isa != Isa::amx) return a8 && isa == Isa::avx512 ? "avx512 vnni" : isa_name(isa);
+  if (!a8) return "avx512";
+  return lowbit_a8_amx_fits(w) ? fmt::format("amx (avx512 vnni below {} rows)", kAmxA8MinRows)
+                               : "avx512 vnni (groups too short for amx tiles)";
 }
 
 void gemm_lowbit(const float* x, int64_t M, int64_t ldx, const LowbitPacked& w, float* y, int64_t ldy, Isa isa) {
@@ -239,35 +246,43 @@ void gemm_lowbit_a8(const int8_t* a, const float* step, int64_t M, int64_t lda, 
   // into buffers each calling thread reuses.
   const int np = plane_count(w.bits);
   const int64_t row_bytes = a8_row_bytes(w);
+  const bool amx = isa == Isa::amx && M >= kAmxA8MinRows && lowbit_a8_amx_fits(w);
+  const int64_t rows = amx ? (M + 31) / 32 * 32 : M;  // AMX reads whole 32-row blocks
   static thread_local avector<int8_t> codes;
   static thread_local std::vector<float> sums;
-  codes.resize(std::max<size_t>(codes.size(), M * row_bytes));
+  codes.resize(std::max<size_t>(codes.size(), rows * row_bytes));
   sums.resize(std::max<size_t>(sums.size(), M * w.groups));
+  // The calling thread's buffers: OpenMP workers have thread_locals of their own.
+  int8_t* const code_buf = codes.data();
+  float* const sum_buf = sums.data();
+  std::memset(code_buf + M * row_bytes, 0, (rows - M) * row_bytes);
   int slot[3][32];
   for (int i = 0; i < np; i++)
     for (int j = 0; j < 32; j++) slot[i][j] = a8_slot(plane_of(w.bits, i).width, j);
 #pragma omp parallel for schedule(static) if (M * w.C > (1 << 16))
   for (int64_t t = 0; t < M; t++) {
-    int8_t* dst = codes.data() + t * row_bytes;
+    int8_t* dst = code_buf + t * row_bytes;
     const int8_t* src = a + t * lda;
     for (int64_t cb = 0; cb < w.Cp / 32; cb++)
       for (int i = 0; i < np; i++) {
         int8_t* block = dst + (cb * np + i) * 32;
         for (int j = 0; j < 32; j++) block[slot[i][j]] = cb * 32 + j < w.C ? src[cb * 32 + j] : 0;
       }
+    std::memset(dst + w.Cp * np, 0, row_bytes - w.Cp * np);
     for (int64_t g = 0; g < w.groups; g++) {
       int32_t s = 0;
       for (int64_t c = g * w.group; c < std::min(w.C, (g + 1) * w.group); c++) s += src[c];
-      sums[t * w.groups + g] = (float)s;
+      sum_buf[t * w.groups + g] = (float)s;
     }
   }
+  if (amx) return gemm_lowbit_a8_amx(w, {code_buf, sum_buf, step, (int)M}, y, ldy);
 #pragma omp parallel if (M * w.O * w.Cp > kParallelWork)
   {
     int64_t begin, end;
     split_range(w.tiles(), omp_get_thread_num(), omp_get_num_threads(), begin, end);
     for (int64_t tile = begin; tile < end; tile++)
       for (int64_t t0 = 0; t0 < M; t0 += kLowbitRows) {
-        const LowbitA8Rows rows{codes.data() + t0 * row_bytes, sums.data() + t0 * w.groups, step + t0,
+        const LowbitA8Rows rows{code_buf + t0 * row_bytes, sum_buf + t0 * w.groups, step + t0,
                                 (int)std::min<int64_t>(kLowbitRows, M - t0)};
         fn(w, tile, rows, y + t0 * ldy, ldy);
       }

@@ -75,8 +75,8 @@ void gemm_lowbit(const float* x, int64_t M, int64_t ldx, const LowbitPacked& w, 
 void gemm_lowbit_a8(const int8_t* a, const float* step, int64_t M, int64_t lda, const LowbitPacked& w, float* y,
                     int64_t ldy, Isa isa = Isa::automatic);
 
-// The path gemm_lowbit (a8: gemm_lowbit_a8) takes for a resolved isa, for reports.
-std::string gemm_lowbit_path(Isa isa, bool a8);
+// The path gemm_lowbit (a8: gemm_lowbit_a8) takes for w on a resolved isa, for reports.
+std::string gemm_lowbit_path(const LowbitPacked& w, Isa isa, bool a8);
 
 // Plain references on the unpacked weight: the formulas above as loops.
 void gemm_lowbit_ref(const float* x, int64_t M, int64_t ldx, const LowbitWeights& w, float* y, int64_t ldy);

@@ -112,7 +112,7 @@ inline __m256i add_digits(__m256i acc, __m256i word, __m256i xb) {
 template <int BITS, int MR>
 void a8_half_tile(const LowbitPacked& w, int64_t tile, int h, const LowbitA8Rows& x, int r0, float* y, int64_t ldy) {
   constexpr int NP = plane_count(BITS);
-  const int64_t nblk = w.Cp / 32, row_bytes = NP * w.Cp;
+  const int64_t nblk = w.Cp / 32, row_bytes = a8_row_bytes(w);
   const uint32_t* words = w.words.data() + tile * nblk * BITS * 64 + 32 * h;
   alignas(32) float pb[MR * 32] = {};
   for (int64_t g = 0; g < w.groups; g++) {

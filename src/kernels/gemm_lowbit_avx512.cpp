@@ -13,12 +13,12 @@
 // instruction, plus two per plane word shared by the rows.
 #include <immintrin.h>
 
-#include <climits>
 #include <cstring>
 #include <utility>
 
 #include "core/dtype.h"
 #include "kernels/gemm_lowbit_impl.h"
+#include "kernels/gemm_lowbit_zmm.h"
 
 namespace tq::detail {
 
@@ -100,23 +100,10 @@ void tile_rows(const LowbitPacked& w, int64_t t, const LowbitRows& x, float* y, 
   }
 }
 
-inline __m512 neg(__m512 v) {
-  return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN)));
-}
-
-// The 4 bytes of plane digits (times 2^shift) of shift s of a plane word.
-template <int PW, int SHIFT, int S>
-inline __m512i digits(__m512i word) {
-  constexpr int sh = PW * S - SHIFT;
-  constexpr uint32_t mask = (0x01010101u * ((1u << PW) - 1)) << SHIFT;
-  const __m512i moved = sh > 0 ? _mm512_srli_epi32(word, sh) : sh < 0 ? _mm512_slli_epi32(word, -sh) : word;
-  return PW == 8 ? moved : _mm512_and_si512(moved, _mm512_set1_epi32((int)mask));
-}
-
 template <int BITS, int MR>
 void a8_tile(const LowbitPacked& w, int64_t tile, const LowbitA8Rows& x, float* y, int64_t ldy) {
   constexpr int NP = plane_count(BITS);
-  const int64_t nblk = w.Cp / 32, row_bytes = NP * w.Cp;
+  const int64_t nblk = w.Cp / 32, row_bytes = a8_row_bytes(w);
   const uint32_t* words = w.words.data() + tile * nblk * BITS * 64;
   alignas(64) float pb[MR * 64] = {};
   for (int64_t g = 0; g < w.groups; g++) {

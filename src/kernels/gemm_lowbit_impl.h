@@ -67,8 +67,9 @@ LowbitTileFn lowbit_tile_avx512(int bits);
 // lane of a plane word k holds 32/p codes, and (word >> p·s) & (2^p − 1 in each
 // byte) puts in byte i the code of slot i·8/p + s; so byte 4·(k·8/p + s) + i of the
 // plane's 32 is the code of input k·32/p + i·8/p + s of the block. Row stride
-// a8_row_bytes(w); zero beyond C.
-inline int64_t a8_row_bytes(const LowbitPacked& w) { return w.Cp * plane_count(w.bits); }
+// a8_row_bytes(w) (a multiple of 64, so that AMX tiles never read past a row);
+// zero beyond C.
+inline int64_t a8_row_bytes(const LowbitPacked& w) { return (w.Cp * plane_count(w.bits) + 63) / 64 * 64; }
 // The byte of input j (< 32) of a block within a plane of that width.
 int a8_slot(int width, int j);
 
@@ -85,6 +86,11 @@ struct LowbitA8Rows {
 // gemm_lowbit.h with the plane bytes pre-shifted to their weight (2^shift·digit)
 // so that every plane adds into the same int32 sum.
 using LowbitA8TileFn = void (*)(const LowbitPacked& w, int64_t tile, const LowbitA8Rows& x, float* y, int64_t ldy);
+
+// The AMX path over all rows (x.a holds whole 32-row blocks, zero-padded), for
+// weights whose groups fill whole tile rows (lowbit_a8_amx_fits).
+bool lowbit_a8_amx_fits(const LowbitPacked& w);
+void gemm_lowbit_a8_amx(const LowbitPacked& w, const LowbitA8Rows& x, float* y, int64_t ldy);
 
 LowbitA8TileFn lowbit_a8_tile_scalar(int bits);
 LowbitA8TileFn lowbit_a8_tile_avx2(int bits);

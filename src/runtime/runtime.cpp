@@ -93,17 +93,18 @@ Int8Acts site_codes(const QuantSpec& act, const float* x, int N, int64_t C, Isa 
   const bool sym = act.scheme == Scheme::sym;
   if (act.dynamic && act.gran == Gran::row) {  // K3: per-token steps
     steps.resize(N);
+    float* st = steps.data();  // the calling thread's buffer: OpenMP workers have their own thread_locals
     if (bits == 8) {
-      quantize_per_token(x, N, C, C, qs, C, steps.data(), isa);
+      quantize_per_token(x, N, C, C, qs, C, st, isa);
     } else {
 #pragma omp parallel for reduction(+ : sat) schedule(static) if (n > (1 << 16))
       for (int t = 0; t < N; t++) {
         float zero;
-        dynamic_params(x + t * C, C, act, steps[t], zero);
-        for (int64_t c = 0; c < C; c++) qs[t * C + c] = code_sym(x[t * C + c], steps[t], bits, sat);
+        dynamic_params(x + t * C, C, act, st[t], zero);
+        for (int64_t c = 0; c < C; c++) qs[t * C + c] = code_sym(x[t * C + c], st[t], bits, sat);
       }
     }
-    return acts_s8_per_token(qs, steps.data(), N, C);
+    return acts_s8_per_token(qs, st, N, C);
   }
   // K1 (u8, zero point) or s8 with one step (K2 when the step is folded: 1)
   float step = act.dynamic ? 0.0f : act.scale[0], zero = sym || act.dynamic ? 0.0f : act.zero[0];
@@ -342,7 +343,7 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
           lin->exec = make_lowbit_a8(*lin, ws, *site, rt, counts, isa);
           rt.n_lowbit_a8++;
           rt.kernels.push_back({name, fmt::format("K4-a8, {} × {} ({})", weight_form(ws), site_form(*site),
-                                                  gemm_lowbit_path(isa, true))});
+                                                  gemm_lowbit_path(static_cast<const LowbitA8Exec&>(*lin->exec).w, isa, true))});
         }
         packed.push_back(lin);
         handled.push_back(name);
@@ -367,7 +368,8 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
         lin->exec = make_lowbit(*lin, *ws, isa);
         packed.push_back(lin);
         rt.n_lowbit++;
-        rt.kernels.push_back({name, fmt::format("K4, {} × {} ({})", weight_form(*ws), acts, gemm_lowbit_path(isa, false))});
+        rt.kernels.push_back({name, fmt::format("K4, {} × {} ({})", weight_form(*ws), acts,
+                                                gemm_lowbit_path(static_cast<const LowbitExec&>(*lin->exec).w, isa, false))});
       } else {
         fake_quant(lin->w.ptr(), lin->out(), lin->in(), *ws);
         rt.n_float++;

@@ -9,6 +9,7 @@
 #include "kernels/gemm_int8.h"
 #include "kernels/gemm_int8_amx_block.h"
 #include "kernels/gemm_int8_impl.h"
+#include "kernels/gemm_lowbit_amx_block.h"
 
 namespace tq {
 namespace {
@@ -33,6 +34,18 @@ struct EmulatedTiles {
         std::memcpy(&acc, &tile[c][m][4 * n], 4);
         for (int k = 0; k < 16; k++)
           for (int i = 0; i < 4; i++) acc += (int32_t)tile[a][m][4 * k + i] * (int8_t)tile[b][k][4 * n + i];
+        std::memcpy(&tile[c][m][4 * n], &acc, 4);
+      }
+  }
+  // TDPBSUD: the same with A signed and B unsigned.
+  template <int c, int a, int b>
+  static void dpbsud() {
+    for (int m = 0; m < 16; m++)
+      for (int n = 0; n < 16; n++) {
+        int32_t acc;
+        std::memcpy(&acc, &tile[c][m][4 * n], 4);
+        for (int k = 0; k < 16; k++)
+          for (int i = 0; i < 4; i++) acc += (int32_t)(int8_t)tile[a][m][4 * k + i] * tile[b][k][4 * n + i];
         std::memcpy(&tile[c][m][4 * n], &acc, 4);
       }
   }
@@ -73,6 +86,35 @@ TEST(KernelAmx, TileProgramOnEmulator) {
           ASSERT_EQ(c[r * 32 + n], want) << "row " << t0 + r << " output " << o0 + n;
         }
     }
+}
+
+// The K4-a8 group program: s8 rows (stride lda) × u8 B tiles as the unpacking lays them out.
+TEST(KernelAmx, LowbitA8GroupProgramOnEmulator) {
+  const int64_t rows = 32, nk = 3, lda = 64 * nk + 64;
+  Rng rng(9);
+  std::vector<int8_t> a(rows * lda), b(nk * 2048);
+  for (auto& v : a) v = (int8_t)((int)rng.below(256) - 128);
+  for (auto& v : b) v = (int8_t)rng.below(256);  // read as u8
+  for (bool full : {true, false}) {
+    detail::amx_a8_group_sums<EmulatedTiles>(a.data(), lda, b.data(), nk, full);
+    std::vector<int32_t> c(32 * 32, -1);
+    EmulatedTiles::store<0>(c.data(), 128);
+    EmulatedTiles::store<1>(c.data() + 16, 128);
+    if (full) {
+      EmulatedTiles::store<2>(c.data() + 16 * 32, 128);
+      EmulatedTiles::store<3>(c.data() + 16 * 32 + 16, 128);
+    }
+    for (int64_t r = 0; r < (full ? 32 : 16); r++)
+      for (int64_t o = 0; o < 32; o++) {
+        int64_t want = 0;
+        for (int64_t k = 0; k < nk; k++)
+          for (int64_t q = 0; q < 16; q++)
+            for (int i = 0; i < 4; i++)
+              want += (int64_t)a[r * lda + 64 * k + 4 * q + i] *
+                      (uint8_t)b[k * 2048 + (o / 16) * 1024 + q * 64 + (o % 16) * 4 + i];
+        ASSERT_EQ(c[r * 32 + o], want) << "row " << r << " output " << o;
+      }
+  }
 }
 
 }  // namespace

@@ -166,12 +166,17 @@ std::vector<double> a8_dequant_matmul(const Codes& a, int64_t M, int64_t lda, co
   return y;
 }
 
+// Beyond kShapes: whole and partial 32-row blocks (AMX), a last block of ≤ 16 rows.
+const Shape kA8Shapes[] = {{32, 64, 128}, {40, 70, 256}, {17, 33, 96}};
+
 TEST_P(Lowbit, A8EqualsReferenceBitForBit) {
   const Isa isa = GetParam();
   uint64_t seed = 500;
+  std::vector<Shape> shapes(std::begin(kShapes), std::end(kShapes));
+  shapes.insert(shapes.end(), std::begin(kA8Shapes), std::end(kA8Shapes));
   for (int bits = 2; bits <= 8; bits++)
     for (int group : {32, 64, 128})
-      for (const Shape& s : kShapes) {
+      for (const Shape& s : shapes) {
         const bool min = (seed % 3) == 1;
         Weight w = make_weight(s.O, s.C, bits, group, seed++, min);
         LowbitPacked p = pack_lowbit(w.view);
@@ -208,15 +213,19 @@ TEST_P(Lowbit, A8ExtremeCodesAreExact) {
   }
 }
 
+// Large enough that the preparation and the products both run on several threads.
 TEST_P(Lowbit, A8SameBitsForAnyThreadCount) {
   const Isa isa = GetParam();
-  Weight w = make_weight(300, 200, 5, 64, 6);
+  const int64_t M = 70, O = 300, C = 1024;
+  Weight w = make_weight(O, C, 5, 64, 6);
   LowbitPacked p = pack_lowbit(w.view);
-  Codes a = make_codes(9, 200, 4);
-  std::vector<float> y1(9 * 300), y2(9 * 300), y3(9 * 300);
-  test::with_threads(1, [&] { gemm_lowbit_a8(a.q.data(), a.step.data(), 9, 200, p, y1.data(), 300, isa); });
-  test::with_threads(2, [&] { gemm_lowbit_a8(a.q.data(), a.step.data(), 9, 200, p, y2.data(), 300, isa); });
-  test::with_threads(3, [&] { gemm_lowbit_a8(a.q.data(), a.step.data(), 9, 200, p, y3.data(), 300, isa); });
+  Codes a = make_codes(M, C, 4);
+  std::vector<float> y1(M * O), y2(M * O), y3(M * O), y_ref(M * O);
+  test::with_threads(1, [&] { gemm_lowbit_a8(a.q.data(), a.step.data(), M, C, p, y1.data(), O, isa); });
+  test::with_threads(2, [&] { gemm_lowbit_a8(a.q.data(), a.step.data(), M, C, p, y2.data(), O, isa); });
+  test::with_threads(3, [&] { gemm_lowbit_a8(a.q.data(), a.step.data(), M, C, p, y3.data(), O, isa); });
+  gemm_lowbit_a8_ref(a.q.data(), a.step.data(), M, C, w.view, y_ref.data(), O);
+  EXPECT_EQ(y1, y_ref);
   EXPECT_EQ(y1, y2);
   EXPECT_EQ(y1, y3);
 }

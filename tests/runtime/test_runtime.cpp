@@ -315,6 +315,31 @@ TEST(IntegerRuntime, EveryLowbitA8FormMatchesSimulation) {
   }
 }
 
+// Batches large enough that the executors' quantization and the kernels run on several
+// threads: the same bits as one thread (buffers of the calling thread reach the workers).
+TEST(IntegerRuntime, LargeBatchesGiveTheSameBitsOnAnyThreadCount) {
+  test::TempDir d;
+  std::string text = test::write_sample_text(d);
+  for (std::string recipe : {"w5a5-rtn", "w4a5-hqq-g32"}) {
+    Quantized q = quantize(recipe, text);
+    if (recipe == "w5a5-rtn")
+      for (auto& [key, s] : q.plan.sites) {  // per token, 5 bits: the dynamic_params path
+        s.scheme = Scheme::sym;
+        s.gran = Gran::row;
+        s.dynamic = true;
+        s.scale.clear();
+        s.zero.clear();
+      }
+    Integer in = integer(q);
+    const auto toks = some_tokens(20 * 60);  // 1,200 rows of 64: above the parallel thresholds
+    std::vector<float> one, two;
+    test::with_threads(1, [&] { one = logits(in.m, in.rt.hooks(), toks, 20); });
+    test::with_threads(2, [&] { two = logits(in.m, in.rt.hooks(), toks, 20); });
+    EXPECT_EQ(one, two) << recipe;
+    EXPECT_GT(in.rt.n_int8 + in.rt.n_lowbit_a8, 0) << recipe;
+  }
+}
+
 // A tquant directory runs the same: the codes re-derived from its dequantized weights are the stored ones.
 TEST(IntegerRuntime, SavedDirectoryRunsLikeTheInMemoryPlan) {
   test::TempDir d;
