@@ -8,8 +8,11 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "kernels/attn_scores.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/gemm_lowbit.h"
+#include "kernels/pv_log.h"
+#include "nn/ops.h"
 #include "quant/observer.h"
 
 namespace tq {
@@ -236,6 +239,112 @@ std::shared_ptr<LowbitA8Exec> make_lowbit_a8(const Linear& l, const QuantSpec& w
   return e;
 }
 
+// ---- attention ----
+
+// The attention operand quantizers the integer attention takes (q, k; v too for K5):
+// uniform of ≤ 8 bits without a pre-transform, static per tensor with an integer zero
+// point, or dynamic per token. Dynamic per-tensor ones take their parameters from the
+// call's tokens, which the executor (reading the whole cache) does not see apart.
+bool attn_operand(const QuantSpec& s) {
+  if (!s.enabled() || !uniform(s) || s.bits > 8 || !s.pre_inv.empty()) return false;
+  if (s.dynamic) return s.gran == Gran::row;
+  return s.gran == Gran::tensor && s.scale.size() == 1 && integer_zeros(s);
+}
+// A site the executor can fake-quantize itself (v beside K5, probs): any but dynamic per tensor.
+bool attn_fake_quantizable(const QuantSpec& s) {
+  return s.pre_inv.empty() && (!s.dynamic || s.gran == Gran::row);
+}
+
+// The codes of rows × cols values (row stride ld) by an attn_operand quantizer, minus the
+// zero point, with a step per row: the codes fake_quant takes. Clamps of rows ≥ count_from
+// (this call's tokens; earlier ones were counted when they came) are added to sat.
+void centered_codes(const QuantSpec& s, const float* x, int64_t rows, int64_t cols, int64_t ld, int16_t* c,
+                    float* step, int64_t count_from, int64_t& sat) {
+  const bool sym = s.scheme == Scheme::sym;
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * ld;
+    float st = s.dynamic ? 0.0f : s.scale[0], zero = sym || s.dynamic ? 0.0f : s.zero[0];
+    if (s.dynamic) dynamic_params(xr, cols, s, st, zero);
+    int64_t clamps = 0;
+    for (int64_t j = 0; j < cols; j++)
+      c[r * cols + j] = sym ? code_sym(xr[j], st, s.bits, clamps) : (int16_t)(code_asym(xr[j], st, zero, s.bits, clamps) - (int)zero);
+    if (r >= count_from) sat += clamps;
+    step[r] = st;
+  }
+}
+
+// q·kᵀ on the integer codes of q and k (attn_scores), the forward's softmax, then P·V:
+// on K5 (pv_log) when probs is log√2 per tensor and v a static per-tensor quantizer,
+// else in f32 on the fake-quantized P and V (as the simulation computes it).
+struct AttnExec final : AttentionExec {
+  QuantSpec q, k, v, probs;  // v, probs: bits 0 when float
+  bool log_pv = false;
+  Isa isa = Isa::automatic;
+  std::shared_ptr<std::atomic<int64_t>> clamped;
+
+  void forward(float* att, const float* qx, const float* kx, const float* vx, const AttnShape& s, int q_stride,
+               int kv_stride) const override {
+    const int qd = s.H * s.hd, kvd = s.KV * s.hd;
+    static thread_local std::vector<int16_t> qc, kc;
+    static thread_local std::vector<float> qstep, kstep, P, vhat;
+    qc.resize((size_t)s.Sq * qd);
+    kc.resize((size_t)s.Sk * kvd);
+    qstep.resize(s.Sq);
+    kstep.resize(s.Sk);
+    P.resize((size_t)s.H * s.Sq * s.Sk);
+    int64_t sat = 0;
+    centered_codes(q, qx, s.Sq, qd, q_stride, qc.data(), qstep.data(), 0, sat);
+    centered_codes(k, kx, s.Sk, kvd, kv_stride, kc.data(), kstep.data(), s.past, sat);
+    attn_scores({qc.data(), qstep.data(), s.Sq, qd}, {kc.data(), kstep.data(), s.Sk, kvd}, s.H, s.KV, s.hd,
+                1.0f / std::sqrt((float)s.hd), P.data(), isa);
+    attention_softmax(P.data(), s);
+    if (log_pv) {
+      // P as log√2 codes (0xFF: zero), V as s8 codes with the zero point (u8 codes move by −128).
+      static thread_local std::vector<uint8_t> pc;
+      static thread_local std::vector<int8_t> vc;
+      pc.resize(P.size());
+      vc.resize((size_t)s.Sk * kvd);
+      for (size_t i = 0; i < P.size(); i++) {
+        const int code = q_logsqrt2(P[i], probs.scale[0], probs.bits);
+        pc[i] = code < 0 ? 0xFF : (uint8_t)code;
+      }
+      const bool sym = v.scheme == Scheme::sym;
+      const int shift = sym ? 0 : 128;
+      for (int j = 0; j < s.Sk; j++) {
+        int64_t clamps = 0;
+        for (int d = 0; d < kvd; d++) {
+          const float x = vx[(int64_t)j * kv_stride + d];
+          vc[(size_t)j * kvd + d] = (int8_t)((sym ? code_sym(x, v.scale[0], v.bits, clamps)
+                                                  : code_asym(x, v.scale[0], v.zero[0], v.bits, clamps)) - shift);
+        }
+        if (j >= s.past) sat += clamps;
+      }
+      const int32_t zero = sym ? 0 : (int32_t)v.zero[0] - shift;
+      for (int h = 0; h < s.H; h++)
+        pv_log({pc.data() + (int64_t)h * s.Sq * s.Sk, s.Sq, s.Sk, s.Sk, probs.bits, probs.scale[0]},
+               {vc.data() + (h / (s.H / s.KV)) * s.hd, s.Sk, s.hd, kvd, v.scale[0], zero}, att + h * s.hd, q_stride,
+               isa);
+    } else {
+      if (probs.enabled()) fake_quant(P.data(), s.H * s.Sq, s.Sk, probs);
+      const float* V = vx;
+      int ldv = kv_stride;
+      if (v.enabled()) {
+        vhat.resize((size_t)s.Sk * kvd);
+        for (int j = 0; j < s.Sk; j++)
+          std::copy(vx + (int64_t)j * kv_stride, vx + (int64_t)j * kv_stride + kvd, vhat.begin() + (size_t)j * kvd);
+        // Clamps of this call's rows only (the earlier ones were counted when they came).
+        const int64_t now = fake_quant(vhat.data() + (size_t)s.past * kvd, s.Sk - s.past, kvd, v);
+        if (s.past > 0) fake_quant(vhat.data(), s.past, kvd, v);
+        sat += now;
+        V = vhat.data();
+        ldv = kvd;
+      }
+      attention_apply_forward(att, P.data(), V, s, q_stride, ldv);
+    }
+    if (sat && clamped) clamped->fetch_add(sat, std::memory_order_relaxed);
+  }
+};
+
 // The linears a site feeds, with their weight names.
 struct SiteLinears {
   Site site;
@@ -258,6 +367,39 @@ std::vector<SiteLinears> site_linears(Model& m) {
   }
   if (!m.cfg.tied_head && !m.head.w.empty()) out.push_back({Site::head_in, -1, {{"output.weight", &m.head}}});
   return out;
+}
+
+// Gives block l an integer attention when its q and k sites are attn_operand quantizers
+// and its v and probs sites are float or fake-quantizable; the executor then owns the four
+// sites (they leave the hook's plan). Returns whether it did, after recording the kernel.
+bool attach_attention(Block& b, int l, Runtime& rt, Isa isa) {
+  auto spec = [&](Site s) -> const QuantSpec* {
+    auto it = rt.sim_plan.sites.find(site_key(s, l));
+    return it != rt.sim_plan.sites.end() && it->second.enabled() ? &it->second : nullptr;
+  };
+  const QuantSpec *q = spec(Site::q), *k = spec(Site::k), *v = spec(Site::v), *probs = spec(Site::probs);
+  if (!q || !k || !attn_operand(*q) || !attn_operand(*k)) return false;
+  if ((v && !attn_fake_quantizable(*v)) || (probs && !attn_fake_quantizable(*probs))) return false;
+  auto e = std::make_shared<AttnExec>();
+  e->q = *q;
+  e->k = *k;
+  e->v.bits = e->probs.bits = 0;
+  if (v) e->v = *v;
+  if (probs) e->probs = *probs;
+  e->log_pv = probs && probs->scheme == Scheme::logsqrt2 && !probs->dynamic && probs->gran == Gran::tensor &&
+              probs->bits <= 8 && v && attn_operand(*v) && !v->dynamic;
+  e->isa = isa;
+  e->clamped = rt.clamped;
+  std::string pv = e->log_pv ? fmt::format("K5 pv_log, {}-bit log√2 probs × {} v", probs->bits, site_form(*v))
+                             : fmt::format("fp32 p·v on {} probs × {} v", probs ? "fake-quantized" : "f32",
+                                           v ? "fake-quantized" : "f32");
+  rt.kernels.push_back({fmt::format("blk.{}.attention", l),
+                        fmt::format("int8 q·kᵀ ({} q × {} k, {}), fp32 softmax, {}", site_form(*q), site_form(*k),
+                                    attn_scores_path(isa), pv)});
+  for (Site s : {Site::q, Site::k, Site::v, Site::probs}) rt.sim_plan.sites.erase(site_key(s, l));
+  b.attn_exec = e;
+  rt.n_attention++;
+  return true;
 }
 
 }  // namespace
@@ -401,6 +543,7 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
     }
   rt.n_layers = m.cfg.n_layers;
   for (int l = 0; l < m.cfg.n_layers; l++) {
+    if (attach_attention(m.blocks[l], l, rt, isa)) continue;
     std::vector<std::string> sim;
     for (Site s : {Site::q, Site::k, Site::v, Site::probs}) {
       auto it = rt.sim_plan.sites.find(site_key(s, l));

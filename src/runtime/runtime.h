@@ -23,8 +23,12 @@
 //           quantize-dequantize weight through BLAS, exactly as in simulation,
 //           with a one-line notice.
 // A site is given to the int8 executors only when every linear it feeds is
-// one. hooks() fake-quantizes every other planned site (q, k, v, probs, and
-// sites of fallbacks) and applies every pre-transform (post-norm folds).
+// one. Attention, per layer: when the q and k sites are quantized per tensor
+// (static) or per token, q·kᵀ runs on their integer codes (attn_scores) and P·V
+// on K5 (pv_log) where probs is log√2 per tensor and v static per tensor, else
+// in f32 on the fake-quantized P and V; the executor owns those four sites.
+// hooks() fake-quantizes every other planned site (q, k, v, probs of layers
+// without it, sites of fallbacks) and applies every pre-transform (post-norm folds).
 #pragma once
 #include <atomic>
 #include <memory>
@@ -46,6 +50,7 @@ struct Runtime {
   QuantPlan sim_plan;             // what the hook still does at the sites
   std::unique_ptr<SimHook> sim;   // over sim_plan
   int n_int8 = 0, n_lowbit_a8 = 0, n_lowbit = 0, n_float = 0;  // linears by executor
+  int n_attention = 0;                                          // layers with an integer attention
   std::vector<std::string> notices;  // one line per linear that falls back to float
   // Which kernel computes what, per planned linear ("blk.0.attn_q.weight") and per
   // layer's attention ("blk.0.attention"): "K3 int8, 8-bit rows × s8 per token (amx ...)".

@@ -7,6 +7,7 @@
 
 #include "core/dtype.h"
 #include "export/gguf_writer.h"
+#include "io/atomic_file.h"
 #include "io/load.h"
 #include "io/tquant_dir.h"
 #include "kernels/cpu.h"
@@ -338,6 +339,134 @@ TEST(IntegerRuntime, LargeBatchesGiveTheSameBitsOnAnyThreadCount) {
     EXPECT_EQ(one, two) << recipe;
     EXPECT_GT(in.rt.n_int8 + in.rt.n_lowbit_a8, 0) << recipe;
   }
+}
+
+// Teacher forcing for attention: the executor runs, and beside it the simulation's arithmetic
+// on the same q, k, v (fake-quantized by the plan's sites, f32 scores and softmax,
+// fake-quantized probs, f32 P·V). The worst relative difference of any call is kept.
+struct CheckedAttention final : AttentionExec {
+  std::shared_ptr<const AttentionExec> inner;
+  std::optional<QuantSpec> q, k, v, probs;
+  double* worst;
+  void forward(float* att, const float* qx, const float* kx, const float* vx, const AttnShape& s, int q_stride,
+               int kv_stride) const override {
+    inner->forward(att, qx, kx, vx, s, q_stride, kv_stride);
+    const int qd = s.H * s.hd, kvd = s.KV * s.hd;
+    std::vector<float> qs((size_t)s.Sq * qd), ks((size_t)s.Sk * kvd), vs((size_t)s.Sk * kvd);
+    for (int i = 0; i < s.Sq; i++) std::copy(qx + (int64_t)i * q_stride, qx + (int64_t)i * q_stride + qd, qs.begin() + i * qd);
+    for (int j = 0; j < s.Sk; j++) {
+      std::copy(kx + (int64_t)j * kv_stride, kx + (int64_t)j * kv_stride + kvd, ks.begin() + j * kvd);
+      std::copy(vx + (int64_t)j * kv_stride, vx + (int64_t)j * kv_stride + kvd, vs.begin() + j * kvd);
+    }
+    if (q) fake_quant(qs.data(), s.Sq, qd, *q);
+    if (k) fake_quant(ks.data(), s.Sk, kvd, *k);
+    if (v) fake_quant(vs.data(), s.Sk, kvd, *v);
+    std::vector<float> P((size_t)s.H * s.Sq * s.Sk), ref((size_t)s.Sq * qd);
+    attention_scores_forward(P.data(), qs.data(), ks.data(), s, qd, kvd);
+    if (probs) fake_quant(P.data(), s.H * s.Sq, s.Sk, *probs);
+    attention_apply_forward(ref.data(), P.data(), vs.data(), s, qd, kvd);
+    for (int i = 0; i < s.Sq; i++)
+      *worst = std::max(*worst, test::rel_err(att + (int64_t)i * q_stride, ref.data() + (size_t)i * qd, qd));
+  }
+};
+
+bool wrapped_probs(const QuantPlan& plan) {
+  auto it = plan.sites.find(site_key(Site::probs, 0));
+  return it != plan.sites.end() && it->second.enabled();
+}
+
+// Attention on integer kernels where the plan quantizes q, k, v (and probs): RepQ-ViT on an
+// LM with per-tensor sites (int8 q·kᵀ, K5 for P·V) and with its per-token sites (int8 q·kᵀ,
+// f32 P·V on the fake-quantized operands), and OutlierTune's per-token q, k, v with float
+// probs. Teacher-forced per call within float rounding; end to end within 1e-4.
+TEST(IntegerRuntime, AttentionOnIntegerKernelsMatchesSimulation) {
+  test::TempDir d;
+  std::string text = test::write_sample_text(d);
+  const std::string per_tensor = d.file("repqvit-tensor.json");
+  write_file_atomic(per_tensor, R"({"passes": [{"pass": "repquant", "w_bits": 8, "a_bits": 8, "clip_steps": 0,
+                                 "recon_steps": 0, "other_sites": "tensor"}]})");
+  struct Case {
+    std::string recipe, kernel;
+  };
+  const Case cases[] = {
+      {per_tensor, "int8 q·kᵀ (u8 per tensor q × u8 per tensor k, "},
+      {"w8a8-repqvit", "int8 q·kᵀ (u8 per token q × u8 per token k, "},
+      {"w8a8-outliertune", "int8 q·kᵀ (s8 per token q × s8 per token k, "},
+  };
+  const auto toks = some_tokens(2 * 24);
+  for (const Case& c : cases) {
+    Quantized q = quantize(c.recipe, text);
+    std::vector<float> sim = simulated(q, toks, 2);
+    Integer in = integer(q);
+    std::vector<float> got = logits(in.m, in.rt.hooks(), toks, 2);
+    ASSERT_EQ(in.rt.n_attention, 2) << c.recipe;
+    std::string kernels;
+    for (auto& line : in.rt.kernel_lines()) kernels += line + "\n";
+    EXPECT_NE(kernels.find("attention (every layer): " + c.kernel), std::string::npos) << kernels;
+    const bool k5 = c.recipe == per_tensor;
+    EXPECT_EQ(kernels.find("K5 pv_log, 8-bit log√2 probs × u8 per tensor v") != std::string::npos, k5) << kernels;
+    double worst = 0;
+    for (int l = 0; l < 2; l++) {
+      auto wrap = std::make_shared<CheckedAttention>();
+      wrap->inner = in.m.blocks[l].attn_exec;
+      auto site = [&](Site s) -> std::optional<QuantSpec> {
+        auto it = q.plan.sites.find(site_key(s, l));
+        return it != q.plan.sites.end() && it->second.enabled() ? std::optional<QuantSpec>(it->second) : std::nullopt;
+      };
+      wrap->q = site(Site::q);
+      wrap->k = site(Site::k);
+      wrap->v = site(Site::v);
+      wrap->probs = site(Site::probs);
+      wrap->worst = &worst;
+      in.m.blocks[l].attn_exec = wrap;
+    }
+    EXPECT_EQ(logits(in.m, in.rt.hooks(), toks, 2), got) << c.recipe << ": the checks change nothing";
+    const double err = test::rel_err(got, sim);
+    std::printf("%-18s attention teacher-forced %.1e, logits %.1e (%s)\n", c.recipe == per_tensor ? "repqvit per tensor" : c.recipe.c_str(),
+                worst, err, in.rt.summary().c_str());
+    EXPECT_LE(worst, 1e-5) << c.recipe;
+    // With quantized probs and f32 P·V the output depends only on the probs codes and V̂:
+    // equal bits unless a code flips; K5 and float probs differ in float rounding.
+    if (k5 || !wrapped_probs(q.plan)) EXPECT_GT(worst, 0) << c.recipe;
+    // RepQ-ViT's per-token asymmetric o_in/down_in/head_in run K4 on fake-quantized codes:
+    // the fp16 group parameters flip later codes (as in MatchesSimulationOnEveryRecipe).
+    EXPECT_LE(err, in.rt.n_lowbit > 0 ? 1e-1 : 1e-4) << c.recipe;
+  }
+}
+
+// Decoding with a KV cache: the integer attention reads the cached keys and values (held
+// raw, quantized per call) and agrees with the simulation step by step; it counts each
+// value's clamps once, as the simulation's hook does.
+TEST(IntegerRuntime, IntegerAttentionDecodesLikeSimulation) {
+  test::TempDir d;
+  std::string text = test::write_sample_text(d);
+  const std::string per_tensor = d.file("repqvit-tensor.json");
+  write_file_atomic(per_tensor, R"({"passes": [{"pass": "repquant", "w_bits": 8, "a_bits": 6, "clip_steps": 0,
+                                 "recon_steps": 0, "other_sites": "tensor"}]})");
+  Quantized q = quantize(per_tensor, text);
+  Model s = simulate_weights(q.m, q.plan);
+  SimHook sim(q.plan, s.cfg.n_layers);
+  Integer in = integer(q);
+  ASSERT_EQ(in.rt.n_attention, 2);
+  const auto toks = some_tokens(20);
+  auto decode = [&](const Model& m, Hooks& hooks) {
+    KVCache cache;
+    cache.init(m.cfg, 1, 20);
+    Workspace ws;
+    std::vector<float> out;
+    for (int t = 0; t < 20; t++) {
+      Input step{1, 1, toks.data() + t};
+      forward(m, step, ws, hooks, &cache);
+      cache.len++;
+      out.insert(out.end(), ws.logits.data.begin(), ws.logits.data.end());
+    }
+    return out;
+  };
+  std::vector<float> a = decode(in.m, in.rt.hooks()), b = decode(s, sim);
+  std::printf("decode, 20 steps: logits %.1e, clamped %lld (simulation %lld)\n", test::rel_err(a, b),
+              (long long)in.rt.saturated(), (long long)sim.saturated);
+  EXPECT_LE(test::rel_err(a, b), 1e-4);
+  EXPECT_EQ(in.rt.saturated(), sim.saturated);
 }
 
 // A tquant directory runs the same: the codes re-derived from its dequantized weights are the stored ones.
