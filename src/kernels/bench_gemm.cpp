@@ -170,8 +170,9 @@ std::vector<GemmContender> gemm_contenders(int64_t M, int64_t N, int64_t K, bool
                 }});
 #ifdef TQ_HAVE_DNNL
   auto plain = std::make_shared<DnnlInt8>(*d, false), as_k1 = std::make_shared<DnnlInt8>(*d, true);
-  cs.push_back({"int8_k1", "oneDNN u8s8s32", true, [plain] { plain->run(); }});
-  cs.push_back({"int8_k1", "oneDNN as K1", true, [as_k1] { as_k1->run(); }});
+  // Each call keeps the operands alive: the primitives read and write d's buffers.
+  cs.push_back({"int8_k1", "oneDNN u8s8s32", true, [plain, d] { plain->run(); }});
+  cs.push_back({"int8_k1", "oneDNN as K1", true, [as_k1, d] { as_k1->run(); }});
 #endif
   for (Isa isa : supported_isas()) {
     if (isa == Isa::scalar && !scalar) continue;
