@@ -44,24 +44,23 @@ struct AmxTiles {
     else if constexpr (t == 6) _tile_loadd(6, p, stride);
     else _tile_loadd(7, p, stride);
   }
+// Every (C, A, B) the tile programs use, each with its literal tile numbers.
+#define TQ_AMX_PRODUCTS(X) X(0, 4, 6) X(1, 4, 7) X(2, 5, 6) X(3, 5, 7)
   // C[c] += u8 A[a] × s8 B[b]
   template <int c, int a, int b>
   static void dpbusd() {
-    static_assert(a == 4 + c / 2 && b == 6 + c % 2);
-    if constexpr (c == 0) _tile_dpbusd(0, 4, 6);
-    else if constexpr (c == 1) _tile_dpbusd(1, 4, 7);
-    else if constexpr (c == 2) _tile_dpbusd(2, 5, 6);
-    else _tile_dpbusd(3, 5, 7);
+#define TQ_AMX_BUSD(C, A, B) if constexpr (c == C && a == A && b == B) _tile_dpbusd(C, A, B);
+    TQ_AMX_PRODUCTS(TQ_AMX_BUSD)
+#undef TQ_AMX_BUSD
   }
   // C[c] += s8 A[a] × u8 B[b]
   template <int c, int a, int b>
   static void dpbsud() {
-    static_assert(a == 4 + c / 2 && b == 6 + c % 2);
-    if constexpr (c == 0) _tile_dpbsud(0, 4, 6);
-    else if constexpr (c == 1) _tile_dpbsud(1, 4, 7);
-    else if constexpr (c == 2) _tile_dpbsud(2, 5, 6);
-    else _tile_dpbsud(3, 5, 7);
+#define TQ_AMX_BSUD(C, A, B) if constexpr (c == C && a == A && b == B) _tile_dpbsud(C, A, B);
+    TQ_AMX_PRODUCTS(TQ_AMX_BSUD)
+#undef TQ_AMX_BSUD
   }
+#undef TQ_AMX_PRODUCTS
   template <int t>
   static void store(void* p, int64_t stride) {
     static_assert(t >= 0 && t <= 3);

@@ -111,14 +111,15 @@ static void run_int8(const Int8Acts& a, const Int8Packed& w, float* y, int32_t* 
     act = buf;
     lda = depth;
   }
-  std::vector<int32_t> row_sum(w.zero.empty() ? 0 : M);
+  static thread_local std::vector<int32_t> row_sum, corr;  // the calling thread's: taken before the kernels run
+  row_sum.resize(w.zero.empty() ? 0 : M);
   for (int64_t t = 0; t < (int64_t)row_sum.size(); t++) {
     int32_t s = 0;
     for (int64_t c = 0; c < C; c++) s += src[t * a.ld + c] ^ flip;
     row_sum[t] = s;
   }
   const int64_t Op = w.panels() * Int8Packed::kPanel;
-  std::vector<int32_t> corr(Op, 0);
+  corr.assign(Op, 0);
   for (int64_t o = 0; o < w.O; o++) {
     int64_t v = -(int64_t)z * w.row_sum[o] + (w.zero.empty() ? 0 : C * z * (int64_t)w.zero[o]);
     corr[o] = (int32_t)(uint32_t)(uint64_t)v;  // mod 2^32: the true sums fit, so wrapping terms are exact
