@@ -193,8 +193,8 @@ void a8_tile_scalar(const LowbitPacked& w, int64_t tile, const LowbitA8Rows& x, 
 
 }  // namespace
 
-LowbitTileFn lowbit_tile_scalar(int) { return tile_scalar; }
-LowbitA8TileFn lowbit_a8_tile_scalar(int) { return a8_tile_scalar; }
+LowbitTileFn lowbit_tile_scalar(int, bool) { return tile_scalar; }
+LowbitA8TileFn lowbit_a8_tile_scalar(int, bool) { return a8_tile_scalar; }
 
 }  // namespace detail
 
@@ -210,9 +210,9 @@ void gemm_lowbit(const float* x, int64_t M, int64_t ldx, const LowbitPacked& w, 
   TQ_CHECK_INPUT(M >= 0 && ldx >= w.C && ldy >= w.O, "gemm_lowbit: bad shapes (M {}, ldx {}, ldy {})", M, ldx, ldy);
   TQ_CHECK_INPUT((x && y) || M * w.O == 0, "gemm_lowbit: null input or output");
   if (M == 0 || w.O == 0) return;
-  LowbitTileFn fn = isa == Isa::scalar ? lowbit_tile_scalar(w.bits)
-                    : isa == Isa::avx2 ? lowbit_tile_avx2(w.bits)
-                                       : lowbit_tile_avx512(w.bits);  // AMX has no use for f32 activations
+  LowbitTileFn fn = isa == Isa::scalar ? lowbit_tile_scalar(w.bits, w.min)
+                    : isa == Isa::avx2 ? lowbit_tile_avx2(w.bits, w.min)
+                                       : lowbit_tile_avx512(w.bits, w.min);  // AMX has no use for f32 activations
   const int np = plane_count(w.bits);
 #pragma omp parallel if (M * w.O * w.Cp > kParallelWork)
   {
@@ -239,9 +239,9 @@ void gemm_lowbit_a8(const int8_t* a, const float* step, int64_t M, int64_t lda, 
   // The exact int32 sums of a group: |A| ≤ group·255·128.
   TQ_CHECK_INPUT(std::min<int64_t>(w.group, w.C) <= 65793, "gemm_lowbit_a8: group {} can overflow int32 sums", w.group);
   if (M == 0 || w.O == 0) return;
-  LowbitA8TileFn fn = isa == Isa::scalar ? lowbit_a8_tile_scalar(w.bits)
-                      : isa == Isa::avx2 ? lowbit_a8_tile_avx2(w.bits)
-                                         : lowbit_a8_tile_avx512(w.bits);
+  LowbitA8TileFn fn = isa == Isa::scalar ? lowbit_a8_tile_scalar(w.bits, w.min)
+                      : isa == Isa::avx2 ? lowbit_a8_tile_avx2(w.bits, w.min)
+                                         : lowbit_a8_tile_avx512(w.bits, w.min);
   // The codes in the plane order of every path, and the group sums, once per call
   // into buffers each calling thread reuses.
   const int np = plane_count(w.bits);

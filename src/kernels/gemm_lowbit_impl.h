@@ -56,9 +56,10 @@ void lowbit_prepare(const float* x, int64_t ldx, int rows, const LowbitPacked& w
 //   fma(s, Σ_c code·x, y) then fma(m, xsum_g, y)), then + bias.
 using LowbitTileFn = void (*)(const LowbitPacked& w, int64_t tile, const LowbitRows& x, float* y, int64_t ldy);
 
-LowbitTileFn lowbit_tile_scalar(int bits);
-LowbitTileFn lowbit_tile_avx2(int bits);
-LowbitTileFn lowbit_tile_avx512(int bits);
+// The tile kernel of a code width and offset form (min: zero holds mins).
+LowbitTileFn lowbit_tile_scalar(int bits, bool min);
+LowbitTileFn lowbit_tile_avx2(int bits, bool min);
+LowbitTileFn lowbit_tile_avx512(int bits, bool min);
 
 // ---- K4-a8, int8 activations ----
 
@@ -92,8 +93,8 @@ using LowbitA8TileFn = void (*)(const LowbitPacked& w, int64_t tile, const Lowbi
 bool lowbit_a8_amx_fits(const LowbitPacked& w);
 void gemm_lowbit_a8_amx(const LowbitPacked& w, const LowbitA8Rows& x, float* y, int64_t ldy);
 
-LowbitA8TileFn lowbit_a8_tile_scalar(int bits);
-LowbitA8TileFn lowbit_a8_tile_avx2(int bits);
-LowbitA8TileFn lowbit_a8_tile_avx512(int bits);
+LowbitA8TileFn lowbit_a8_tile_scalar(int bits, bool min);
+LowbitA8TileFn lowbit_a8_tile_avx2(int bits, bool min);
+LowbitA8TileFn lowbit_a8_tile_avx512(int bits, bool min);
 
 }  // namespace tq::detail
