@@ -1,6 +1,7 @@
 // Helpers shared by the tests.
 #pragma once
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <map>
@@ -73,5 +74,14 @@ CliResult run_cli(const std::string& args);
 CliResult run_cli_shell(const std::string& command);
 // The tquant binary the CLI tests run: this build's, or $TQ_CLI when set.
 std::string cli_path();
+
+// Runs f with n OpenMP threads, then restores the previous count.
+template <class F>
+void with_threads(int n, F f) {
+  int old = omp_get_max_threads();
+  omp_set_num_threads(n);
+  f();
+  omp_set_num_threads(old);
+}
 
 }  // namespace tq::test

@@ -2,7 +2,9 @@
 // measured in the same run.
 #include <fmt/format.h>
 #include <malloc.h>
+#include <omp.h>
 
+#include <fstream>
 #include <functional>
 #include <optional>
 
@@ -26,6 +28,7 @@ struct E2eRun {
   double prefill = 0, decode = 0;
   int64_t bytes = 0, rss = 0;  // rss: peak resident set while running (loading and packing excluded)
   std::string exec;
+  std::vector<std::string> kernels;  // Runtime::kernel_lines()
 };
 
 static E2eRun time_e2e(const Model& m, Hooks& hooks, int T, int steps, bool cpu_clock) {
@@ -54,28 +57,32 @@ static E2eRun time_e2e(const Model& m, Hooks& hooks, int T, int steps, bool cpu_
     best_prefill = std::min(best_prefill, t1 - t0);
     best_decode = std::min(best_decode, t2 - t1);
   }
-  return {T / best_prefill, steps / best_decode, runtime_bytes(m), peak_rss_bytes(), ""};
+  return {T / best_prefill, steps / best_decode, runtime_bytes(m), peak_rss_bytes(), "", {}};
 }
 
 // The quantized forms, made in memory without calibration data: W8A8 is per-row
-// int8 weights with per-token int8 activations (K3), W4 is 4-bit asymmetric
-// groups of 64 with float activations (K4); the head too unless it is tied.
+// int8 weights with per-token int8 activations (K3); W4 is 4-bit asymmetric
+// groups of 64 with float activations (K4); W4A8 the same weights with per-token
+// int8 activations (K4-a8, like llama.cpp's Q4 × Q8 blocks); the head too unless
+// it is tied.
+static const char* kForms[] = {"fp32", "W8A8", "W4", "W4A8"};
 static Recipe e2e_recipe(const std::string& form) {
-  nlohmann::json step = form == "W8A8"
-                            ? nlohmann::json{{"pass", "rtn"}, {"w_bits", 8}, {"a_bits", 8}, {"a_scheme", "sym"},
-                                             {"a_gran", "token"}, {"sites", "qkv_in,o_in,up_in,down_in,head_in"}}
-                            : nlohmann::json{{"pass", "rtn"}, {"w_bits", 4}, {"w_scheme", "asym"},
-                                             {"w_gran", "group"}, {"group", 64}, {"a_bits", 0}};
+  nlohmann::json step = {{"pass", "rtn"}, {"a_bits", 0}};
+  if (form == "W8A8") step["w_bits"] = 8;
+  else step.update({{"w_bits", 4}, {"w_scheme", "asym"}, {"w_gran", "group"}, {"group", 64}});
+  if (form != "W4")
+    step.update({{"a_bits", 8}, {"a_scheme", "sym"}, {"a_gran", "token"}, {"sites", "qkv_in,o_in,up_in,down_in,head_in"}});
   return recipe_from_json({{"passes", {step}}}, form);
 }
 
-// fp32, W8A8 and W4 of one model (each made afresh, so each RSS is its own), as
-// ratios to fp32.
+// Every form of one model (each made afresh, so each RSS is its own), as ratios
+// to fp32; which kernel runs what, per form, into kernel_report.
 static std::vector<BenchCase> bench_e2e(const std::function<Model()>& make, const std::string& label, int T,
-                                        int steps, bool cpu_clock) {
-  const char* forms[3] = {"fp32", "W8A8", "W4"};
-  E2eRun runs[3];
-  for (int f = 0; f < 3; f++) {
+                                        int steps, bool cpu_clock, std::vector<std::string>& kernel_report) {
+  constexpr int nf = std::size(kForms);
+  const char* const* forms = kForms;
+  E2eRun runs[nf];
+  for (int f = 0; f < nf; f++) {
     Model m = make();
     std::optional<Runtime> rt;
     if (f > 0) {
@@ -87,20 +94,38 @@ static std::vector<BenchCase> bench_e2e(const std::function<Model()>& make, cons
     }
     runs[f] = time_e2e(m, rt ? rt->hooks() : no_hooks(), T, steps, cpu_clock);
     runs[f].exec = rt ? rt->summary() : "fp32 BLAS";
+    runs[f].kernels = rt ? rt->kernel_lines() : std::vector<std::string>{"every linear and attention: fp32 BLAS"};
   }
+  kernel_report.push_back(fmt::format("kernels, {}:", label));
+  for (int f = 0; f < nf; f++)
+    for (size_t i = 0; i < runs[f].kernels.size(); i++)
+      kernel_report.push_back(fmt::format("  {:<5} {}", i ? "" : forms[f], runs[f].kernels[i]));
   std::vector<BenchCase> out;
   for (const char* phase : {"prefill", "decode"})
-    for (int f = 1; f < 3; f++) {
+    for (int f = 1; f < nf; f++) {
       bool pre = std::string(phase) == "prefill";
       BenchCase c{fmt::format("e2e_{}", phase), fmt::format("{} T={}", label, pre ? T : steps),
                   fmt::format("{} {} tok/s", forms[f], phase), fmt::format("fp32 {} tok/s", phase),
                   pre ? runs[f].prefill : runs[f].decode, pre ? runs[0].prefill : runs[0].decode, "tok/s"};
       c.extra = {{"ours_model_bytes", runs[f].bytes}, {"base_model_bytes", runs[0].bytes},
                  {"ours_peak_rss_bytes", runs[f].rss}, {"base_peak_rss_bytes", runs[0].rss},
-                 {"ours_executors", runs[f].exec}, {"clock", cpu_clock ? "process CPU time" : "wall"}};
+                 {"ours_executors", runs[f].exec}, {"ours_kernels", runs[f].kernels},
+                 {"clock", cpu_clock ? "process CPU time" : "wall"}};
+      c.note = fmt::format("model {:.1f} MB, peak RSS {:.1f} MB (fp32 {:.1f} MB, {:.1f} MB)", runs[f].bytes / 1e6,
+                           runs[f].rss / 1e6, runs[0].bytes / 1e6, runs[0].rss / 1e6);
       out.push_back(c);
     }
   return out;
+}
+
+// The clock /proc/cpuinfo reads ("cpu MHz" of the first core; on virtual machines the
+// nominal one), in GHz, or 0.
+static double nominal_clock_ghz() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("cpu MHz", 0) == 0 && line.find(':') != std::string::npos) return std::atof(line.c_str() + line.find(':') + 1) / 1000;
+  return 0;
 }
 
 void register_bench(CLI::App& app) {
@@ -130,6 +155,8 @@ void register_bench(CLI::App& app) {
   cmd->callback([] {
     set_threads(common.threads);
     std::vector<BenchCase> cases;
+    std::string peaks;
+    std::vector<std::string> kernel_report;
     auto want = [&](const std::string& name) { return filter.empty() || name.find(filter) != std::string::npos; };
     auto report = [&](const BenchCase& c) {
       cases.push_back(c);
@@ -142,10 +169,32 @@ void register_bench(CLI::App& app) {
                                                                                         {512, 4096, 4096}};
       for (auto [M, N, K] : shapes) report(bench_gemm_f32(M, N, K));
     }
-    if (want("gemm_int8") || want("gemm_w")) {
+    if (std::any_of(std::begin(kGemmKernels), std::end(kGemmKernels),
+                    [&](const char* k) { return want(std::string("gemm_") + k); })) {
       if (quick) gemm.M = {16}, gemm.NK = {1024};
+      gemm.clock_ghz = measure_clock_ghz();
+      const int cores = std::min(num_threads(), omp_get_num_procs());
+      peaks = fmt::format("int8 peaks at {} threads × {:.2f} GHz (measured: a chain of dependent adds on every "
+                          "thread): AMX {:.0f} GOP/s ({} op/cycle), AVX-512 VNNI {:.0f} GOP/s ({} op/cycle)",
+                          cores, gemm.clock_ghz, cores * gemm.clock_ghz * kAmxOpsPerCycle, kAmxOpsPerCycle,
+                          cores * gemm.clock_ghz * kVnniOpsPerCycle, kVnniOpsPerCycle);
+      if (double nominal = nominal_clock_ghz(); nominal > 0)
+        peaks += fmt::format("; at the {:.2f} GHz /proc/cpuinfo reads, AMX {:.0f} GOP/s", nominal,
+                             cores * nominal * kAmxOpsPerCycle);
       bench_gemm_cases(gemm, [&](const GemmBenchCase& c) {
-        if (want(c.name)) report({c.name, c.shape(), c.ours, c.base, c.ours_gops, c.base_gops, "GOP/s"});
+        if (!want(c.name)) return;
+        BenchCase bc{c.name, c.shape(), c.ours, c.base, c.ours_gops, c.base_gops, "GOP/s"};
+        if (c.peak_gops > 0) {
+          bc.extra = {{"ours_peak_gops", c.peak_gops}, {"ours_pct_of_peak", 100 * c.ours_gops / c.peak_gops},
+                      {"clock_ghz", gemm.clock_ghz}};
+          bc.note = fmt::format("{:.0f} % of peak", 100 * c.ours_gops / c.peak_gops);
+          if (const double nominal = nominal_clock_ghz(); nominal > 0) {
+            const double pct = 100 * c.ours_gops / (c.peak_gops * nominal / gemm.clock_ghz);
+            bc.extra["ours_pct_of_nominal_peak"] = pct;
+            bc.note += fmt::format(" ({:.0f} % at the nominal clock)", pct);
+          }
+        }
+        report(bc);
       });
     }
     if (want("e2e")) {
@@ -153,12 +202,13 @@ void register_bench(CLI::App& app) {
       std::string s260 = std::string(TQ_DEFAULT_SHARED) + "/models/stories260K/stories260K.gguf";
       if (file_exists(s260))
         for (auto& c : bench_e2e([&] { return load_model(s260); }, "stories260K", quick ? 64 : 256, quick ? 16 : 128,
-                                 cpu_clock))
+                                 cpu_clock, kernel_report))
           report(c);
       Config c = quick ? llama_config(256, 2, 4, 4, 704, 4096, 1024)
                        : llama_config(e2e_dim, e2e_layers, e2e_dim / 128, e2e_dim / 128, e2e_dim * 11 / 4, 32000, 1024);
       std::string label = fmt::format("llama d{} L{} F{} V{}", c.dim, c.n_layers, c.hidden, c.vocab);
-      for (auto& bc : bench_e2e([&] { return random_model(c, 1); }, label, quick ? 64 : 128, quick ? 8 : 32, cpu_clock))
+      for (auto& bc :
+           bench_e2e([&] { return random_model(c, 1); }, label, quick ? 64 : 128, quick ? 8 : 32, cpu_clock, kernel_report))
         report(bc);
     }
     if (!json_out.empty()) {
@@ -170,6 +220,8 @@ void register_bench(CLI::App& app) {
       fmt::print("threads {}, {} clock\n", num_threads(),
                  cpu_clock ? "process CPU" : "wall");
       print_bench_table(cases);
+      if (!peaks.empty()) fmt::print("{}\n", peaks);
+      for (auto& line : kernel_report) fmt::print("{}\n", line);
     }
   });
 }

@@ -51,7 +51,8 @@ void register_eval(CLI::App& app) {
     j["model"] = path;
     j["data"] = data;
     j["runtime"] = m.mode();
-    if (m.runtime) j["executors"] = {{"int8", m.runtime->n_int8}, {"lowbit", m.runtime->n_lowbit},
+    if (m.runtime) j["executors"] = {{"int8", m.runtime->n_int8}, {"lowbit_a8", m.runtime->n_lowbit_a8},
+                                     {"lowbit", m.runtime->n_lowbit},
                                      {"float", m.runtime->n_float}, {"notices", m.runtime->notices}};
     if (m.plan) j["saturated"] = m.saturated();
     if (!json_out.empty()) write_json(json_out, j);

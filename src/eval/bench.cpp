@@ -81,8 +81,8 @@ BenchCase bench_gemm_f32(int M, int N, int K) {
 void print_bench_table(const std::vector<BenchCase>& cases) {
   fmt::print("{:<14} {:<22} {:>12} {:>12} {:>8}  {}\n", "case", "shape", "ours", "base", "ratio", "ours / base");
   for (auto& c : cases)
-    fmt::print("{:<14} {:<22} {:>12.2f} {:>12.2f} {:>7.2f}x  {} / {} ({})\n", c.name, c.shape, c.ours_value,
-               c.base_value, c.ratio(), c.ours, c.base, c.unit);
+    fmt::print("{:<14} {:<22} {:>12.2f} {:>12.2f} {:>7.2f}x  {} / {} ({}){}\n", c.name, c.shape, c.ours_value,
+               c.base_value, c.ratio(), c.ours, c.base, c.unit, c.note.empty() ? "" : "; " + c.note);
 }
 
 }  // namespace tq

@@ -15,6 +15,7 @@ struct BenchCase {
   double ours_value = 0, base_value = 0;  // in unit (higher is better)
   std::string unit;   // "GFLOP/s", "tok/s"
   nlohmann::json extra = nlohmann::json::object();  // further figures of the case (model bytes, RSS)
+  std::string note = "";  // printed after the row (e.g. "31 % of peak")
   double ratio() const { return base_value > 0 ? ours_value / base_value : 0; }
   nlohmann::json json() const;
 };

@@ -45,20 +45,29 @@ const Legacy& legacy(uint32_t type) {
 }
 int legacy_bytes(const Legacy& l) { return 2 + (l.has_min ? 2 : 0) + (l.bits == 5 ? 4 : 0) + (l.bits == 8 ? 32 : 16); }
 
+// The codes of one block as the decoder reads them, and the f16 bits of d and m (0 without a min).
+void unpack_legacy(const Legacy& l, const uint8_t* src, int32_t* codes, uint16_t& d, uint16_t& m) {
+  std::memcpy(&d, src, 2);
+  m = 0;
+  if (l.has_min) std::memcpy(&m, src + 2, 2);
+  const uint8_t* p = src + (l.has_min ? 4 : 2);
+  uint32_t qh = 0;
+  if (l.bits == 5) {
+    std::memcpy(&qh, p, 4);
+    p += 4;
+  }
+  for (int i = 0; i < QK; i++)
+    codes[i] = l.bits == 8 ? (int)(int8_t)p[i] : ((p[i % 16] >> (4 * (i / 16))) & 0xF) | (int)(((qh >> i) & 1) << 4);
+}
+
 void dequantize_legacy(const Legacy& l, const uint8_t* src, float* dst, int64_t n) {
   const int bytes = legacy_bytes(l);
+  int32_t q[QK];
   for (int64_t b = 0; b < n / QK; b++, src += bytes, dst += QK) {
-    float d = rd16(src), m = l.has_min ? rd16(src + 2) : 0.0f;
-    const uint8_t* p = src + (l.has_min ? 4 : 2);
-    uint32_t qh = 0;
-    if (l.bits == 5) {
-      std::memcpy(&qh, p, 4);
-      p += 4;
-    }
-    for (int i = 0; i < QK; i++) {
-      int q = l.bits == 8 ? (int)(int8_t)p[i] : ((p[i % 16] >> (4 * (i / 16))) & 0xF) | (int)(((qh >> i) & 1) << 4);
-      dst[i] = l.has_min ? d * (float)q + m : (float)(q - l.offset) * d;
-    }
+    uint16_t dh, mh;
+    unpack_legacy(l, src, q, dh, mh);
+    const float d = f16_to_f32(dh), m = f16_to_f32(mh);
+    for (int i = 0; i < QK; i++) dst[i] = l.has_min ? d * (float)q[i] + m : (float)(q[i] - l.offset) * d;
   }
 }
 
@@ -191,6 +200,10 @@ void quantize_q8_0(const float* s, uint8_t* d, int64_t n) { quantize_legacy(lega
 
 void pack_legacy_block(uint32_t type, const int32_t* codes, float d, float m, uint8_t* out) {
   pack_legacy(legacy(type), codes, d, m, out);
+}
+
+void unpack_legacy_block(uint32_t type, const uint8_t* block, int32_t* codes, uint16_t& d, uint16_t& m) {
+  unpack_legacy(legacy(type), block, codes, d, m);
 }
 
 // Q2_K (84 B): scales[16] (scale low nibble, min high nibble), qs[64], d, dmin. Element e:

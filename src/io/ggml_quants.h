@@ -48,5 +48,8 @@ void quantize_q6_k(const float* src, uint8_t* dst, int64_t n);
 // (0..15 for Q4, 0..31 for Q5, −128..127 for Q8_0), d and m are rounded to f16.
 // Throws run_failed for a code out of range or a type that is not legacy.
 void pack_legacy_block(uint32_t type, const int32_t* codes, float d, float m, uint8_t* out);
+// Its inverse, for kernels that repack legacy blocks: the 32 codes as the decoder
+// reads them and the f16 bits of d and m (m = 0 for the types without a min).
+void unpack_legacy_block(uint32_t type, const uint8_t* block, int32_t* codes, uint16_t& d, uint16_t& m);
 
 }  // namespace tq

@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <omp.h>
 #include <time.h>
 
 #include <chrono>
@@ -9,6 +10,8 @@
 
 #include "core/dtype.h"
 #include "core/rng.h"
+#include "io/ggml_quants.h"
+#include "io/ggml_types.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/gemm_lowbit.h"
 
@@ -27,7 +30,9 @@ struct Operands {
   std::vector<uint8_t> xq;
   std::vector<int8_t> wq;
   Int8Packed w8;
-  LowbitPacked w4;
+  LowbitPacked w4, q4_0;
+  std::vector<int8_t> xa;
+  std::vector<float> xa_step;
   static constexpr int32_t kZero = 128;
   static constexpr float kStep = 0.02f;
 
@@ -51,6 +56,16 @@ struct Operands {
     const int64_t groups = (K + 63) / 64;
     std::vector<uint16_t> s4(N * groups, f32_to_f16(0.01f)), z4(N * groups, f32_to_f16(7.5f));
     w4 = pack_lowbit({q4.data(), N, K, 4, 64, s4.data(), z4.data(), bias.data()});
+    // K4-a8's activations: int8 codes with a step per row, as a per-token site leaves them.
+    xa.resize(M * K);
+    for (auto& v : xa) v = (int8_t)(rng.below(255) - 127);
+    xa_step.assign(M, 0.01f);
+    // llama.cpp's Q4_0 of the float weight, by the reference encoder.
+    if (K % 32 == 0) {
+      std::vector<uint8_t> blocks(N * K / 32 * 18);
+      quantize_q4_0(w.data(), blocks.data(), N * K);
+      q4_0 = pack_ggml(ggml_q4_0, blocks.data(), N, K, bias.data());
+    }
   }
 };
 
@@ -110,7 +125,37 @@ double cpu_seconds() {
   return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
+double thread_cpu_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
 }  // namespace
+
+double measure_clock_ghz() {
+  double best = 0;
+  for (int attempt = 0; attempt < 3; attempt++) {
+    double slowest = 1e30;
+#pragma omp parallel reduction(min : slowest)
+    {
+      constexpr int64_t kIters = 20'000'000;  // × 8 adds: 160 M cycles, ~0.05 s
+      uint64_t x = 0, step = 1, n = kIters;
+      const double t0 = thread_cpu_seconds();
+      __asm__ volatile(
+          "1:\n\t"
+          "add %[s], %[x]\n\tadd %[s], %[x]\n\tadd %[s], %[x]\n\tadd %[s], %[x]\n\t"
+          "add %[s], %[x]\n\tadd %[s], %[x]\n\tadd %[s], %[x]\n\tadd %[s], %[x]\n\t"
+          "dec %[n]\n\tjnz 1b"
+          : [x] "+r"(x), [n] "+r"(n)
+          : [s] "r"(step));
+      const double t = thread_cpu_seconds() - t0;
+      slowest = std::min(slowest, 8.0 * kIters / t * 1e-9);
+    }
+    best = std::max(best, slowest);
+  }
+  return best;
+}
 
 std::vector<GemmContender> gemm_contenders(int64_t M, int64_t N, int64_t K, bool scalar) {
   auto d = std::make_shared<Operands>(M, N, K);
@@ -125,8 +170,9 @@ std::vector<GemmContender> gemm_contenders(int64_t M, int64_t N, int64_t K, bool
                 }});
 #ifdef TQ_HAVE_DNNL
   auto plain = std::make_shared<DnnlInt8>(*d, false), as_k1 = std::make_shared<DnnlInt8>(*d, true);
-  cs.push_back({"int8_k1", "oneDNN u8s8s32", true, [plain] { plain->run(); }});
-  cs.push_back({"int8_k1", "oneDNN as K1", true, [as_k1] { as_k1->run(); }});
+  // Each call keeps the operands alive: the primitives read and write d's buffers.
+  cs.push_back({"int8_k1", "oneDNN u8s8s32", true, [plain, d] { plain->run(); }});
+  cs.push_back({"int8_k1", "oneDNN as K1", true, [as_k1, d] { as_k1->run(); }});
 #endif
   for (Isa isa : supported_isas()) {
     if (isa == Isa::scalar && !scalar) continue;
@@ -140,12 +186,24 @@ std::vector<GemmContender> gemm_contenders(int64_t M, int64_t N, int64_t K, bool
     cs.push_back({"w4g64_k4", std::string("tquant ") + isa_name(isa), false,
                   [d, isa] { gemm_lowbit(d->x.data(), d->M, d->K, d->w4, d->y.data(), d->N, isa); }});
   }
+  for (Isa isa : supported_isas()) {
+    if (isa == Isa::scalar && !scalar) continue;
+    cs.push_back({"w4g64_a8", std::string("tquant ") + isa_name(isa), false, [d, isa] {
+                    gemm_lowbit_a8(d->xa.data(), d->xa_step.data(), d->M, d->K, d->w4, d->y.data(), d->N, isa);
+                  }});
+    if (K % 32 == 0)
+      cs.push_back({"q4_0_a8", std::string("tquant ") + isa_name(isa), false, [d, isa] {
+                      gemm_lowbit_a8(d->xa.data(), d->xa_step.data(), d->M, d->K, d->q4_0, d->y.data(), d->N, isa);
+                    }});
+  }
   return cs;
 }
 
 std::vector<GemmBenchCase> bench_gemm_cases(const GemmBenchOptions& opt,
                                             const std::function<void(const GemmBenchCase&)>& on_case) {
   std::vector<GemmBenchCase> out;
+  const double ghz = opt.clock_ghz > 0 ? opt.clock_ghz : measure_clock_ghz();
+  const int cores = std::min(omp_get_max_threads(), omp_get_num_procs());
   for (int64_t NK : opt.NK)
     for (int64_t M : opt.M) {
       std::vector<GemmContender> cs = gemm_contenders(M, NK, NK, opt.scalar);
@@ -171,6 +229,8 @@ std::vector<GemmBenchCase> bench_gemm_cases(const GemmBenchOptions& opt,
         for (size_t b = 0; b < cs.size(); b++) {
           if (!cs[b].baseline || (cs[b].kernel != "fp32" && cs[b].kernel != cs[i].kernel)) continue;
           GemmBenchCase c{"gemm_" + cs[i].kernel, M, NK, NK, cs[i].name, cs[b].name, gop / best[i], gop / best[b]};
+          if (cs[i].kernel == "int8_k1" && (cs[i].name == "tquant amx" || cs[i].name == "tquant avx512"))
+            c.peak_gops = cores * ghz * (cs[i].name == "tquant amx" ? kAmxOpsPerCycle : kVnniOpsPerCycle);
           if (on_case) on_case(c);
           out.push_back(c);
         }

@@ -1,7 +1,10 @@
 // Packing, checks, activation preparation and dispatch of the int8 GEMM;
 // the portable scalar path on the packed layout.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+
+#include <fmt/format.h>
 
 #include "core/error.h"
 #include "kernels/gemm_int8_impl.h"
@@ -28,10 +31,9 @@ Int8Packed pack_int8(const Int8Weights& w) {
   int32_t range = 0;
   for (int64_t o = 0; o < w.O; o++) {
     const int8_t* row = w.q + o * w.C;
-    int8_t* dst = p.data.data() + (o / 64) * (p.Cp / 4) * 256 + (o % 64 / 16) * 64 + (o % 16) * 4;
     int32_t zw = w.zero ? w.zero[o] : 0, sum = 0;
     for (int64_t c = 0; c < w.C; c++) {
-      dst[(c / 4) * 256 + c % 4] = row[c];
+      const_cast<int8_t*>(p.block(o / 16, c / 64))[(c % 64 / 4) * 64 + (o % 16) * 4 + c % 4] = row[c];
       sum += row[c];
       range = std::max(range, std::abs((int32_t)row[c] - zw));
     }
@@ -63,44 +65,61 @@ void check_int8_call(const Int8Acts& a, int64_t O, int64_t C, int64_t ldy) {
 
 }  // namespace detail
 
+// dst[0..n) = src ^ flip, then zeros up to width.
+static void copy_codes(uint8_t* dst, const uint8_t* src, int64_t n, int64_t width, uint8_t flip) {
+  if (n == 64) std::memcpy(dst, src, 64);  // the common case, as vector moves
+  else std::memcpy(dst, src, n);
+  if (flip)
+    for (int64_t i = 0; i < n; i++) dst[i] ^= flip;
+  std::memset(dst + n, 0, width - n);
+}
+
 static void run_int8(const Int8Acts& a, const Int8Packed& w, float* y, int32_t* d, int64_t ldy, Isa isa) {
   isa = resolve_isa(isa);
   detail::check_int8_call(a, w.O, w.C, ldy);
   detail::check_int8_bound(a, w.C, w.wq_range);
   if (a.M == 0 || w.O == 0) return;
-  const int64_t M = a.M, C = w.C;
+  const int64_t M = a.M, C = w.C, depth = w.Cp;
   // s8 codes become u8 by +128, so every path runs u8 × s8 with zero point z + 128.
   const int32_t z = a.is_signed ? 128 : a.zero;
-  const bool amx = isa == Isa::amx;
-  const int64_t depth = amx ? w.Cp : round_up(C, 4);
-  const uint8_t* act = (const uint8_t*)a.q;
+  const uint8_t flip = a.is_signed ? 0x80 : 0;
+  const bool amx = isa == Isa::amx && M >= detail::kAmxMinRows;
+  const uint8_t* src = (const uint8_t*)a.q;
+  const uint8_t* act = src;
   int64_t lda = a.ld;
   if (a.is_signed || depth != C || amx) {
-    // Reused per calling thread: a fresh buffer per call costs page faults.
+    // The codes as u8 with the depth padded with zeros: row-major for the vector
+    // paths, AMX tiles (16 rows × 64 inputs, whole 32-row blocks) for AMX. The
+    // buffer is reused per calling thread: a fresh one per call costs page faults.
     static thread_local avector<uint8_t> scratch;
-    const int64_t rows = amx ? round_up(M, 32) : M;  // AMX runs whole 32-row blocks
+    const int64_t rows = amx ? round_up(M, 32) : M;
     scratch.resize(std::max<size_t>(scratch.size(), rows * depth));
     uint8_t* buf = scratch.data();
 #pragma omp parallel for schedule(static) if (M * C > (1 << 16))
     for (int64_t t = 0; t < rows; t++) {
-      uint8_t* dst = buf + t * depth;
-      const uint8_t flip = a.is_signed ? 0x80 : 0;
-      int64_t c = 0;
-      if (t < M)
-        for (; c < C; c++) dst[c] = act[t * a.ld + c] ^ flip;
-      if (c < depth) std::memset(dst + c, 0, depth - c);
+      const int64_t n = t < M ? C : 0;
+      const uint8_t* row = src + std::min(t, M - 1) * a.ld;
+      if (amx) {
+        for (int64_t c0 = 0; c0 < depth; c0 += 64) {
+          uint8_t* dst = buf + detail::amx_act_offset(t, c0, depth);
+          copy_codes(dst, row + c0, std::clamp<int64_t>(n - c0, 0, 64), 64, flip);
+        }
+      } else {
+        copy_codes(buf + t * depth, row, C, depth, flip);
+      }
     }
     act = buf;
     lda = depth;
   }
-  std::vector<int32_t> row_sum(w.zero.empty() ? 0 : M);
+  static thread_local std::vector<int32_t> row_sum, corr;  // the calling thread's: taken before the kernels run
+  row_sum.resize(w.zero.empty() ? 0 : M);
   for (int64_t t = 0; t < (int64_t)row_sum.size(); t++) {
     int32_t s = 0;
-    for (int64_t c = 0; c < C; c++) s += act[t * lda + c];
+    for (int64_t c = 0; c < C; c++) s += src[t * a.ld + c] ^ flip;
     row_sum[t] = s;
   }
   const int64_t Op = w.panels() * Int8Packed::kPanel;
-  std::vector<int32_t> corr(Op, 0);
+  corr.assign(Op, 0);
   for (int64_t o = 0; o < w.O; o++) {
     int64_t v = -(int64_t)z * w.row_sum[o] + (w.zero.empty() ? 0 : C * z * (int64_t)w.zero[o]);
     corr[o] = (int32_t)(uint32_t)(uint64_t)v;  // mod 2^32: the true sums fit, so wrapping terms are exact
@@ -110,6 +129,7 @@ static void run_int8(const Int8Acts& a, const Int8Packed& w, float* y, int32_t* 
   j.M = M;
   j.lda = lda;
   j.depth = depth;
+  j.tiled = amx;
   j.w = &w;
   j.corr = corr.data();
   j.zw = w.zero.empty() ? nullptr : w.zero.data();
@@ -120,11 +140,15 @@ static void run_int8(const Int8Acts& a, const Int8Packed& w, float* y, int32_t* 
   j.d = d;
   j.ldy = ldy;
   switch (isa) {
-    case Isa::amx: detail::gemm_int8_amx(j); break;
-    case Isa::avx512: detail::gemm_int8_avx512(j); break;
+    case Isa::amx:
+    case Isa::avx512: amx ? detail::gemm_int8_amx(j) : detail::gemm_int8_avx512(j); break;
     case Isa::avx2: detail::gemm_int8_avx2(j); break;
     default: detail::gemm_int8_scalar(j); break;
   }
+}
+
+std::string gemm_int8_path(Isa isa) {
+  return isa == Isa::amx ? fmt::format("amx (avx512 below {} rows)", detail::kAmxMinRows) : isa_name(isa);
 }
 
 void gemm_int8(const Int8Acts& a, const Int8Packed& w, float* y, int64_t ldy, Isa isa) {
@@ -158,16 +182,15 @@ void gemm_int8_scalar(const Int8Job& j) {
   const int64_t np = w.panels(), nq = j.depth / 4;
 #pragma omp parallel for schedule(static) if (j.M * w.O * j.depth > kParallelWork)
   for (int64_t p = 0; p < np; p++) {
-    const int8_t* b = w.panel(p);
     const int64_t n = std::min<int64_t>(64, w.O - p * 64);
     for (int64_t t = 0; t < j.M; t++) {
       const uint8_t* a = j.a + t * j.lda;
       int32_t acc[64] = {};
-      for (int64_t q = 0; q < nq; q++) {
-        const int8_t* bq = b + q * 256;
-        const uint8_t* aq = a + 4 * q;
-        for (int i = 0; i < 256; i++) acc[(i >> 6) * 16 + ((i & 63) >> 2)] += (int32_t)aq[i & 3] * bq[i];
-      }
+      for (int64_t q = 0; q < nq; q++)
+        for (int v = 0; v < 4; v++) {
+          const int8_t* bq = w.block(4 * p + v, q / 16) + (q % 16) * 64;
+          for (int i = 0; i < 64; i++) acc[v * 16 + i / 4] += (int32_t)a[4 * q + i % 4] * bq[i];
+        }
       for (int64_t o = 0; o < n; o++) finish(j, t, p * 64 + o, acc[o]);
     }
   }

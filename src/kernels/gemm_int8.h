@@ -16,6 +16,7 @@
 // that is C ≤ 65,793. Calls beyond that bound are rejected.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/aligned.h"
@@ -32,22 +33,28 @@ struct Int8Weights {
   const int32_t* zero = nullptr;  // zw_o, or null for symmetric weights
 };
 
-// The same weight in the layout every path reads. Rows are grouped in panels
-// of 64 outputs; a panel stores, for each quad of 4 inputs, 64 × 4 bytes as four
-// 16-output blocks (byte = o%16·4 + c%4): one zmm for vpdpbusd, one row of an
-// AMX B tile (stride 256), four 16-byte pieces for AVX2. C is padded with
-// zeros to a multiple of 64 (one AMX tile depth), O to a multiple of 64.
+// The same weight in the layout every path reads: blocks of 32 outputs, each
+// a run of input chunks of 64, each two 1 KB halves of 16 outputs; a half is 16
+// quads of 4 inputs × 16 outputs (byte = o%16·4 + c%4). A half is one AMX B tile
+// (16 rows of 64 bytes, stride 64); one quad of it is one zmm for vpdpbusd,
+// four 16-byte pieces for AVX2. C is padded with zeros to a multiple of 64, O to
+// a multiple of 64 (the vector paths' panels).
 struct Int8Packed {
   static constexpr int kPanel = 64;
   static constexpr int kDepthAlign = 64;
   int64_t O = 0, C = 0, Cp = 0;   // Cp: padded C
-  avector<int8_t> data;           // panels × Cp/4 × 256 bytes
+  avector<int8_t> data;           // O/32 blocks × Cp/64 chunks × 2 halves × 1 KB
   std::vector<int32_t> row_sum;   // R_o = Σ_c Wq[o,c], padded to the panels
   std::vector<float> scale, bias; // padded with zeros; bias zero when absent
   std::vector<int32_t> zero;      // empty for symmetric weights, else padded
   int32_t wq_range = 0;           // max |Wq − zw| over the weight (overflow bound)
   int64_t panels() const { return (O + kPanel - 1) / kPanel; }
-  const int8_t* panel(int64_t p) const { return data.data() + p * (Cp / 4) * 256; }
+  // The 1 KB half of outputs 16·o16 .. 16·o16 + 15 and inputs 64·chunk .. 64·chunk + 63;
+  // chunk k + 1 of it is kChunkStride bytes further.
+  static constexpr int64_t kChunkStride = 2048;
+  const int8_t* block(int64_t o16, int64_t chunk) const {
+    return data.data() + (o16 / 2) * Cp * 32 + chunk * kChunkStride + (o16 % 2) * 1024;
+  }
 };
 
 Int8Packed pack_int8(const Int8Weights& w);
@@ -74,6 +81,9 @@ inline Int8Acts acts_s8_per_token(const int8_t* q, const float* row_step, int64_
 void gemm_int8(const Int8Acts& a, const Int8Packed& w, float* y, int64_t ldy, Isa isa = Isa::automatic);
 // The integer sums d[t,o] = Σ_c (Wq[o,c] − zw_o)·(q[t,c] − z) alone.
 void gemm_int8_s32(const Int8Acts& a, const Int8Packed& w, int32_t* d, int64_t ldd, Isa isa = Isa::automatic);
+
+// The path gemm_int8 takes for a resolved isa, for reports ("amx (avx512 below 8 rows)").
+std::string gemm_int8_path(Isa isa);
 
 // Plain references on the unpacked weight, int64 sums (checked to fit int32).
 void gemm_int8_ref(const Int8Acts& a, const Int8Weights& w, float* y, int64_t ldy);

@@ -1,8 +1,8 @@
 // K1–K3 with AVX2. vpmaddubsw would saturate (255·−128·2 < −32768), so both
 // operands are widened to int16 and vpmaddwd adds pairs exactly into int32.
 //
-// The packed weight is the same as for AVX-512: a 16-byte piece holds 4 outputs
-// × 4 depths; widened and multiplied by the row's 4 depths (broadcast as int16)
+// The packed weight is the same as for AVX-512: a 16-byte piece of a quad holds
+// 4 outputs × 4 depths; widened and multiplied by the row's 4 depths (broadcast as int16)
 // it gives two partial sums per output, added pairwise at the end.
 // Register tile: 2 rows × 16 outputs (8 accumulators + 4 weight pieces).
 #include <immintrin.h>
@@ -49,10 +49,11 @@ void micro(const int16_t* a, int64_t lda, const int8_t* b, int64_t nq, int32_t* 
   __m256i acc[MR * 4];
 #pragma GCC unroll 8
   for (int i = 0; i < MR * 4; i++) acc[i] = _mm256_setzero_si256();
-  for (int64_t q = 0; q < nq; q++, b += 256) {
+  for (int64_t q = 0; q < nq; q++) {
+    const int8_t* bq = b + (q / 16) * Int8Packed::kChunkStride + (q % 16) * 64;
     __m256i w[4];
 #pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) w[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)(b + 16 * i)));
+    for (int i = 0; i < 4; i++) w[i] = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i*)(bq + 16 * i)));
 #pragma GCC unroll 2
     for (int r = 0; r < MR; r++) {
       int64_t x;
@@ -72,7 +73,7 @@ void micro(const int16_t* a, int64_t lda, const int8_t* b, int64_t nq, int32_t* 
 template <int MR>
 void tile(const Int8Job& j, const int16_t* a16, int64_t t0, int64_t o0) {
   alignas(32) int32_t c[MR * 16];
-  micro<MR>(a16 + t0 * j.depth, j.depth, j.w->panel(o0 / 64) + (o0 % 64 / 16) * 64, j.depth / 4, c);
+  micro<MR>(a16 + t0 * j.depth, j.depth, j.w->block(o0 / 16, 0), j.depth / 4, c);
   for (int r = 0; r < MR; r++) {
     finish8(j, t0 + r, o0, j.w->O - o0, _mm256_load_si256((const __m256i*)(c + 16 * r)));
     if (j.w->O - o0 > 8) finish8(j, t0 + r, o0 + 8, j.w->O - o0 - 8, _mm256_load_si256((const __m256i*)(c + 16 * r + 8)));

@@ -3,8 +3,9 @@
 //
 // Register tile: MR ≤ 6 rows × NV ≤ 4 zmm (64 outputs), 24 accumulators kept
 // over the whole depth, so each output is finished once, straight from
-// registers. Per quad of depth: NV weight loads (the panel stays in L2 while
-// all row blocks pass over it), MR 4-byte broadcasts, MR·NV vpdpbusd.
+// registers. Per quad of depth: NV weight loads (one per 16-output half; the
+// panel stays in L2 while all row blocks pass over it), MR 4-byte broadcasts,
+// MR·NV vpdpbusd.
 #include <immintrin.h>
 #include <omp.h>
 
@@ -19,16 +20,18 @@ namespace {
 constexpr int kRows = 6;
 constexpr int64_t kRowBlock = 16 * kRows;  // rows per work item: a panel's reuse before moving on
 
-// Raw sums of MR rows × 16·NV outputs over nq depth quads, into c (row stride 64).
+// Raw sums of MR rows × 16·NV outputs (the 16-output halves b[v]) over nq depth
+// quads (a multiple of 16), into c (row stride 64).
 template <int MR, int NV>
-void micro(const uint8_t* a, int64_t lda, const int8_t* b, int64_t nq, int32_t* c) {
+void micro(const uint8_t* a, int64_t lda, const int8_t* const* b, int64_t nq, int32_t* c) {
   __m512i acc[MR * NV];
 #pragma GCC unroll 24
   for (int i = 0; i < MR * NV; i++) acc[i] = _mm512_setzero_si512();
-  for (int64_t q = 0; q < nq; q++, b += 256) {
+  for (int64_t q = 0; q < nq; q++) {
+    const int64_t off = (q / 16) * Int8Packed::kChunkStride + (q % 16) * 64;
     __m512i w[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) w[v] = _mm512_load_si512(b + 64 * v);
+    for (int v = 0; v < NV; v++) w[v] = _mm512_load_si512(b[v] + off);
 #pragma GCC unroll 6
     for (int r = 0; r < MR; r++) {
       int32_t x;
@@ -45,7 +48,9 @@ void micro(const uint8_t* a, int64_t lda, const int8_t* b, int64_t nq, int32_t* 
 template <int MR, int NV>
 void tile(const Int8Job& j, int64_t t0, int64_t p) {
   alignas(64) int32_t c[MR * 64];
-  micro<MR, NV>(j.a + t0 * j.lda, j.lda, j.w->panel(p), j.lda / 4, c);
+  const int8_t* b[NV];
+  for (int v = 0; v < NV; v++) b[v] = j.w->block(4 * p + v, 0);
+  micro<MR, NV>(j.a + t0 * j.lda, j.lda, b, j.depth / 4, c);
   const int64_t o0 = p * 64;
   for (int r = 0; r < MR; r++)
     for (int v = 0; v < NV; v++)

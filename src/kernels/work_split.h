@@ -16,4 +16,8 @@ inline void split_range(int64_t n, int t, int nt, int64_t& begin, int64_t& end) 
 // still computed in the same order, so the bits do not change.
 constexpr int64_t kParallelWork = int64_t(1) << 20;
 
+// AMX pays for whole 16- or 32-row blocks; below this many rows the AVX-512
+// kernels run instead (same bits).
+constexpr int64_t kAmxMinRows = 8;
+
 }  // namespace tq::detail

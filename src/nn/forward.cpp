@@ -166,15 +166,21 @@ static void block_forward(const Model& m, int l, Workspace& ws, Hooks& hooks, KV
     kv_batch_stride = (int64_t)cache->max_seq * kvd;
   }
   AttnShape shp{S, Sk, H, c.n_kv_heads, hd, Sk - S, c.causal};
-  const int64_t psz = (int64_t)H * S * Sk;
-  float* p = need(A.p, {B, H, S, Sk});
-  for (int b = 0; b < B; b++)
-    attention_scores_forward(p + b * psz, q + (int64_t)b * S * qd, K + b * kv_batch_stride, shp, qd, kvd);
-  if (ws.train) std::memcpy(need(A.p_raw, {B, H, S, Sk}), p, sizeof(float) * B * psz);
-  hooks.forward(Site::probs, l, p, B * H * S, Sk);
   float* att = need(A.att, {N, qd});
-  for (int b = 0; b < B; b++)
-    attention_apply_forward(att + (int64_t)b * S * qd, p + b * psz, V + b * kv_batch_stride, shp, qd, kvd);
+  if (bl.attn_exec) {
+    for (int b = 0; b < B; b++)
+      bl.attn_exec->forward(att + (int64_t)b * S * qd, q + (int64_t)b * S * qd, K + b * kv_batch_stride,
+                            V + b * kv_batch_stride, shp, qd, kvd);
+  } else {
+    const int64_t psz = (int64_t)H * S * Sk;
+    float* p = need(A.p, {B, H, S, Sk});
+    for (int b = 0; b < B; b++)
+      attention_scores_forward(p + b * psz, q + (int64_t)b * S * qd, K + b * kv_batch_stride, shp, qd, kvd);
+    if (ws.train) std::memcpy(need(A.p_raw, {B, H, S, Sk}), p, sizeof(float) * B * psz);
+    hooks.forward(Site::probs, l, p, B * H * S, Sk);
+    for (int b = 0; b < B; b++)
+      attention_apply_forward(att + (int64_t)b * S * qd, p + b * psz, V + b * kv_batch_stride, shp, qd, kvd);
+  }
   hooks.forward(Site::o_in, l, att, N, qd);
   float* h = need(A.h, {N, D});
   lin_forward(bl.o, h, att, N);
@@ -383,15 +389,18 @@ void backward_block(const Model& m, Model& grads, int layer, const Input& in, Wo
   TQ_ASSERT(ws.train && (int)ws.layers.size() == m.cfg.n_layers && layer >= 0 && layer < m.cfg.n_layers &&
                 ws.layers[layer].x.numel() == (int64_t)ws.B * ws.S * m.cfg.dim,
             "backward_block needs a training forward_block of layer {} first", layer);
+  TQ_ASSERT(!m.blocks[layer].attn_exec, "backward runs on float models, not on the integer runtime");
   block_backward(m, grads, layer, ws, hooks, dx, in.pos0);
 }
 
 void backward(const Model& m, Model& gm, const Input& in, Workspace& ws, const float* dlogits, Hooks& hooks) {
   const Config& c = m.cfg;
   TQ_ASSERT(ws.train && (int)ws.layers.size() == c.n_layers, "backward needs a training forward first");
-  for (auto& bl : m.blocks)
+  for (auto& bl : m.blocks) {
+    TQ_ASSERT(!bl.attn_exec, "backward runs on float models, not on the integer runtime");
     for (auto& d : linear_table())
       TQ_ASSERT(!(bl.*d.member).exec, "backward runs on float models, not on the integer runtime");
+  }
   const int B = ws.B, S = ws.S, D = c.dim, N = B * S;
   const int rows = (int)ws.head_in.dim(0);
   std::vector<float> scratch;

@@ -58,6 +58,19 @@ struct LinearExec {
   virtual int64_t bytes() const = 0;  // memory the executor holds
 };
 
+struct AttnShape;
+
+// Another way to compute a block's attention: the integer runtime's kernels
+// (runtime/runtime.h). For one sequence, att [Sq, H·hd] (row stride q_stride)
+// from q [Sq, H·hd] and the keys and values of every position k, v [Sk, KV·hd]
+// (row stride kv_stride), as the block hands them over; the executor quantizes
+// the sites it owns (q, k, v, probs) itself.
+struct AttentionExec {
+  virtual ~AttentionExec() = default;
+  virtual void forward(float* att, const float* q, const float* k, const float* v, const AttnShape& s, int q_stride,
+                       int kv_stride) const = 0;
+};
+
 struct Linear {
   Tensor w;  // [out, in]; with an executor its values may be dropped (shape kept)
   Tensor b;  // [out], empty when the layer has no bias
@@ -76,6 +89,7 @@ struct Block {
   Norm attn_norm, mlp_norm;
   Linear q, k, v, o;
   Linear gate, up, down;  // gate is empty unless cfg.gated
+  std::shared_ptr<const AttentionExec> attn_exec;  // null: attention in float
 };
 
 struct Model {

@@ -181,6 +181,11 @@ void attention_scores_forward(T* P, const T* q, const T* k, const AttnShape& s, 
     gemm(false, true, s.Sq, s.Sk, s.hd, scale, q + h * s.hd, q_stride, k + (h / group) * s.hd, kv_stride, T(0), Ph,
          s.Sk);
   }
+  attention_softmax(P, s);
+}
+
+template <class T>
+void attention_softmax(T* P, const AttnShape& s) {
 #pragma omp parallel for schedule(static) if ((int64_t)s.H * s.Sq * s.Sk > kParallelMin)
   for (int64_t r = 0; r < (int64_t)s.H * s.Sq; r++) {
     int i = (int)(r % s.Sq);
@@ -447,6 +452,7 @@ double cross_entropy_forward_backward(T* dlogits, const T* logits, const int32_t
   template void rope_forward(T*, int, int, int, int, int, float, RopeLayout);                                     \
   template void rope_backward(T*, int, int, int, int, int, float, RopeLayout);                                    \
   template void attention_scores_forward(T*, const T*, const T*, const AttnShape&, int, int);                     \
+  template void attention_softmax(T*, const AttnShape&);                                                          \
   template void attention_apply_forward(T*, const T*, const T*, const AttnShape&, int, int);                      \
   template void attention_apply_backward(T*, T*, const T*, const T*, const T*, const AttnShape&, int, int);       \
   template void attention_scores_backward(T*, T*, const T*, const T*, const T*, const T*, const AttnShape&, int,  \

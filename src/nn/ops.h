@@ -51,6 +51,9 @@ struct AttnShape {
 };
 template <class T>
 void attention_scores_forward(T* P, const T* q, const T* k, const AttnShape& s, int q_stride, int kv_stride);
+// Its second half: the scores P[H, Sq, Sk] (scaled) become their masked softmax, in place.
+template <class T>
+void attention_softmax(T* P, const AttnShape& s);
 // out[Sq, H·hd] = P·v per head
 template <class T>
 void attention_apply_forward(T* out, const T* P, const T* v, const AttnShape& s, int out_stride, int kv_stride);

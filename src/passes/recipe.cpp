@@ -80,6 +80,11 @@ const std::vector<BuiltinRecipe>& builtin_recipes() {
        }},
       {"wB-hqq-gG", "HQQ weight-only quantization, B bits per group of G",
        [](N n) { return J::array({{{"pass", "hqq"}, {"bits", n.at('B')}, {"group", n.at('G')}}}); }},
+      {"wBaY-hqq-gG", "HQQ weights, linear inputs quantized per token, symmetric: integer dot products (K4-a8)",
+       [](N n) {
+         return J::array({{{"pass", "hqq"}, {"bits", n.at('B')}, {"group", n.at('G')}},
+                          per_token_rtn_step(0, n.at('Y'), "qkv_in,o_in,up_in,down_in")});
+       }},
       {"wK-kurtboost", "KurtBoost: HQQ at the base rung; layers whose weight kurtosis jumps get 2 rungs more (top 2)",
        [=](N n) { return boost("kurtosis", n.at('K')); }},
       {"wK-sensiboost", "SensiBoost: the same, by activation sensitivity (needs --calib)",

@@ -11,17 +11,24 @@
 //           dynamically, or per token dynamically and symmetrically (K3). The
 //           executor quantizes the activation itself, with the quantizer
 //           functions the simulation uses, so the codes are the same.
-//   lowbit  K4 weight-only: any other uniform weight of ≤ 8 bits whose groups
-//           are multiples of 32 (rows count as one group); 5–7-bit codes ride in
-//           the 8-bit layout. Scales and zeros go to fp16, as K4 stores them.
-//           It reads the activation as the site hook leaves it: float, or
-//           fake-quantized when the site has a quantizer int8 cannot run.
+//   lowbit-a8  K4-a8: any other uniform weight of ≤ 8 bits whose groups are
+//           multiples of 32 (rows count as one group), fed by a site quantized
+//           symmetrically per token or per tensor: the executor quantizes the
+//           activation itself (the simulation's codes) and multiplies on integer
+//           dot products. Scales and zeros go to fp16, as K4 stores them.
+//   lowbit  K4: such a weight fed by a float site (weight-only plans), or by one
+//           no int8 form takes (then fake-quantized by the hook): float
+//           activations.
 //   float   the rest (log quantizers, groups the kernels cannot tile): the
 //           quantize-dequantize weight through BLAS, exactly as in simulation,
 //           with a one-line notice.
 // A site is given to the int8 executors only when every linear it feeds is
-// one. hooks() fake-quantizes every other planned site (q, k, v, probs, and
-// sites of fallbacks) and applies every pre-transform (post-norm folds).
+// one. Attention, per layer: when the q and k sites are quantized per tensor
+// (static) or per token, q·kᵀ runs on their integer codes (attn_scores) and P·V
+// on K5 (pv_log) where probs is log√2 per tensor and v static per tensor, else
+// in f32 on the fake-quantized P and V; the executor owns those four sites.
+// hooks() fake-quantizes every other planned site (q, k, v, probs of layers
+// without it, sites of fallbacks) and applies every pre-transform (post-norm folds).
 #pragma once
 #include <atomic>
 #include <memory>
@@ -42,14 +49,22 @@ struct RuntimeOptions {
 struct Runtime {
   QuantPlan sim_plan;             // what the hook still does at the sites
   std::unique_ptr<SimHook> sim;   // over sim_plan
-  int n_int8 = 0, n_lowbit = 0, n_float = 0;  // linears by executor
+  int n_int8 = 0, n_lowbit_a8 = 0, n_lowbit = 0, n_float = 0;  // linears by executor
+  int n_attention = 0;                                          // layers with an integer attention
   std::vector<std::string> notices;  // one line per linear that falls back to float
+  // Which kernel computes what, per planned linear ("blk.0.attn_q.weight") and per
+  // layer's attention ("blk.0.attention"): "K3 int8, 8-bit rows × s8 per token (amx ...)".
+  std::vector<std::pair<std::string, std::string>> kernels;
+  int n_layers = 0;
   std::shared_ptr<std::atomic<int64_t>> clamped = std::make_shared<std::atomic<int64_t>>(0);  // by int8 executors
 
   Hooks& hooks() { return *sim; }
   // Activation values clamped by static ranges, in the hook and in the executors.
   int64_t saturated() const { return sim->saturated + clamped->load(); }
-  std::string summary() const;  // "int8 35, lowbit 0, float 0 linears"
+  std::string summary() const;  // "int8 35, lowbit-a8 0, lowbit 0, float 0 linears"
+  // The kernels, one line per kernel with the tensors it runs (layers folded:
+  // "attn_q, attn_k (every layer): K4-a8 ...").
+  std::vector<std::string> kernel_lines() const;
 };
 
 // Changes m: packed linears get executors (their f32 values dropped unless

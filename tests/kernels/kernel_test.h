@@ -2,7 +2,6 @@
 // this machine supports (scalar, avx2, avx512, amx), named by the path.
 #pragma once
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <cmath>
 #include <string>
@@ -10,6 +9,7 @@
 
 #include "core/rng.h"
 #include "kernels/cpu.h"
+#include "test_util.h"
 
 namespace tq::test {
 
@@ -29,15 +29,6 @@ inline void expect_close(const std::vector<float>& a, const std::vector<float>& 
       ADD_FAILURE() << what << " at " << i << ": " << a[i] << " vs " << b[i];
       bad++;
     }
-}
-
-// Runs f with n OpenMP threads, then restores the previous count.
-template <class F>
-void with_threads(int n, F f) {
-  int old = omp_get_max_threads();
-  omp_set_num_threads(n);
-  f();
-  omp_set_num_threads(old);
 }
 
 }  // namespace tq::test

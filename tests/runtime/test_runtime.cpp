@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <optional>
 
+#include "core/dtype.h"
 #include "export/gguf_writer.h"
+#include "io/atomic_file.h"
 #include "io/load.h"
 #include "io/tquant_dir.h"
 #include "kernels/cpu.h"
@@ -143,6 +145,7 @@ TEST(IntegerRuntime, MatchesSimulationOnEveryRecipe) {
     std::string recipe;
     int int8, lowbit;  // linears expected on each kernel (2 layers × 7, + the head for rtn)
     bool post_norm = false;
+    int lowbit_a8 = 0;
   };
   const Case cases[] = {
       {"w8a8-rtn", 15, 0},         {"w6a6-rtn", 15, 0},         {"w8a8-outliertune", 14, 0},
@@ -150,10 +153,13 @@ TEST(IntegerRuntime, MatchesSimulationOnEveryRecipe) {
       {"w4a16-g64-rtn", 0, 15},    {"w8a16-rtn", 0, 15},        {"w4-hqq-g64", 0, 14},
       {"w4-kurtboost", 0, 14},     {"w3-sensiboost", 0, 14},    {"w4-budget", 0, 14},
       {"w8-hqq-g64", 0, 14},       {"w2-hqq-g32", 0, 14},
+      {"w4a8-hqq-g64", 0, 0, false, 14}, {"w3a8-hqq-g128", 0, 0, false, 14}, {"w5a6-hqq-g32", 0, 0, false, 14},
       {"w6a6-outliertune", 14, 0, true},  {"w8a8-smoothquant", 14, 0, true},
       // RepQ-ViT on an LM: per-token asymmetric o_in/down_in/head_in have no int8 kernel, so
       // those linears run K4 on the simulated codes; their fp16 group parameters move outputs by
       // ~3e-4, which flips static codes at the next layer's qkv_in/up_in: logits ≤ 1e-1 here.
+      // K4-a8 likewise (per-token codes after fp16 group parameters); its exactness with the
+      // parameters the kernel stores is EveryLowbitA8FormMatchesSimulation.
       {"w8a8-repqvit", 10, 5},     {"w4a8-repqvit", 10, 5},
   };
   const auto toks = some_tokens(2 * 24);
@@ -166,18 +172,20 @@ TEST(IntegerRuntime, MatchesSimulationOnEveryRecipe) {
     double err = test::rel_err(got, sim), worst = 0;
     check_every_linear(in.m, in.rt, sim_model, q.plan, &worst);
     EXPECT_EQ(logits(in.m, in.rt.hooks(), toks, 2), got) << c.recipe;  // the checks change nothing
-    const bool k4 = c.lowbit > 0;
+    const bool k4 = c.lowbit > 0 || c.lowbit_a8 > 0;
     std::printf("%-18s%s %s: relative difference per linear (teacher-forced) %.1e, logits %.1e\n", c.recipe.c_str(),
                 c.post_norm ? " (post-norm)" : "",
                 in.rt.summary().c_str(), worst, err);
-    const bool mixed = c.int8 > 0 && c.lowbit > 0;
+    // Integer activations after K4's fp16 group parameters (mixed, or K4-a8) see codes flip.
+    const bool mixed = (c.int8 > 0 && c.lowbit > 0) || c.lowbit_a8 > 0;
     EXPECT_LE(worst, k4 ? 2e-3 : 1e-5) << c.recipe;
     EXPECT_LE(err, mixed ? 1e-1 : k4 ? 5e-3 : 1e-4) << c.recipe;
     EXPECT_GT(worst, 0) << c.recipe << ": suspiciously identical (did the kernels run?)";
     EXPECT_EQ(in.rt.n_int8, c.int8) << c.recipe;
     EXPECT_EQ(in.rt.n_lowbit, c.lowbit) << c.recipe;
+    EXPECT_EQ(in.rt.n_lowbit_a8, c.lowbit_a8) << c.recipe;
     EXPECT_EQ(in.rt.n_float, 0) << c.recipe;
-    if (mixed)
+    if (c.int8 > 0 && c.lowbit > 0)
       EXPECT_FALSE(in.rt.notices.empty()) << c.recipe << ": the simulated sites are announced";
     else
       EXPECT_TRUE(in.rt.notices.empty()) << c.recipe << ": " << in.rt.notices[0];
@@ -246,6 +254,221 @@ TEST(IntegerRuntime, EveryInt8FormMatchesSimulation) {
   }
 }
 
+// Every site form K4-a8 takes (symmetric: per token of 8 and 5 bits, per tensor dynamic and
+// static) on low-bit groups of several widths, against simulation. The plan's group
+// parameters are given their fp16 values, the ones K4 stores, so that what remains is
+// float rounding: ≤ 1e-5 per linear (teacher-forced), as for int8.
+TEST(IntegerRuntime, EveryLowbitA8FormMatchesSimulation) {
+  test::TempDir d;
+  std::string text = test::write_sample_text(d);
+  const Quantized base = quantize("w8a8-rtn", text);
+  struct Form {
+    std::string name;
+    int a_bits;
+    bool dynamic;
+    Gran a_gran;
+    int w_bits, group;
+  };
+  const Form forms[] = {
+      {"per token 8-bit, 4-bit g64", 8, true, Gran::row, 4, 64},
+      {"per token 5-bit, 3-bit g32", 5, true, Gran::row, 3, 32},
+      {"dynamic tensor 8-bit, 7-bit g64", 8, true, Gran::tensor, 7, 64},
+      {"static tensor 8-bit, 2-bit g32", 8, false, Gran::tensor, 2, 32},
+      {"per token 8-bit, 8-bit rows", 8, true, Gran::row, 8, 0},
+  };
+  const auto toks = some_tokens(16);
+  for (const Form& f : forms) {
+    Quantized q = base;
+    for (auto& [key, s] : q.plan.sites) {
+      s.bits = f.a_bits;
+      s.scheme = Scheme::sym;
+      s.gran = f.a_gran;
+      s.dynamic = f.dynamic;
+      s.zero.clear();
+      if (f.dynamic) s.scale.clear();
+      else s.scale = {0.05f};
+    }
+    for (auto& nt : named_tensors(q.m)) {
+      auto it = q.plan.weights.find(nt.name);
+      if (it == q.plan.weights.end()) continue;
+      QuantSpec w;
+      w.bits = f.w_bits;
+      w.scheme = Scheme::asym;
+      w.gran = f.group ? Gran::group : Gran::row;
+      w.group = f.group;
+      fit_minmax(nt.t->ptr(), (int)nt.t->rows(), (int)nt.t->cols(), w);
+      for (float& v : w.scale) v = f16_to_f32(f32_to_f16(v));
+      for (float& v : w.zero) v = f16_to_f32(f32_to_f16(v));
+      it->second = w;
+    }
+    Model sim_model = simulate_weights(q.m, q.plan);
+    Integer in = integer(q);
+    double worst = 0;
+    check_every_linear(in.m, in.rt, sim_model, q.plan, &worst);
+    std::vector<float> got = logits(in.m, in.rt.hooks(), toks, 1);
+    const double err = test::rel_err(got, simulated(q, toks, 1));
+    std::printf("%-36s relative difference per linear %.1e, logits %.1e\n", f.name.c_str(), worst, err);
+    EXPECT_EQ(in.rt.n_lowbit_a8, f.group ? 15 : 0) << f.name;
+    EXPECT_EQ(in.rt.n_int8, f.group ? 0 : 15) << f.name << ": row weights of ≤ 8 bits stay on K1–K3";
+    EXPECT_LE(worst, 1e-5) << f.name;
+    EXPECT_GT(worst, 0) << f.name;
+    EXPECT_LE(err, 1e-4) << f.name;
+  }
+}
+
+// Batches large enough that the executors' quantization and the kernels run on several
+// threads: the same bits as one thread (buffers of the calling thread reach the workers).
+TEST(IntegerRuntime, LargeBatchesGiveTheSameBitsOnAnyThreadCount) {
+  test::TempDir d;
+  std::string text = test::write_sample_text(d);
+  for (std::string recipe : {"w5a5-rtn", "w4a5-hqq-g32"}) {
+    Quantized q = quantize(recipe, text);
+    if (recipe == "w5a5-rtn")
+      for (auto& [key, s] : q.plan.sites) {  // per token, 5 bits: the dynamic_params path
+        s.scheme = Scheme::sym;
+        s.gran = Gran::row;
+        s.dynamic = true;
+        s.scale.clear();
+        s.zero.clear();
+      }
+    Integer in = integer(q);
+    const auto toks = some_tokens(20 * 60);  // 1,200 rows of 64: above the parallel thresholds
+    std::vector<float> one, two;
+    test::with_threads(1, [&] { one = logits(in.m, in.rt.hooks(), toks, 20); });
+    test::with_threads(2, [&] { two = logits(in.m, in.rt.hooks(), toks, 20); });
+    EXPECT_EQ(one, two) << recipe;
+    EXPECT_GT(in.rt.n_int8 + in.rt.n_lowbit_a8, 0) << recipe;
+  }
+}
+
+// Teacher forcing for attention: the executor runs, and beside it the simulation's arithmetic
+// on the same q, k, v (fake-quantized by the plan's sites, f32 scores and softmax,
+// fake-quantized probs, f32 P·V). The worst relative difference of any call is kept.
+struct CheckedAttention final : AttentionExec {
+  std::shared_ptr<const AttentionExec> inner;
+  std::optional<QuantSpec> q, k, v, probs;
+  double* worst;
+  void forward(float* att, const float* qx, const float* kx, const float* vx, const AttnShape& s, int q_stride,
+               int kv_stride) const override {
+    inner->forward(att, qx, kx, vx, s, q_stride, kv_stride);
+    const int qd = s.H * s.hd, kvd = s.KV * s.hd;
+    std::vector<float> qs((size_t)s.Sq * qd), ks((size_t)s.Sk * kvd), vs((size_t)s.Sk * kvd);
+    for (int i = 0; i < s.Sq; i++) std::copy(qx + (int64_t)i * q_stride, qx + (int64_t)i * q_stride + qd, qs.begin() + i * qd);
+    for (int j = 0; j < s.Sk; j++) {
+      std::copy(kx + (int64_t)j * kv_stride, kx + (int64_t)j * kv_stride + kvd, ks.begin() + j * kvd);
+      std::copy(vx + (int64_t)j * kv_stride, vx + (int64_t)j * kv_stride + kvd, vs.begin() + j * kvd);
+    }
+    if (q) fake_quant(qs.data(), s.Sq, qd, *q);
+    if (k) fake_quant(ks.data(), s.Sk, kvd, *k);
+    if (v) fake_quant(vs.data(), s.Sk, kvd, *v);
+    std::vector<float> P((size_t)s.H * s.Sq * s.Sk), ref((size_t)s.Sq * qd);
+    attention_scores_forward(P.data(), qs.data(), ks.data(), s, qd, kvd);
+    if (probs) fake_quant(P.data(), s.H * s.Sq, s.Sk, *probs);
+    attention_apply_forward(ref.data(), P.data(), vs.data(), s, qd, kvd);
+    for (int i = 0; i < s.Sq; i++)
+      *worst = std::max(*worst, test::rel_err(att + (int64_t)i * q_stride, ref.data() + (size_t)i * qd, qd));
+  }
+};
+
+bool wrapped_probs(const QuantPlan& plan) {
+  auto it = plan.sites.find(site_key(Site::probs, 0));
+  return it != plan.sites.end() && it->second.enabled();
+}
+
+// Attention on integer kernels where the plan quantizes q, k, v (and probs): RepQ-ViT on an
+// LM with per-tensor sites (int8 q·kᵀ, K5 for P·V) and with its per-token sites (int8 q·kᵀ,
+// f32 P·V on the fake-quantized operands), and OutlierTune's per-token q, k, v with float
+// probs. Teacher-forced per call within float rounding; end to end within 1e-4.
+TEST(IntegerRuntime, AttentionOnIntegerKernelsMatchesSimulation) {
+  test::TempDir d;
+  std::string text = test::write_sample_text(d);
+  const std::string per_tensor = d.file("repqvit-tensor.json");
+  write_file_atomic(per_tensor, R"({"passes": [{"pass": "repquant", "w_bits": 8, "a_bits": 8, "clip_steps": 0,
+                                 "recon_steps": 0, "other_sites": "tensor"}]})");
+  struct Case {
+    std::string recipe, kernel;
+  };
+  const Case cases[] = {
+      {per_tensor, "int8 q·kᵀ (u8 per tensor q × u8 per tensor k, "},
+      {"w8a8-repqvit", "int8 q·kᵀ (u8 per token q × u8 per token k, "},
+      {"w8a8-outliertune", "int8 q·kᵀ (s8 per token q × s8 per token k, "},
+  };
+  const auto toks = some_tokens(2 * 24);
+  for (const Case& c : cases) {
+    Quantized q = quantize(c.recipe, text);
+    std::vector<float> sim = simulated(q, toks, 2);
+    Integer in = integer(q);
+    std::vector<float> got = logits(in.m, in.rt.hooks(), toks, 2);
+    ASSERT_EQ(in.rt.n_attention, 2) << c.recipe;
+    std::string kernels;
+    for (auto& line : in.rt.kernel_lines()) kernels += line + "\n";
+    EXPECT_NE(kernels.find("attention (every layer): " + c.kernel), std::string::npos) << kernels;
+    const bool k5 = c.recipe == per_tensor;
+    EXPECT_EQ(kernels.find("K5 pv_log, 8-bit log√2 probs × u8 per tensor v") != std::string::npos, k5) << kernels;
+    double worst = 0;
+    for (int l = 0; l < 2; l++) {
+      auto wrap = std::make_shared<CheckedAttention>();
+      wrap->inner = in.m.blocks[l].attn_exec;
+      auto site = [&](Site s) -> std::optional<QuantSpec> {
+        auto it = q.plan.sites.find(site_key(s, l));
+        return it != q.plan.sites.end() && it->second.enabled() ? std::optional<QuantSpec>(it->second) : std::nullopt;
+      };
+      wrap->q = site(Site::q);
+      wrap->k = site(Site::k);
+      wrap->v = site(Site::v);
+      wrap->probs = site(Site::probs);
+      wrap->worst = &worst;
+      in.m.blocks[l].attn_exec = wrap;
+    }
+    EXPECT_EQ(logits(in.m, in.rt.hooks(), toks, 2), got) << c.recipe << ": the checks change nothing";
+    const double err = test::rel_err(got, sim);
+    std::printf("%-18s attention teacher-forced %.1e, logits %.1e (%s)\n", c.recipe == per_tensor ? "repqvit per tensor" : c.recipe.c_str(),
+                worst, err, in.rt.summary().c_str());
+    EXPECT_LE(worst, 1e-5) << c.recipe;
+    // With quantized probs and f32 P·V the output depends only on the probs codes and V̂:
+    // equal bits unless a code flips; K5 and float probs differ in float rounding.
+    if (k5 || !wrapped_probs(q.plan)) EXPECT_GT(worst, 0) << c.recipe;
+    // RepQ-ViT's per-token asymmetric o_in/down_in/head_in run K4 on fake-quantized codes:
+    // the fp16 group parameters flip later codes (as in MatchesSimulationOnEveryRecipe).
+    EXPECT_LE(err, in.rt.n_lowbit > 0 ? 1e-1 : 1e-4) << c.recipe;
+  }
+}
+
+// Decoding with a KV cache: the integer attention reads the cached keys and values (held
+// raw, quantized per call) and agrees with the simulation step by step; it counts each
+// value's clamps once, as the simulation's hook does.
+TEST(IntegerRuntime, IntegerAttentionDecodesLikeSimulation) {
+  test::TempDir d;
+  std::string text = test::write_sample_text(d);
+  const std::string per_tensor = d.file("repqvit-tensor.json");
+  write_file_atomic(per_tensor, R"({"passes": [{"pass": "repquant", "w_bits": 8, "a_bits": 6, "clip_steps": 0,
+                                 "recon_steps": 0, "other_sites": "tensor"}]})");
+  Quantized q = quantize(per_tensor, text);
+  Model s = simulate_weights(q.m, q.plan);
+  SimHook sim(q.plan, s.cfg.n_layers);
+  Integer in = integer(q);
+  ASSERT_EQ(in.rt.n_attention, 2);
+  const auto toks = some_tokens(20);
+  auto decode = [&](const Model& m, Hooks& hooks) {
+    KVCache cache;
+    cache.init(m.cfg, 1, 20);
+    Workspace ws;
+    std::vector<float> out;
+    for (int t = 0; t < 20; t++) {
+      Input step{1, 1, toks.data() + t};
+      forward(m, step, ws, hooks, &cache);
+      cache.len++;
+      out.insert(out.end(), ws.logits.data.begin(), ws.logits.data.end());
+    }
+    return out;
+  };
+  std::vector<float> a = decode(in.m, in.rt.hooks()), b = decode(s, sim);
+  std::printf("decode, 20 steps: logits %.1e, clamped %lld (simulation %lld)\n", test::rel_err(a, b),
+              (long long)in.rt.saturated(), (long long)sim.saturated);
+  EXPECT_LE(test::rel_err(a, b), 1e-4);
+  EXPECT_EQ(in.rt.saturated(), sim.saturated);
+}
+
 // A tquant directory runs the same: the codes re-derived from its dequantized weights are the stored ones.
 TEST(IntegerRuntime, SavedDirectoryRunsLikeTheInMemoryPlan) {
   test::TempDir d;
@@ -266,7 +489,7 @@ TEST(IntegerRuntime, SameBitsOnEveryIsaPath) {
   test::TempDir d;
   std::string text = test::write_sample_text(d);
   const auto toks = some_tokens(12);
-  for (std::string recipe : {"w8a8-rtn", "w8a8-smoothquant", "w4a16-g64-rtn"}) {
+  for (std::string recipe : {"w8a8-rtn", "w8a8-smoothquant", "w4a16-g64-rtn", "w4a8-hqq-g64"}) {
     Quantized q = quantize(recipe, text);
     std::vector<float> first;
     for (Isa isa : supported_isas()) {
@@ -326,6 +549,13 @@ TEST(IntegerRuntime, UnsupportedQuantizersFallBackToSimulation) {
             std::string::npos) << all;
   EXPECT_NE(all.find("blk.0.o_in: tensor asym activations fake-quantized (a linear it feeds has no int8 weight)"),
             std::string::npos) << all;
+  std::string kernels;
+  for (auto& line : in.rt.kernel_lines()) kernels += line + "\n";
+  EXPECT_NE(kernels.find("attn_output (layers 0); ffn_down (layers 1): fp32 BLAS on the dequantized weight × "
+                         "fake-quantized f32"),
+            std::string::npos) << kernels;
+  EXPECT_NE(kernels.find("attn_q, attn_k, attn_v (layers 1): K4, 8-bit row × fake-quantized f32"), std::string::npos)
+      << kernels;
 }
 
 // Packed weights free their f32 values: the model as it runs is smaller.
@@ -407,9 +637,20 @@ TEST(IntegerRuntime, BenchReportsEndToEndCases) {
     EXPECT_LT(c["ours_model_bytes"].get<int64_t>(), c["base_model_bytes"].get<int64_t>()) << c.dump();
     EXPECT_GT(c["ours_peak_rss_bytes"].get<int64_t>(), 0) << c.dump();
     EXPECT_EQ(c["clock"], "process CPU time");
+    // Which kernel ran each linear and the attention, per form.
+    const std::string form = c["ours"].get<std::string>().substr(0, c["ours"].get<std::string>().find(' '));
+    std::string kernels;
+    for (auto& line : c["ours_kernels"]) kernels += line.get<std::string>() + "\n";
+    const char* want = form == "W8A8" ? "K3 int8, 8-bit row × s8 per token" : form == "W4" ? "K4, 4-bit g64 × f32"
+                                                                                          : "K4-a8, 4-bit g64 × s8 per token";
+    EXPECT_NE(kernels.find(std::string("attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down (every layer); "
+                                       "output: ") + want),
+              std::string::npos)
+        << form << ":\n" << kernels;
+    EXPECT_NE(kernels.find("attention (every layer): fp32"), std::string::npos) << kernels;
     generated += c["shape"].get<std::string>().rfind("llama d256", 0) == 0;
   }
-  EXPECT_EQ(generated, 4);  // W8A8 and W4, prefill and decode
+  EXPECT_EQ(generated, 6);  // W8A8, W4 and W4A8, prefill and decode
   EXPECT_EQ(test::run_cli("bench --filter e2e --e2e-dim 200").status, 2);
 }
 
