@@ -61,16 +61,16 @@ std::vector<uint8_t> pack_codes(uint32_t type, const Tensor& w, const QuantSpec&
   dequantize_codes(codes.data(), rows, cols, s, back.ptr());
   if (back.data != w.data) run_failed("GGUF export: the weights are not the plan's simulation");
   const int bytes = ggml_type_info(type)->bytes;
-  const int offset = type == ggml_q4_0 ? 8 : type == ggml_q5_0 ? 16 : 0;
   std::vector<uint8_t> out((size_t)rows * (cols / 32) * bytes);
+  GgmlBlock blk;
   for (int r = 0; r < rows; r++)
     for (int c0 = 0; c0 < cols; c0 += 32) {
       int64_t p = s.param_index(r, c0, cols);
       if (p != s.param_index(r, c0 + 31, cols)) return {};
-      int32_t q[32];
-      for (int i = 0; i < 32; i++) q[i] = codes[(int64_t)r * cols + c0 + i] + offset;
-      float d = s.scale[p], m = s.scheme == Scheme::asym ? -s.zero[p] * d : 0.0f;
-      pack_legacy_block(type, q, d, m, out.data() + ((int64_t)r * (cols / 32) + c0 / 32) * bytes);
+      for (int i = 0; i < 32; i++) blk.q[i] = codes[(int64_t)r * cols + c0 + i];  // the plan's codes are ggml's value codes
+      blk.d = s.scale[p];
+      blk.m = s.scheme == Scheme::asym ? -s.zero[p] * blk.d : 0.0f;
+      pack_block(type, blk, out.data() + ((int64_t)r * (cols / 32) + c0 / 32) * bytes);
     }
   return out;
 }
