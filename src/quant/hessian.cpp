@@ -1,0 +1,60 @@
+#include "quant/hessian.h"
+
+#include <cblas.h>
+
+#include <cmath>
+
+#include "core/error.h"
+#include "quant/observer.h"
+
+namespace tq {
+
+void Hessian::add(const float* x, int r, int cols) {
+  if (n == 0) {
+    n = cols;
+    xtx.assign((size_t)n * n, 0.0);
+    abs_sum.assign(n, 0.0);
+  }
+  if (cols != n) run_failed("Hessian of width {} fed {} columns", n, cols);
+  std::vector<double> xd((size_t)r * cols);
+  for (size_t i = 0; i < xd.size(); i++) {
+    xd[i] = x[i];
+    abs_sum[i % cols] += std::fabs(xd[i]);
+  }
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, r, 1.0, xd.data(), n, 1.0, xtx.data(), n);
+  rows += r;
+}
+
+std::vector<double> Hessian::full() const {
+  std::vector<double> h((size_t)n * n);
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) h[(size_t)i * n + j] = at(i, j);
+  return h;
+}
+
+std::vector<float> Hessian::mean_square() const {
+  std::vector<float> d(n);
+  for (int c = 0; c < n; c++) d[c] = rows ? (float)(at(c, c) / (double)rows) : 0.0f;
+  return d;
+}
+
+std::vector<double> Hessian::mean_abs() const {
+  std::vector<double> m(n);
+  for (int c = 0; c < n; c++) m[c] = rows ? abs_sum[c] / (double)rows : 0.0;
+  return m;
+}
+
+void Hessian::scale_channels(const std::vector<double>& s) {
+  if ((int)s.size() != n) run_failed("channel scale of {} for a Hessian of width {}", s.size(), n);
+  for (int i = 0; i < n; i++) {
+    abs_sum[i] *= std::fabs(s[i]);
+    for (int j = i; j < n; j++) xtx[(size_t)i * n + j] *= s[i] * s[j];
+  }
+}
+
+void HessianObserver::forward(Site site, int l, float* x, int rows, int cols) {
+  if (!sites.count(site) || (layer != -2 && l != layer)) return;
+  h[site_key(site, l)].add(x, rows, cols);
+}
+
+}  // namespace tq
