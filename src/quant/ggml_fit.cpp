@@ -197,7 +197,7 @@ GgmlTensor encode_ggml(uint32_t type, const Tensor& w, const std::vector<float>&
   }
   const int64_t row_bytes = bytes / rows, per_row = cols / g->block, bb = ggml_type_info(type)->bytes;
   const float* cw = col_weight.empty() ? nullptr : col_weight.data();
-#pragma omp parallel for schedule(dynamic, 4)
+#pragma omp parallel for schedule(dynamic, 4) if (rows * cols > (1 << 15))
   for (int64_t r = 0; r < rows; r++) {
     GgmlBlock b;
     for (int64_t k = 0; k < per_row; k++) {

@@ -171,7 +171,7 @@ GptqResult gptq(const Tensor& w, const Hessian& hs, GptqGrid& grid, const GptqOp
   for (int i1 = 0; i1 < C; i1 += B) {
     const int i2 = std::min(i1 + B, C), nb = i2 - i1;
     E.assign((size_t)R * nb, 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)R * nb * nb > (1 << 17))
     for (int r = 0; r < R; r++) {
       double* wr = &Wp[(size_t)r * C];
       std::vector<float> xg(G);
@@ -200,15 +200,23 @@ GptqResult gptq(const Tensor& w, const Hessian& hs, GptqGrid& grid, const GptqOp
   return res;
 }
 
-double output_error(const Tensor& w, const Tensor& wq, const Hessian& h) {
+double output_error(const Tensor& w, const Tensor& wq, const Hessian& h, const std::vector<double>& row_weight) {
   const int R = (int)w.rows(), C = (int)w.cols();
   if (h.n != C) run_failed("output error: a Hessian of width {} for {} columns", h.n, C);
-  std::vector<double> H = h.full(), d(C), hd(C);
+  if (!row_weight.empty() && (int)row_weight.size() != R) run_failed("output error: {} row weights for {} rows", row_weight.size(), R);
+  std::vector<double> H = h.full(), d(C);
   double e = 0;
   for (int r = 0; r < R; r++) {
     for (int c = 0; c < C; c++) d[c] = (double)w.row(r)[c] - wq.row(r)[c];
-    cblas_dsymv(CblasRowMajor, CblasUpper, C, 1.0, H.data(), C, d.data(), 1, 0.0, hd.data(), 1);
-    e += cblas_ddot(C, d.data(), 1, hd.data(), 1);
+    double s = 0;
+    for (int i = 0; i < C; i++) {
+      if (d[i] == 0) continue;
+      const double* hi = &H[(size_t)i * C];
+      double t = 0;
+      for (int j = 0; j < C; j++) t += hi[j] * d[j];
+      s += d[i] * t;
+    }
+    e += (row_weight.empty() ? 1.0 : row_weight[r]) * s;
   }
   return h.rows ? e / (double)h.rows : e;
 }

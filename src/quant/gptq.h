@@ -72,7 +72,8 @@ struct GptqResult {
 // GPTQ of w [out, in] with H (in × in) of its input.
 GptqResult gptq(const Tensor& w, const Hessian& h, GptqGrid& grid, const GptqOptions& opt = {});
 
-// The layer-wise error of Ŵ: tr((W − Ŵ) H (W − Ŵ)ᵀ) / rows(H), the mean over tokens of ‖(W − Ŵ)x‖².
-double output_error(const Tensor& w, const Tensor& wq, const Hessian& h);
+// The layer-wise error of Ŵ: Σ_o ρ_o (w_o − ŵ_o) H (w_o − ŵ_o)ᵀ / rows(H), the mean over tokens of
+// ‖(W − Ŵ)x‖² with output row o weighted by ρ_o (row_weight; empty: 1).
+double output_error(const Tensor& w, const Tensor& wq, const Hessian& h, const std::vector<double>& row_weight = {});
 
 }  // namespace tq

@@ -16,12 +16,23 @@ void Hessian::add(const float* x, int r, int cols) {
     abs_sum.assign(n, 0.0);
   }
   if (cols != n) run_failed("Hessian of width {} fed {} columns", n, cols);
-  std::vector<double> xd((size_t)r * cols);
-  for (size_t i = 0; i < xd.size(); i++) {
-    xd[i] = x[i];
-    abs_sum[i % cols] += std::fabs(xd[i]);
+  for (int64_t i = 0; i < (int64_t)r * cols; i++) abs_sum[i % cols] += std::fabs((double)x[i]);
+  // Small products stay on this thread: BLAS's thread start costs more than the work.
+  if ((int64_t)r * n * n < (1 << 24)) {
+    std::vector<double> xt((size_t)n * r);  // channel-major, so each entry is one contiguous dot product
+    for (int t = 0; t < r; t++)
+      for (int c = 0; c < n; c++) xt[(size_t)c * r + t] = x[(size_t)t * n + c];
+    for (int i = 0; i < n; i++)
+      for (int j = i; j < n; j++) {
+        const double *a = &xt[(size_t)i * r], *b = &xt[(size_t)j * r];
+        double s = 0;
+        for (int t = 0; t < r; t++) s += a[t] * b[t];
+        xtx[(size_t)i * n + j] += s;
+      }
+  } else {
+    std::vector<double> xd(x, x + (size_t)r * cols);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, r, 1.0, xd.data(), n, 1.0, xtx.data(), n);
   }
-  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, r, 1.0, xd.data(), n, 1.0, xtx.data(), n);
   rows += r;
 }
 
