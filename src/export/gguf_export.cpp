@@ -75,6 +75,13 @@ std::vector<uint8_t> pack_codes(uint32_t type, const Tensor& w, const QuantSpec&
   return out;
 }
 
+// The metadata every export carries: llama's, and the quantization version when some tensor is
+// in a block type (llama.cpp reads the two layouts versions by it).
+void add_metadata(GgufWriter& w, const Model& m, bool quantized) {
+  add_llama_metadata(w, m);
+  if (quantized) w.add_u32("general.quantization_version", 2);
+}
+
 std::string plan_name(const QuantSpec& s) {
   std::string g = s.gran == Gran::group ? fmt::format("g{}", s.group) : to_string(s.gran);
   return fmt::format("{} {}-bit {}{}", to_string(s.scheme), s.bits, g, s.calibrator.empty() ? "" : " " + s.calibrator);
@@ -93,9 +100,14 @@ std::vector<GgufTensorReport> export_gguf(const Model& m, const QuantPlan& plan,
   for (auto& [key, s] : plan.sites)
     if (!s.pre_inv.empty())
       bad_input("GGUF export: site {} carries a channel pre-transform that a GGUF model cannot express", key);
-  GgufWriter w;
-  add_llama_metadata(w, m);
-  std::vector<GgufTensorReport> out;
+  struct Item {
+    std::string name;
+    const Tensor* t;
+    uint32_t type;
+    std::vector<uint8_t> bytes;
+    GgufTensorReport r;
+  };
+  std::vector<Item> items;
   bool quantized = false;
   for (auto& nt : named_tensors(const_cast<Model&>(m))) {
     const Tensor& t = *nt.t;
@@ -106,7 +118,14 @@ std::vector<GgufTensorReport> export_gguf(const Model& m, const QuantPlan& plan,
     r.how = t.ndim() == 2 ? "float weight" : "norm (llama.cpp keeps them f32)";
     std::vector<uint8_t> bytes;
     auto it = plan.weights.find(nt.name);
-    if (it != plan.weights.end() && it->second.enabled()) {
+    auto g = plan.ggml.find(nt.name);
+    if (g != plan.ggml.end()) {
+      type = g->second.type;
+      bytes = g->second.data;
+      r.plan = ggml_type_info(type)->name;
+      r.how = "the plan's ggml tensor, written as it is";
+      quantized |= ggml_grid(type) != nullptr;
+    } else if (it != plan.weights.end() && it->second.enabled()) {
       const QuantSpec& s = it->second;
       r.plan = plan_name(s);
       const TypeRule* rule = find_rule(opt.types, s, t.cols());
@@ -135,12 +154,29 @@ std::vector<GgufTensorReport> export_gguf(const Model& m, const QuantPlan& plan,
       den += (double)t.data[i] * t.data[i];
     }
     r.rel_rms = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-    w.add_tensor(nt.name, t.shape, type, std::move(bytes));
-    out.push_back(std::move(r));
+    items.push_back({nt.name, &t, type, std::move(bytes), std::move(r)});
   }
-  if (quantized) w.add_u32("general.quantization_version", 2);
+  GgufWriter w;
+  add_metadata(w, m, quantized);
+  std::vector<GgufTensorReport> out;
+  for (Item& it : items) {
+    w.add_tensor(it.name, it.t->shape, it.type, std::move(it.bytes));
+    out.push_back(std::move(it.r));
+  }
   w.write(path);
   return out;
+}
+
+int64_t gguf_export_size(const Model& m, const std::map<std::string, uint32_t>& types) {
+  bool quantized = false;
+  for (auto& [name, t] : types) quantized |= ggml_grid(t) != nullptr;
+  GgufWriter w;
+  add_metadata(w, m, quantized);
+  for (auto& nt : named_tensors(const_cast<Model&>(m))) {
+    auto it = types.find(nt.name);
+    w.add_tensor_layout(nt.name, nt.t->shape, it == types.end() ? ggml_f32 : it->second);
+  }
+  return (int64_t)w.file_size();
 }
 
 nlohmann::json to_json(const std::vector<GgufTensorReport>& r) {

@@ -114,38 +114,55 @@ bool inverse_cholesky_upper(std::vector<double> h, int n, std::vector<double>& u
 
 }  // namespace
 
-GptqResult gptq(const Tensor& w, const Hessian& hs, GptqGrid& grid, const GptqOptions& opt) {
-  const int R = (int)w.rows(), C = (int)w.cols(), G = grid.group();
-  if (hs.n != C) run_failed("GPTQ: a Hessian of width {} for a weight of {} columns", hs.n, C);
-  GptqResult res;
+GptqFactor gptq_factor(const Hessian& hs, const GptqOptions& opt) {
+  const int C = hs.n;
+  GptqFactor f;
+  f.n = C, f.opt = opt;
   std::vector<double> h = hs.full();
-  std::vector<double> W(w.data.begin(), w.data.end());
-  std::vector<float> importance(C);
+  f.importance.resize(C);
+  f.dead.assign(C, false);
   for (int j = 0; j < C; j++) {
-    importance[j] = (float)h[(size_t)j * C + j];
-    if (h[(size_t)j * C + j] == 0) {  // an input that is always 0: its weights do nothing
-      h[(size_t)j * C + j] = 1;
+    f.importance[j] = (float)h[(size_t)j * C + j];
+    if (h[(size_t)j * C + j] == 0) h[(size_t)j * C + j] = 1, f.dead[j] = true;  // an input that is always 0
+  }
+  f.perm.resize(C);
+  std::iota(f.perm.begin(), f.perm.end(), 0);
+  if (opt.act_order)
+    std::stable_sort(f.perm.begin(), f.perm.end(),
+                     [&](int a, int b) { return h[(size_t)a * C + a] > h[(size_t)b * C + b]; });
+  double mean_diag = 0;
+  for (int j = 0; j < C; j++) mean_diag += h[(size_t)j * C + j] / C;
+  std::vector<double> hp((size_t)C * C);
+  f.damp = opt.damp * mean_diag;
+  for (int attempt = 0;; attempt++) {
+    for (int i = 0; i < C; i++)
+      for (int j = 0; j < C; j++)
+        hp[(size_t)i * C + j] = h[(size_t)f.perm[i] * C + f.perm[j]] + (i == j ? f.damp : 0.0);
+    if (inverse_cholesky_upper(hp, C, f.u)) break;
+    if (attempt == 6) run_failed("GPTQ: the Hessian is not positive definite even with damping {}", f.damp);
+    f.damp = std::max(f.damp * 10, 1e-12);
+  }
+  return f;
+}
+
+GptqResult gptq(const Tensor& w, const Hessian& h, GptqGrid& grid, const GptqOptions& opt) {
+  return gptq(w, gptq_factor(h, opt), grid);
+}
+
+GptqResult gptq(const Tensor& w, const GptqFactor& f, GptqGrid& grid) {
+  const int R = (int)w.rows(), C = (int)w.cols(), G = grid.group();
+  if (f.n != C) run_failed("GPTQ: a Hessian of width {} for a weight of {} columns", f.n, C);
+  const std::vector<int>& perm = f.perm;
+  const std::vector<double>& U = f.u;
+  const std::vector<float>& importance = f.importance;
+  GptqResult res;
+  res.damp = f.damp;
+  std::vector<double> W(w.data.begin(), w.data.end());
+  for (int j = 0; j < C; j++)
+    if (f.dead[j]) {  // its weights do nothing
       for (int r = 0; r < R; r++) W[(size_t)r * C + j] = 0;
       res.dead++;
     }
-  }
-  std::vector<int> perm(C);
-  std::iota(perm.begin(), perm.end(), 0);
-  if (opt.act_order)
-    std::stable_sort(perm.begin(), perm.end(), [&](int a, int b) { return h[(size_t)a * C + a] > h[(size_t)b * C + b]; });
-  double mean_diag = 0;
-  for (int j = 0; j < C; j++) mean_diag += h[(size_t)j * C + j] / C;
-  std::vector<double> hp((size_t)C * C), U;
-  double damp = opt.damp * mean_diag;
-  for (int attempt = 0;; attempt++) {
-    for (int i = 0; i < C; i++)
-      for (int j = 0; j < C; j++) hp[(size_t)i * C + j] = h[(size_t)perm[i] * C + perm[j]] + (i == j ? damp : 0.0);
-    if (inverse_cholesky_upper(hp, C, U)) break;
-    if (attempt == 6) run_failed("GPTQ: the Hessian is not positive definite even with damping {}", damp);
-    damp = std::max(damp * 10, 1e-12);
-  }
-  res.damp = damp;
-
   // Working copy in processing order.
   std::vector<double> Wp((size_t)R * C);
   for (int r = 0; r < R; r++)
@@ -153,8 +170,8 @@ GptqResult gptq(const Tensor& w, const Hessian& hs, GptqGrid& grid, const GptqOp
   // With act-order a group's columns are scattered over the processing order: fit every group up
   // front from the weights as they are (GPTQ's static groups). Otherwise fit each group when its
   // first column comes, from its columns' values then, inside one lazy block.
-  int B = opt.block;
-  if (opt.act_order) {
+  int B = f.opt.block;
+  if (f.opt.act_order) {
     std::vector<float> xg(G);
     for (int r = 0; r < R; r++)
       for (int g = 0; g * G < C; g++) {
@@ -177,7 +194,7 @@ GptqResult gptq(const Tensor& w, const Hessian& hs, GptqGrid& grid, const GptqOp
       std::vector<float> xg(G);
       for (int jj = 0; jj < nb; jj++) {
         const int j = i1 + jj, col = perm[j];
-        if (!opt.act_order && col % G == 0) {
+        if (!f.opt.act_order && col % G == 0) {
           const int n = std::min(G, C - col);
           for (int k = 0; k < n; k++) xg[k] = (float)wr[j + k];  // identity order: column col + k sits at j + k
           grid.fit(r, col / G, xg.data(), importance.data() + col);

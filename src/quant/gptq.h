@@ -62,6 +62,20 @@ struct SpecGptqGrid : GptqGrid {
   int cols;
 };
 
+// What GPTQ needs of an input's Hessian, shared by every linear that reads it (q, k, v) and
+// every grid tried on it: the processing order, the upper factor U of the damped inverse in
+// that order (Uᵀ U = (H + λI)⁻¹), the importance H_jj and the dead inputs.
+struct GptqFactor {
+  int n = 0;
+  std::vector<int> perm;           // processing order (act-order: decreasing H_jj)
+  std::vector<double> u;           // n×n, in processing order
+  std::vector<float> importance;   // H_jj per input (before dampening)
+  std::vector<bool> dead;          // H_jj = 0
+  double damp = 0;                 // the λ used
+  GptqOptions opt;
+};
+GptqFactor gptq_factor(const Hessian& h, const GptqOptions& opt = {});
+
 struct GptqResult {
   Tensor w;             // the rounded weight (values on the grid)
   double loss = 0;      // Σ_j ‖w_j − ŵ_j‖² / (2·U_jj²), GPTQ's own error measure
@@ -69,7 +83,8 @@ struct GptqResult {
   int dead = 0;         // inputs with H_jj = 0 (their weights were zeroed)
 };
 
-// GPTQ of w [out, in] with H (in × in) of its input.
+// GPTQ of w [out, in] with H (in × in) of its input, or with its factor.
+GptqResult gptq(const Tensor& w, const GptqFactor& f, GptqGrid& grid);
 GptqResult gptq(const Tensor& w, const Hessian& h, GptqGrid& grid, const GptqOptions& opt = {});
 
 // The layer-wise error of Ŵ: Σ_o ρ_o (w_o − ŵ_o) H (w_o − ŵ_o)ᵀ / rows(H), the mean over tokens of

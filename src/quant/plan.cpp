@@ -1,8 +1,10 @@
 #include "quant/plan.h"
 
 #include <atomic>
+#include <set>
 
 #include "core/error.h"
+#include "io/ggml_types.h"
 
 namespace tq {
 
@@ -45,7 +47,13 @@ nlohmann::json QuantPlan::to_json(bool with_weight_params) const {
   nlohmann::json w = nlohmann::json::object(), st = nlohmann::json::object();
   for (auto& [k, v] : weights) w[k] = spec_to_json(v, with_weight_params);
   for (auto& [k, v] : sites) st[k] = spec_to_json(v, true);
-  return {{"format", "tquant-plan-1"}, {"passes", passes}, {"notes", notes}, {"weights", w}, {"sites", st}};
+  nlohmann::json j = {{"format", "tquant-plan-1"}, {"passes", passes}, {"notes", notes}, {"weights", w}, {"sites", st}};
+  if (!ggml.empty()) {
+    nlohmann::json g = nlohmann::json::object();
+    for (auto& [k, t] : ggml) g[k] = ggml_type_info(t.type)->name;
+    j["ggml"] = g;
+  }
+  return j;
 }
 
 QuantPlan QuantPlan::from_json(const nlohmann::json& j) {
@@ -55,6 +63,15 @@ QuantPlan QuantPlan::from_json(const nlohmann::json& j) {
   p.notes = j.value("notes", nlohmann::json::object());
   for (auto& [k, v] : j.at("weights").items()) p.weights[k] = spec_from_json(v);
   for (auto& [k, v] : j.at("sites").items()) p.sites[k] = spec_from_json(v);
+  if (j.contains("ggml")) {
+    if (!j["ggml"].is_object()) bad_input("plan: \"ggml\" must map tensor names to ggml type names");
+    for (auto& [k, v] : j["ggml"].items()) {
+      if (!v.is_string()) bad_input("plan: the ggml type of '{}' must be a name", k);
+      uint32_t type = ggml_type_from_name(v.get<std::string>());
+      if (p.weights.count(k)) bad_input("plan: '{}' has both a quantizer and a ggml type", k);
+      p.ggml[k] = GgmlTensor{type, {}};
+    }
+  }
   return p;
 }
 
@@ -84,16 +101,22 @@ void SimHook::forward(Site site, int layer, float* x, int rows, int cols) {
 Model simulate_weights(const Model& m, const QuantPlan& plan) {
   Model q = m;
   for (auto& nt : named_tensors(q)) {
+    auto g = plan.ggml.find(nt.name);
+    if (g != plan.ggml.end()) {
+      *nt.t = decode_ggml(g->second, nt.t->shape);
+      continue;
+    }
     auto it = plan.weights.find(nt.name);
     if (it == plan.weights.end() || !it->second.enabled()) continue;
     Tensor& t = *nt.t;
     fake_quant(t.ptr(), (int)t.rows(), (int)t.cols(), it->second);
   }
-  for (auto& [name, spec] : plan.weights) {
-    bool found = false;
-    for (auto& nt : named_tensors(q)) found |= nt.name == name;
-    if (!found) bad_input("plan quantizes '{}', which the model does not have", name);
-  }
+  std::set<std::string> names;
+  for (auto& nt : named_tensors(q)) names.insert(nt.name);
+  for (auto& [name, spec] : plan.weights)
+    if (!names.count(name)) bad_input("plan quantizes '{}', which the model does not have", name);
+  for (auto& [name, t] : plan.ggml)
+    if (!names.count(name)) bad_input("plan stores '{}' in a ggml type, but the model does not have it", name);
   return q;
 }
 
@@ -105,7 +128,10 @@ SizeInfo plan_size(const Model& m, const QuantPlan& plan) {
     s.fp32_bytes += n * 4;
     auto it = plan.weights.find(nt.name);
     double bits = 32.0 * n;
-    if (it != plan.weights.end() && it->second.enabled()) {
+    auto g = plan.ggml.find(nt.name);
+    if (g != plan.ggml.end()) {
+      bits = 8.0 * (double)g->second.data.size();
+    } else if (it != plan.weights.end() && it->second.enabled()) {
       const QuantSpec& q = it->second;
       int64_t np = q.n_params((int)nt.t->rows(), (int)nt.t->cols());
       // Parameters as stored for a runtime: f16 scale (+ f16 zero) per row or group.
