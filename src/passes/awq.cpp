@@ -53,7 +53,8 @@ AwqSearch awq_search(const std::vector<AwqReader>& readers, const Hessian& h, co
 }
 
 nlohmann::json awq_block(Model& m, QuantPlan& plan, int layer, std::map<std::string, Hessian>& hessians,
-                         const AwqQuantizer& quantize, const AwqOptions& opt, const RowWeights& rows) {
+                         const AwqQuantizer& quantize, const AwqOptions& opt, const RowWeights& rows,
+                         std::map<std::string, std::vector<double>>* scales) {
   nlohmann::json rec = nlohmann::json::object();
   for (Site site : {Site::qkv_in, Site::up_in, Site::down_in}) {
     if (!site_scalable(m, site)) continue;
@@ -70,6 +71,7 @@ nlohmann::json awq_block(Model& m, QuantPlan& plan, int layer, std::map<std::str
     if (s.alpha > 0) {
       scale_site_channels(m, plan, site, layer, s.scale);
       it->second.scale_channels(s.scale);
+      if (scales) (*scales)[key] = s.scale;
     }
     rec[key] = {{"alpha", s.alpha}, {"error_rtn", s.error_rtn}, {"error", s.error}};
   }

@@ -54,8 +54,10 @@ AwqSearch awq_search(const std::vector<AwqReader>& readers, const Hessian& h, co
 
 // AWQ on one block: at qkv_in, up_in and (gated MLPs) down_in, the search on the block's
 // Hessians (by site key) and the fold of its choice; the Hessians are rescaled to the
-// folded model (H' = diag(s) H diag(s)). Returns per site {alpha, error_rtn, error}.
+// folded model (H' = diag(s) H diag(s)). Returns per site {alpha, error_rtn, error}; the scales
+// folded go to `scales` by site key when given (sites left alone are absent).
 nlohmann::json awq_block(Model& m, QuantPlan& plan, int layer, std::map<std::string, Hessian>& hessians,
-                         const AwqQuantizer& quantize, const AwqOptions& opt = {}, const RowWeights& rows = {});
+                         const AwqQuantizer& quantize, const AwqOptions& opt = {}, const RowWeights& rows = {},
+                         std::map<std::string, std::vector<double>>* scales = nullptr);
 
 }  // namespace tq

@@ -18,11 +18,12 @@ PassDef hqq_pass();          // passes/hqq.cpp
 PassDef boost_pass();        // passes/hqq.cpp
 PassDef budget_pass();       // passes/hqq.cpp
 PassDef repquant_pass();     // passes/repquant.cpp
+PassDef gguf_pass();         // passes/gguf_quant.cpp
 
 const std::vector<PassDef>& all_passes() {
   static const std::vector<PassDef> passes = {rtn_pass(),       smoothquant_pass(), symmetrize_pass(), step_fold_pass(),
                                               hqq_pass(),       boost_pass(),       budget_pass(),
-                                              repquant_pass()};
+                                              repquant_pass(),   gguf_pass()};
   return passes;
 }
 
@@ -125,7 +126,10 @@ std::vector<std::string> builtin_recipe_names() {
           "wXaY-smoothquant", "wXaY-outliertune", "wXaY-repquant", "wXaY-repqvit (RepQ-ViT: repquant without learning)",
           "wB-hqq-gG (HQQ, B = 2, 3, 4, 8; G = 32, 64, 128 or any group)",
           "w4-kurtboost, w3-kurtboost, w4-sensiboost, w3-sensiboost (base b4g64 / b3g128, stop 2, top_m 2)",
-          "wB-budget (the allocator at --budget BPW; default: B + 0.5)"};
+          "wB-budget (the allocator at --budget BPW; default: B + 0.5)",
+          "auto-gguf (a ggml type and method per tensor within --max-bytes N or --max-bpw B)",
+          "gguf-TYPE (every tensor in ggml TYPE with llama.cpp's rules, e.g. gguf-Q4_0; gguf-TYPE-ref: "
+          "ggml's reference encoders, as llama-quantize without an imatrix)"};
 }
 
 nlohmann::json per_token_rtn_step(int w_bits, int a_bits, const std::string& sites) {
@@ -196,6 +200,13 @@ Recipe parse_recipe(const std::string& spec) {
     int b = std::stoi(m[1]);
     if (b < 2 || b > 8) bad_input("recipe {}: bits must be 2..8", spec);
     return recipe_from_json({{"name", spec}, {"passes", {{{"pass", "budget"}, {"budget", b + 0.5}}}}}, spec);
+  }
+  static const std::regex gguf(R"(gguf-([A-Za-z0-9_]+?)(-ref)?)");
+  if (spec == "auto-gguf") return recipe_from_json({{"name", spec}, {"passes", {{{"pass", "gguf"}}}}}, spec);
+  if (std::regex_match(spec, m, gguf)) {
+    nlohmann::json step = {{"pass", "gguf"}, {"type", m[1].str()}};
+    if (m[2].matched) step["imatrix"] = false, step["awq"] = false;
+    return recipe_from_json({{"name", spec}, {"passes", {step}}}, spec);
   }
   if (file_exists(spec)) {
     nlohmann::json j;

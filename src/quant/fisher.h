@@ -11,6 +11,7 @@
 #include <string>
 
 #include "nn/forward.h"
+#include "quant/hessian.h"
 
 namespace tq {
 
@@ -19,14 +20,16 @@ struct FisherOptions {
   int batches = 0;  // calibration batches used (0: all)
 };
 
-// F per 2-D weight (by name), the number of scored positions, and, through `hooks`, whatever the
-// forward passes show them (the allocator gathers its Hessians in the same passes).
+// F per 2-D weight (by name) and the number of scored positions. With `hessians`, the same
+// forward passes also gather its sites' Hessians (the allocator needs both). Batches run in
+// parallel with single-threaded BLAS, each with its own seeded labels, and merge in batch
+// order: the same bits for any thread count.
 struct Fisher {
   std::map<std::string, Tensor> f;
   int64_t positions = 0;
 };
 Fisher fisher_diag(const Model& m, const std::vector<Batch>& calib, const FisherOptions& opt = {},
-                   Hooks& hooks = no_hooks());
+                   HessianObserver* hessians = nullptr);
 
 // φ_o, the weight of output row o in the layer-wise error, from F ≈ φ ⊗ h (the Kronecker form
 // with h_j = E[x_j²] of the linear's input): φ_o = Σ_j F_oj h_j / Σ_j h_j². Then

@@ -36,6 +36,18 @@ void Hessian::add(const float* x, int r, int cols) {
   rows += r;
 }
 
+void Hessian::merge(const Hessian& o) {
+  if (o.n == 0) return;
+  if (n == 0) {
+    *this = o;
+    return;
+  }
+  if (o.n != n) run_failed("merging Hessians of widths {} and {}", n, o.n);
+  for (size_t i = 0; i < xtx.size(); i++) xtx[i] += o.xtx[i];
+  for (int c = 0; c < n; c++) abs_sum[c] += o.abs_sum[c];
+  rows += o.rows;
+}
+
 std::vector<double> Hessian::full() const {
   std::vector<double> h((size_t)n * n);
   for (int i = 0; i < n; i++)

@@ -20,6 +20,7 @@ struct Hessian {
   std::vector<double> abs_sum;   // Σ |x_c|
 
   void add(const float* x, int rows, int cols);
+  void merge(const Hessian& other);  // the sums of both (for Hessians gathered in pieces)
   double at(int i, int j) const { return i <= j ? xtx[(size_t)i * n + j] : xtx[(size_t)j * n + i]; }
   std::vector<double> full() const;         // the symmetric n×n matrix
   std::vector<float> mean_square() const;   // H_cc / rows: the importance per channel
