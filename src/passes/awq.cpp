@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "passes/pass.h"
 #include "passes/site_scale.h"
 #include "quant/gptq.h"
 #include "quant/observer.h"
@@ -17,38 +18,42 @@ AwqSearch awq_search(const std::vector<AwqReader>& readers, const Hessian& h, co
   const int C = h.n;
   std::vector<double> xbar = h.mean_abs();
   std::vector<float> imp = h.mean_square();
-  AwqSearch best;
-  best.error = INFINITY;
+  // Every α is scored independently (in parallel); the best is taken in grid order.
+  std::vector<double> err(opt.grid, 0.0);
+  std::vector<std::vector<double>> sigma(opt.grid, std::vector<double>(C));
+#pragma omp parallel for schedule(dynamic, 1)
   for (int k = 0; k < opt.grid; k++) {
     const double alpha = (double)k / opt.grid;
-    std::vector<double> sigma(C);
+    std::vector<double>& sg = sigma[k];
     double mx = 0, mn = INFINITY;
     for (int c = 0; c < C; c++) {
-      sigma[c] = std::pow(std::max(xbar[c], 1e-4), alpha);
-      mx = std::max(mx, sigma[c]);
-      mn = std::min(mn, sigma[c]);
+      sg[c] = std::pow(std::max(xbar[c], 1e-4), alpha);
+      mx = std::max(mx, sg[c]);
+      mn = std::min(mn, sg[c]);
     }
-    for (double& s : sigma) s /= std::sqrt(mx * mn);
+    for (double& s : sg) s /= std::sqrt(mx * mn);
     std::vector<float> imp_s(C);  // the scaled input is x / σ
-    for (int c = 0; c < C; c++) imp_s[c] = (float)(imp[c] / (sigma[c] * sigma[c]));
-    double err = 0;
+    for (int c = 0; c < C; c++) imp_s[c] = (float)(imp[c] / (sg[c] * sg[c]));
     for (const AwqReader& rd : readers) {
       Tensor ws = *rd.w;
       for (int64_t r = 0; r < ws.rows(); r++)
-        for (int c = 0; c < C; c++) ws.row(r)[c] = (float)((double)ws.row(r)[c] * sigma[c]);
+        for (int c = 0; c < C; c++) ws.row(r)[c] = (float)((double)ws.row(r)[c] * sg[c]);
       Tensor q = quantize(rd.name, ws, imp_s);
       for (int64_t r = 0; r < q.rows(); r++)
-        for (int c = 0; c < C; c++) q.row(r)[c] = (float)((double)q.row(r)[c] / sigma[c]);
-      err += output_error(*rd.w, q, h, rd.row_weight);
-    }
-    if (k == 0) best.error_rtn = err;
-    if (err < best.error) {
-      best.error = err;
-      best.alpha = alpha;
-      best.scale.resize(C);
-      for (int c = 0; c < C; c++) best.scale[c] = 1.0 / sigma[c];
+        for (int c = 0; c < C; c++) q.row(r)[c] = (float)((double)q.row(r)[c] / sg[c]);
+      err[k] += output_error(*rd.w, q, h, rd.row_weight);
     }
   }
+  AwqSearch best;
+  best.error_rtn = err[0];
+  best.error = INFINITY;
+  for (int k = 0; k < opt.grid; k++)
+    if (err[k] < best.error) {
+      best.error = err[k];
+      best.alpha = (double)k / opt.grid;
+      best.scale.resize(C);
+      for (int c = 0; c < C; c++) best.scale[c] = 1.0 / sigma[k][c];
+    }
   return best;
 }
 
@@ -76,6 +81,58 @@ nlohmann::json awq_block(Model& m, QuantPlan& plan, int layer, std::map<std::str
     rec[key] = {{"alpha", s.alpha}, {"error_rtn", s.error_rtn}, {"error", s.error}};
   }
   return rec;
+}
+
+}  // namespace tq
+
+namespace tq {
+
+namespace {
+
+// The awq pass: AWQ's scales searched for tquant's own per-group (or per-row) quantizer at
+// round-to-nearest and folded; a later pass (rtn, gptq) then quantizes the folded weights.
+void run_awq(PassContext& ctx, const nlohmann::json& p) {
+  TQ_CHECK_INPUT(!ctx.calib.empty(), "AWQ needs calibration data (--calib)");
+  TQ_CHECK_INPUT(!ctx.model.cfg.post_norm, "AWQ folds into the norms of pre-norm blocks");
+  QuantSpec spec;
+  spec.bits = p["bits"];
+  spec.scheme = scheme_from_string(p["scheme"]);
+  const int group = p["group"];
+  spec.gran = group > 0 ? Gran::group : Gran::row;
+  spec.group = group;
+  AwqQuantizer q = [&](const std::string&, const Tensor& w, const std::vector<float>&) {
+    QuantSpec s = spec;
+    fit_minmax(w.ptr(), (int)w.rows(), (int)w.cols(), s);
+    Tensor out = w;
+    fake_quant(out.ptr(), (int)w.rows(), (int)w.cols(), s);
+    return out;
+  };
+  AwqOptions o;
+  o.grid = p["grid"];
+  HessianObserver obs;
+  obs.sites = {Site::qkv_in, Site::up_in, Site::down_in};
+  observe(ctx.model, ctx.plan, ctx.calib, obs);
+  nlohmann::json rec = nlohmann::json::object();
+  for (int l = 0; l < ctx.model.cfg.n_layers; l++) rec.update(awq_block(ctx.model, ctx.plan, l, obs.h, q, o));
+  ctx.model_changed();
+  ctx.plan.notes["awq"] = {{"scored_with", fmt::format("{} {}-bit {}", p["scheme"].get<std::string>(), spec.bits,
+                                                       group > 0 ? fmt::format("g{}", group) : "per row")},
+                           {"score", "sum over the site's readers of the layer-wise output error from its Hessian"},
+                           {"sites", rec}};
+}
+
+}  // namespace
+
+PassDef awq_pass() {
+  return {"awq",
+          "AWQ: per-site activation-aware channel scales (x̄^α, α searched) folded into the norms and up rows",
+          {
+              {"bits", 4, "weight bits the scales are searched for", {}, 2, 8},
+              {"group", 128, "their group size (0: per row)", {}, 0, 1 << 20},
+              {"scheme", "asym", "their quantizer", {"sym", "asym"}},
+              {"grid", 20, "α = 0, 1/grid, …, (grid − 1)/grid", {}, 1, 1000},
+          },
+          run_awq};
 }
 
 }  // namespace tq

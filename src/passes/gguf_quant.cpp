@@ -39,16 +39,10 @@ struct Weight {
 
 std::string input_site(const std::string& name) {
   if (name == "output.weight") return site_key(Site::head_in, -1);
-  static const std::pair<const char*, Site> kSites[] = {
-      {"attn_q", Site::qkv_in},   {"attn_k", Site::qkv_in}, {"attn_v", Site::qkv_in},  {"attn_output", Site::o_in},
-      {"ffn_gate", Site::up_in},  {"ffn_up", Site::up_in},  {"ffn_down", Site::down_in}};
   if (name.rfind("blk.", 0) != 0) return "";
   size_t dot = name.find('.', 4);
   int layer = std::stoi(name.substr(4, dot - 4));
-  std::string module = name.substr(dot + 1, name.size() - dot - 1 - 7);  // without ".weight"
-  for (auto& [m, s] : kSites)
-    if (module == m) return site_key(s, layer);
-  return "";
+  return site_key(input_site_of(name.substr(dot + 1, name.size() - dot - 1 - 7)), layer);  // without ".weight"
 }
 
 std::vector<Weight> file_weights(Model& m) {
@@ -422,7 +416,8 @@ PassDef gguf_pass() {
               {"awq", true, "AWQ's activation-aware scales at qkv_in, up_in, down_in first"},
               {"damp", 0.01, "GPTQ dampening (fraction of the mean Hessian diagonal)", {}, 0, 10},
               {"act_order", true, "GPTQ in order of decreasing input energy"},
-              {"fisher_batches", 0, "calibration batches for the Fisher estimate (0: all)", {}, 0, 1 << 20},
+              {"fisher_batches", 32, "calibration batches with a backward pass for the Fisher estimate (0: all; the "
+                                     "Hessians always use every batch)", {}, 0, 1 << 20},
               {"check", false, "also measure the exact output KL on the calibration data (a whole-model step)"},
           },
           run_gguf};

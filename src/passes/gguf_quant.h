@@ -30,7 +30,7 @@ struct GgufQuantOptions {
   bool imatrix = true;         // rtn: activation-weighted scale search (off: ggml's reference encoders)
   bool awq = true;             // AWQ's scales at qkv_in, up_in, down_in before quantizing
   GptqOptions gptq;
-  int fisher_batches = 0;      // calibration batches for the Fisher (0: all)
+  int fisher_batches = 32;     // calibration batches with a backward pass for the Fisher (0: all)
   bool check = false;          // also measure the exact output KL on the calibration data
   uint64_t seed = 0;
 };

@@ -19,11 +19,14 @@ PassDef boost_pass();        // passes/hqq.cpp
 PassDef budget_pass();       // passes/hqq.cpp
 PassDef repquant_pass();     // passes/repquant.cpp
 PassDef gguf_pass();         // passes/gguf_quant.cpp
+PassDef gptq_pass();         // passes/gptq.cpp
+PassDef awq_pass();          // passes/awq.cpp
 
 const std::vector<PassDef>& all_passes() {
   static const std::vector<PassDef> passes = {rtn_pass(),       smoothquant_pass(), symmetrize_pass(), step_fold_pass(),
                                               hqq_pass(),       boost_pass(),       budget_pass(),
-                                              repquant_pass(),   gguf_pass()};
+                                              repquant_pass(),   gguf_pass(),        gptq_pass(),
+                                              awq_pass()};
   return passes;
 }
 
@@ -42,7 +45,7 @@ const SiteStats& site_stats(const std::map<std::string, SiteStats>& stats, Site 
   return it->second;
 }
 
-void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Observer& obs) {
+void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Hooks& obs) {
   QuantPlan transforms;
   for (auto& [key, s] : plan.sites)
     if (!s.pre_inv.empty()) {
@@ -127,6 +130,8 @@ std::vector<std::string> builtin_recipe_names() {
           "wB-hqq-gG (HQQ, B = 2, 3, 4, 8; G = 32, 64, 128 or any group)",
           "w4-kurtboost, w3-kurtboost, w4-sensiboost, w3-sensiboost (base b4g64 / b3g128, stop 2, top_m 2)",
           "wB-budget (the allocator at --budget BPW; default: B + 0.5)",
+          "wB-gptq-gG, wB-awq-gG, wB-awq-gptq-gG (GPTQ and/or AWQ, B bits, groups of G with a zero point; G = 0: "
+          "per row)",
           "auto-gguf (a ggml type and method per tensor within --max-bytes N or --max-bpw B)",
           "gguf-TYPE (every tensor in ggml TYPE with llama.cpp's rules, e.g. gguf-Q4_0; gguf-TYPE-ref: "
           "ggml's reference encoders, as llama-quantize without an imatrix)"};
@@ -200,6 +205,22 @@ Recipe parse_recipe(const std::string& spec) {
     int b = std::stoi(m[1]);
     if (b < 2 || b > 8) bad_input("recipe {}: bits must be 2..8", spec);
     return recipe_from_json({{"name", spec}, {"passes", {{{"pass", "budget"}, {"budget", b + 0.5}}}}}, spec);
+  }
+  static const std::regex gptq(R"(w(\d+)-(gptq|awq|awq-gptq)-g(\d+))");
+  if (std::regex_match(spec, m, gptq)) {
+    int b = std::stoi(m[1]), g = std::stoi(m[3]);
+    if (b < 2 || b > 8) bad_input("recipe {}: weight bits must be 2..8", spec);
+    auto step = [&](const char* pass) { return nlohmann::json{{"pass", pass}, {"bits", b}, {"group", g}}; };
+    nlohmann::json steps = nlohmann::json::array();
+    if (m[2] != "gptq") steps.push_back(step("awq"));
+    if (m[2] == "awq") {
+      nlohmann::json rtn = {{"pass", "rtn"}, {"w_bits", b}, {"w_scheme", "asym"}, {"a_bits", 0}, {"head", false}};
+      if (g > 0) rtn["w_gran"] = "group", rtn["group"] = g;
+      steps.push_back(rtn);
+    } else {
+      steps.push_back(step("gptq"));
+    }
+    return recipe_from_json({{"name", spec}, {"passes", steps}}, spec);
   }
   static const std::regex gguf(R"(gguf-([A-Za-z0-9_]+?)(-ref)?)");
   if (spec == "auto-gguf") return recipe_from_json({{"name", spec}, {"passes", {{{"pass", "gguf"}}}}}, spec);

@@ -40,7 +40,8 @@ Fisher fisher_diag(const Model& m, const std::vector<Batch>& calib, const Fisher
   Fisher out;
   for (auto& nt : named_tensors(const_cast<Model&>(m)))
     if (nt.t->ndim() == 2) out.f[nt.name] = Tensor(nt.t->shape);
-  const int64_t nb = opt.batches > 0 ? std::min<int64_t>((int64_t)calib.size(), opt.batches) : (int64_t)calib.size();
+  const int64_t nf = opt.batches > 0 ? std::min<int64_t>((int64_t)calib.size(), opt.batches) : (int64_t)calib.size();
+  const int64_t nb = hessians ? (int64_t)calib.size() : nf;  // batches past nf: forward only, for the Hessians
   const int slots = std::max(1, std::min<int>(num_threads(), (int)nb));
   // Per slot: the batch's squared gradients, its positions and its Hessians, merged in batch order.
   struct Slot {
@@ -48,6 +49,7 @@ Fisher fisher_diag(const Model& m, const std::vector<Batch>& calib, const Fisher
     Workspace ws;
     HessianObserver obs;
     int64_t positions = 0;
+    bool backward = false;
   };
   std::vector<Slot> slot(slots);
   for (Slot& s : slot) {
@@ -66,7 +68,12 @@ Fisher fisher_diag(const Model& m, const std::vector<Batch>& calib, const Fisher
       Rng rng(opt.seed * 0x9E3779B97F4A7C15ull + (uint64_t)(b0 + k) + 1);
       std::vector<float> dlogits;
       s.obs.h.clear();
+      s.backward = b0 + k < nf;
+      s.ws.train = s.backward;
       forward(m, batch.input(), s.ws, hessians ? (Hooks&)s.obs : no_hooks());
+#pragma omp critical
+      prog.add();
+      if (!s.backward) continue;
       sampled_dlogits(s.ws.logits, rng, dlogits);
       s.positions = (int64_t)s.ws.logits.dim(0);
       for (auto& nt : named_tensors(s.grads)) std::fill(nt.t->data.begin(), nt.t->data.end(), 0.0f);
@@ -74,11 +81,12 @@ Fisher fisher_diag(const Model& m, const std::vector<Batch>& calib, const Fisher
       for (auto& nt : named_tensors(s.grads))
         if (nt.t->ndim() == 2)
           for (float& g : nt.t->data) g = g * g;
-#pragma omp critical
-      prog.add();
     }
     for (int k = 0; k < n; k++) {
       Slot& s = slot[k];
+      if (hessians)
+        for (auto& [key, h] : s.obs.h) hessians->h[key].merge(h);
+      if (!s.backward) continue;
       for (auto& nt : named_tensors(s.grads)) {
         auto it = out.f.find(nt.name);
         if (it == out.f.end()) continue;
@@ -87,8 +95,6 @@ Fisher fisher_diag(const Model& m, const std::vector<Batch>& calib, const Fisher
         for (int64_t i = 0; i < nt.t->numel(); i++) f[i] += g2[i];
       }
       out.positions += s.positions;
-      if (hessians)
-        for (auto& [key, h] : s.obs.h) hessians->h[key].merge(h);
     }
   }
   prog.finish();

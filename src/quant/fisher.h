@@ -17,7 +17,7 @@ namespace tq {
 
 struct FisherOptions {
   uint64_t seed = 0;
-  int batches = 0;  // calibration batches used (0: all)
+  int batches = 0;  // calibration batches with a backward pass (0: all); the Hessians use every batch
 };
 
 // F per 2-D weight (by name) and the number of scored positions. With `hessians`, the same

@@ -22,32 +22,29 @@ int nearest(float x, const Line& l, int cmin, int cmax) {
   if (l.a == 0) return std::clamp(0, cmin, cmax);
   return clampi(std::rint((x - l.off) / l.a), cmin, cmax);
 }
-double line_error(const float* x, const float* w, int n, const Line& l, int cmin, int cmax) {
-  double e = 0;
+
+// The weighted error of x under l (its nearest codes) and, from the same codes, the weighted
+// least-squares step (and offset, when affine) in *fit.
+double score_line(const float* x, const float* w, int n, const Line& l, int cmin, int cmax, bool affine, Line* fit) {
+  double e = 0, sw = 0, sc = 0, scc = 0, sx = 0, sxc = 0;
   for (int i = 0; i < n; i++) {
-    float v = l.a * (float)nearest(x[i], l, cmin, cmax) + l.off;
-    e += (double)w[i] * ((double)x[i] - v) * ((double)x[i] - v);
+    const int c = nearest(x[i], l, cmin, cmax);
+    const double v = l.a * (float)c + l.off, d = (double)x[i] - v, wi = w[i];
+    e += wi * d * d;
+    sw += wi, sc += wi * c, scc += wi * c * c, sx += wi * x[i], sxc += wi * x[i] * c;
+  }
+  if (!fit) return e;
+  *fit = l;
+  if (!affine) {
+    if (scc > 0) fit->a = (float)(sxc / scc);
+  } else {
+    double det = sw * scc - sc * sc;
+    if (det > 1e-30 * std::max(1.0, sw * scc)) {
+      fit->a = (float)((sw * sxc - sc * sx) / det);
+      fit->off = (float)((scc * sx - sc * sxc) / det);
+    }
   }
   return e;
-}
-
-// The weighted least-squares step (and offset, when affine) for the codes of x under l.
-Line refit(const float* x, const float* w, int n, const Line& l, int cmin, int cmax, bool affine) {
-  double sw = 0, sc = 0, scc = 0, sx = 0, sxc = 0;
-  for (int i = 0; i < n; i++) {
-    double c = nearest(x[i], l, cmin, cmax);
-    sw += w[i], sc += w[i] * c, scc += w[i] * c * c, sx += w[i] * x[i], sxc += w[i] * x[i] * c;
-  }
-  Line r = l;
-  if (!affine) {
-    if (scc > 0) r.a = (float)(sxc / scc);
-    return r;
-  }
-  double det = sw * scc - sc * sc;
-  if (det <= 1e-30 * std::max(1.0, sw * scc)) return r;
-  r.a = (float)((sw * sxc - sc * sx) / det);
-  r.off = (float)((scc * sx - sc * sxc) / det);
-  return r;
 }
 
 // The best line for n values among stretched min-max candidates and their least-squares
@@ -57,38 +54,35 @@ template <class Round>
 Line search_line(const float* x, const float* w, int n, int cmin, int cmax, bool affine, bool min_le_0, Round round) {
   float lo = *std::min_element(x, x + n), hi = *std::max_element(x, x + n);
   if (min_le_0) lo = std::min(lo, 0.0f);
-  Line cands[52];
-  int nc = 0;
+  Line stretch[26];
+  int ns = 0;
   if (affine) {
     if (hi == lo) return round(Line{0, lo});
-    for (int k = -8; k <= 4; k++) {
-      Line l{(hi - lo) / cmax * (1 + 0.025f * (float)k), lo};
-      cands[nc++] = l;
-      cands[nc++] = refit(x, w, n, l, cmin, cmax, true);
-    }
+    for (int k = -8; k <= 4; k++) stretch[ns++] = Line{(hi - lo) / cmax * (1 + 0.025f * (float)k), lo};
   } else {
     float v = 0;  // the value of largest magnitude
     for (int i = 0; i < n; i++)
       if (std::fabs(x[i]) > std::fabs(v)) v = x[i];
     if (v == 0) return Line{};
-    for (int end : {cmin, cmax}) {
-      if (end == 0) continue;
-      for (int k = -8; k <= 4; k++) {
-        Line l{v / (float)end * (1 + 0.025f * (float)k), 0};
-        cands[nc++] = l;
-        cands[nc++] = refit(x, w, n, l, cmin, cmax, false);
-      }
-    }
+    for (int end : {cmin, cmax})
+      if (end != 0)
+        for (int k = -8; k <= 4; k++) stretch[ns++] = Line{v / (float)end * (1 + 0.025f * (float)k), 0};
   }
+  // Each stretch as stored, then its least-squares refit (from the same codes) as stored.
+  auto storable = [&](Line l) {
+    if (min_le_0 && l.off > 0) l.off = 0;
+    return round(l);
+  };
   Line best{};
   double best_e = INFINITY;
-  for (int i = 0; i < nc; i++) {
-    Line l = cands[i];
-    if (min_le_0 && l.off > 0) l.off = 0;
-    if (!std::isfinite(l.a) || !std::isfinite(l.off)) continue;
-    l = round(l);
-    double e = line_error(x, w, n, l, cmin, cmax);
+  for (int i = 0; i < ns; i++) {
+    Line l = storable(stretch[i]), fit;
+    double e = score_line(x, w, n, l, cmin, cmax, affine, &fit);
     if (e < best_e) best_e = e, best = l;
+    if (!std::isfinite(fit.a) || !std::isfinite(fit.off)) continue;
+    fit = storable(fit);
+    e = score_line(x, w, n, fit, cmin, cmax, affine, nullptr);
+    if (e < best_e) best_e = e, best = fit;
   }
   return best;
 }

@@ -1,6 +1,7 @@
 #include "quant/gptq.h"
 
 #include <cblas.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
@@ -8,6 +9,7 @@
 
 #include "core/error.h"
 #include "io/ggml_types.h"
+#include "quant/observer.h"
 
 namespace tq {
 
@@ -54,7 +56,7 @@ void SpecGptqGrid::fit(int row, int g, const float* x, const float*) {
   float amax = std::max(std::fabs(lo), std::fabs(hi));
   const int64_t p = spec.param_index(row, g * group(), cols);
   if (spec.scheme == Scheme::sym) spec.scale[p] = sym_step(amax, spec.bits, amax);
-  else asym_params(std::min(lo, 0.0f), std::max(hi, 0.0f), spec.bits, amax, spec.scale[p], spec.zero[p]);
+  else asym_params(lo, hi, spec.bits, amax, spec.scale[p], spec.zero[p]);  // as fit_minmax
 }
 
 float SpecGptqGrid::round(int row, int col, float x) const {
@@ -217,22 +219,35 @@ GptqResult gptq(const Tensor& w, const GptqFactor& f, GptqGrid& grid) {
   return res;
 }
 
+std::vector<GptqLinear> gptq_block(Block& b, int layer, const std::map<std::string, Hessian>& hessians,
+                                   const GptqGridMaker& make_grid, const GptqOptions& opt) {
+  std::map<std::string, GptqFactor> factors;
+  std::vector<GptqLinear> out;
+  for (auto& nl : block_linears(b)) {
+    const std::string site = site_key(input_site_of(nl.name), layer);
+    auto h = hessians.find(site);
+    if (h == hessians.end()) bad_input("GPTQ: calibration never reached site {}", site);
+    if (!factors.count(site)) factors.emplace(site, gptq_factor(h->second, opt));
+    GptqLinear g{fmt::format("blk.{}.{}.weight", layer, nl.name), {}, make_grid(nl.name, nl.lin->w)};
+    g.result = gptq(nl.lin->w, factors.at(site), *g.grid);
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
 double output_error(const Tensor& w, const Tensor& wq, const Hessian& h, const std::vector<double>& row_weight) {
   const int R = (int)w.rows(), C = (int)w.cols();
   if (h.n != C) run_failed("output error: a Hessian of width {} for {} columns", h.n, C);
   if (!row_weight.empty() && (int)row_weight.size() != R) run_failed("output error: {} row weights for {} rows", row_weight.size(), R);
-  std::vector<double> H = h.full(), d(C);
+  // Σ_r ρ_r d_r H d_rᵀ with D = W − Ŵ: one GEMM D·H, then a dot product per row.
+  std::vector<double> H = h.full(), D((size_t)R * C), DH((size_t)R * C);
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < C; c++) D[(size_t)r * C + c] = (double)w.row(r)[c] - wq.row(r)[c];
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, C, C, 1.0, D.data(), C, H.data(), C, 0.0, DH.data(), C);
   double e = 0;
   for (int r = 0; r < R; r++) {
-    for (int c = 0; c < C; c++) d[c] = (double)w.row(r)[c] - wq.row(r)[c];
     double s = 0;
-    for (int i = 0; i < C; i++) {
-      if (d[i] == 0) continue;
-      const double* hi = &H[(size_t)i * C];
-      double t = 0;
-      for (int j = 0; j < C; j++) t += hi[j] * d[j];
-      s += d[i] * t;
-    }
+    for (int c = 0; c < C; c++) s += D[(size_t)r * C + c] * DH[(size_t)r * C + c];
     e += (row_weight.empty() ? 1.0 : row_weight[r]) * s;
   }
   return h.rows ? e / (double)h.rows : e;

@@ -11,11 +11,14 @@
 // calibration inputs with the parts before it already quantized, so the
 // streaming pipeline can call it block by block.
 #pragma once
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
+#include "nn/model.h"
 #include "quant/ggml_fit.h"
 #include "quant/hessian.h"
 #include "quant/quantizer.h"
@@ -52,7 +55,8 @@ struct GgmlGptqGrid : GptqGrid {
 };
 
 // tquant's own weight quantizer as the grid: `spec` gives bits, scheme and granularity (row or
-// group); each group's parameters come from its min-max range when GPTQ reaches it.
+// group); each group's parameters come from its min-max range when GPTQ reaches it (as
+// fit_minmax computes them, so with H ∝ I the result is fit_weight + fake_quant exactly).
 struct SpecGptqGrid : GptqGrid {
   SpecGptqGrid(QuantSpec spec, int rows, int cols);
   int group() const override { return spec.gran == Gran::group ? spec.group : cols; }
@@ -86,6 +90,19 @@ struct GptqResult {
 // GPTQ of w [out, in] with H (in × in) of its input, or with its factor.
 GptqResult gptq(const Tensor& w, const GptqFactor& f, GptqGrid& grid);
 GptqResult gptq(const Tensor& w, const Hessian& h, GptqGrid& grid, const GptqOptions& opt = {});
+
+// GPTQ of one block's linears given that block's input statistics (Hessians by site key, as a
+// HessianObserver gathers them): each linear on the grid `make_grid` gives it, with its input's
+// factor (one per site, shared by q, k, v and by gate, up). Returns, per linear in block
+// order, its weight name, result and grid (which holds the fitted parameters).
+struct GptqLinear {
+  std::string name;  // "blk.3.attn_q.weight"
+  GptqResult result;
+  std::unique_ptr<GptqGrid> grid;
+};
+using GptqGridMaker = std::function<std::unique_ptr<GptqGrid>(const std::string& name, const Tensor& w)>;
+std::vector<GptqLinear> gptq_block(Block& b, int layer, const std::map<std::string, Hessian>& hessians,
+                                   const GptqGridMaker& make_grid, const GptqOptions& opt = {});
 
 // The layer-wise error of Ŵ: Σ_o ρ_o (w_o − ŵ_o) H (w_o − ŵ_o)ᵀ / rows(H), the mean over tokens of
 // ‖(W − Ŵ)x‖² with output row o weighted by ρ_o (row_weight; empty: 1).

@@ -18,7 +18,7 @@ void Hessian::add(const float* x, int r, int cols) {
   if (cols != n) run_failed("Hessian of width {} fed {} columns", n, cols);
   for (int64_t i = 0; i < (int64_t)r * cols; i++) abs_sum[i % cols] += std::fabs((double)x[i]);
   // Small products stay on this thread: BLAS's thread start costs more than the work.
-  if ((int64_t)r * n * n < (1 << 24)) {
+  if ((int64_t)r * n * n < (1 << 20)) {
     std::vector<double> xt((size_t)n * r);  // channel-major, so each entry is one contiguous dot product
     for (int t = 0; t < r; t++)
       for (int c = 0; c < n; c++) xt[(size_t)c * r + t] = x[(size_t)t * n + c];
@@ -73,6 +73,15 @@ void Hessian::scale_channels(const std::vector<double>& s) {
     abs_sum[i] *= std::fabs(s[i]);
     for (int j = i; j < n; j++) xtx[(size_t)i * n + j] *= s[i] * s[j];
   }
+}
+
+Site input_site_of(const std::string& linear) {
+  static const std::pair<const char*, Site> kSites[] = {
+      {"attn_q", Site::qkv_in},  {"attn_k", Site::qkv_in}, {"attn_v", Site::qkv_in},  {"attn_output", Site::o_in},
+      {"ffn_gate", Site::up_in}, {"ffn_up", Site::up_in},  {"ffn_down", Site::down_in}};
+  for (auto& [name, site] : kSites)
+    if (linear == name) return site;
+  bad_input("'{}' is not a block linear", linear);
 }
 
 void HessianObserver::forward(Site site, int l, float* x, int rows, int cols) {

@@ -29,6 +29,10 @@ struct Hessian {
   void scale_channels(const std::vector<double>& s);
 };
 
+// The site a block linear reads ("attn_q" → qkv_in, "attn_output" → o_in, "ffn_gate" → up_in,
+// "ffn_down" → down_in); bad_input for a name that is not a block linear.
+Site input_site_of(const std::string& linear);
+
 // Records H at the chosen linear-input sites (all of qkv_in, o_in, up_in, down_in, head_in by
 // default), at every layer or only at `layer`.
 struct HessianObserver : Hooks {
