@@ -1,7 +1,7 @@
 #!/bin/bash
 # Issue 15 table: tquant GGUF files of stories260K at the size of each of llama.cpp's own
 # files (../shared/golden/llama.cpp-quants), evaluated exactly as that folder's README does.
-#   bash scripts/gguf_tables.sh > gguf_table.md
+#   bash scripts/gguf_tables.sh > gguf_table.md      (KEEP=DIR also keeps the four tquant files there)
 # auto-gguf at --max-bytes of each golden file (calibrated on the last 10 % of the lines, first
 # 128), exported with tquant export --gguf, then tquant eval on the first 90 % (30 windows of 256).
 cd "$(dirname "$0")/.."
@@ -23,6 +23,7 @@ for F in Q4_0-imatrix Q4_1-imatrix Q5_0-imatrix Q8_0; do
   ./build/tquant quantize $S --recipe auto-gguf --max-bytes $N --calib "$T?from=0.9&limit=128" -o $tmp/q \
     --json $tmp/q.json 2>/dev/null
   ./build/tquant export $tmp/q --gguf $tmp/q.gguf >/dev/null
+  [ -n "$KEEP" ] && cp $tmp/q.gguf "$KEEP/tquant-size-of-$F.gguf"
   read tp tk tt <<<"$(eval_kld $tmp/q.gguf)"
   secs=$(python3 -c "import json; print('%.1f' % json.load(open('$tmp/q.json'))['quantize_seconds'])")
   echo "| $F | $N | $lp | $lk | $(stat -c %s $tmp/q.gguf) | $tp | $tk | $tt % | $secs |"

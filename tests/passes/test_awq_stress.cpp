@@ -15,6 +15,7 @@
 #include "quant/ggml_fit.h"
 #include "quant/gptq.h"
 #include "quant/hessian.h"
+#include "io/tquant_dir.h"
 
 namespace tq {
 
@@ -161,6 +162,62 @@ TEST(Awq, DownInScaleGoesIntoTheUpRows) {
   EXPECT_LT(logit_drift(m, fp), 1e-5);
   plan.weights["blk.0.ffn_down.weight"].bits = 4;
   EXPECT_THROW(scale_site_channels(m, plan, Site::down_in, 0, s), Error);
+}
+
+}  // namespace tq
+
+namespace tq {
+
+namespace {
+
+double recipe_kl(const Model& fp, const CalibData& calib, const std::string& recipe, QuantPlan* plan_out = nullptr,
+                 Model* m_out = nullptr) {
+  Model m = fp;
+  QuantPlan plan;
+  PassContext ctx(m, plan, calib);
+  run_recipe(parse_recipe(recipe), ctx);
+  double kl = calib_kld(simulate_weights(m, plan), no_hooks(), fp, calib);
+  if (plan_out) *plan_out = plan;
+  if (m_out) *m_out = m;
+  return kl;
+}
+
+}  // namespace
+
+// The passes on tquant's own quantizers: GPTQ loses less than round-to-nearest at the same
+// quantizer and its result is an ordinary plan (saved and reloaded bit for bit); AWQ before it
+// recovers most of what outlier channels cost.
+TEST(GptqPass, BeatsRoundToNearestAndReloadsExactly) {
+  test::TempDir d;
+  Model fp = random_model(llama_config(64, 2, 4, 2, 96, 300, 64), 41, 0.1f);
+  CalibData calib = load_calib(parse_data_spec(test::write_sample_text(d) + "?limit=16"), fp);
+  QuantPlan plan;
+  Model m;
+  double gptq = recipe_kl(fp, calib, "w4-gptq-g32", &plan, &m), rtn = recipe_kl(fp, calib, "w4a16-g32-rtn");
+  EXPECT_LT(gptq, 0.8 * rtn);
+  EXPECT_EQ(plan.weights.at("blk.0.attn_q.weight").group, 32);
+  save_tquant_dir(d.file("q"), m, plan);
+  QuantPlan back;
+  Model loaded = load_tquant_dir(d.file("q"), &back);
+  Model sim = simulate_weights(m, plan);
+  auto a = named_tensors(loaded), b = named_tensors(sim);
+  for (size_t i = 0; i < a.size(); i++) EXPECT_EQ(a[i].t->data, b[i].t->data) << a[i].name;
+  EXPECT_EQ(sim.blocks[1].down.w.data, m.blocks[1].down.w.data);  // GPTQ's weights are on the plan's grid
+}
+
+TEST(AwqPass, RecoversOutlierChannels) {
+  test::TempDir d;
+  Model fp = random_model(llama_config(64, 2, 4, 2, 96, 300, 64), 42, 0.1f);
+  CalibData calib = load_calib(parse_data_spec(test::write_sample_text(d) + "?limit=16"), fp);
+  StressOptions so;
+  so.channels = 2;
+  so.factor = 40;
+  so.sites = {Site::qkv_in, Site::up_in};
+  Model stressed = fp;
+  stress_model(stressed, so);
+  double rtn = recipe_kl(stressed, calib, "w4a16-g32-rtn"), awq = recipe_kl(stressed, calib, "w4-awq-g32");
+  EXPECT_LT(awq, 0.5 * rtn);
+  EXPECT_LT(recipe_kl(stressed, calib, "w4-awq-gptq-g32"), awq);
 }
 
 }  // namespace tq
