@@ -262,7 +262,7 @@ GgufQuantResult gguf_quantize(Model& m, QuantPlan& plan, const CalibData& calib,
       }
       prog.add();
     }
-    plan.notes["gguf_awq_type"] = ggml_type_info(ref)->name;
+    res.awq_type = ggml_type_info(ref)->name;
   }
 
   // Candidates: (type, method) per tensor with their size and estimated KL.
@@ -390,7 +390,8 @@ void run_gguf(PassContext& ctx, const nlohmann::json& p) {
       {"estimate", "per tensor 1/2 sum_o phi_o dW_o E[x x^T] dW_o^T (phi: Fisher row weights), token "
                    "embedding 1/2 sum F dW^2; summed over tensors"},
       {"seconds", r.seconds},
-      {"awq", r.awq},
+      {"awq", {{"scored_with", r.awq_type.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.awq_type)},
+               {"sites", r.awq}}},
       {"llama_quantize", args},
       {"tensors", tensors}};
   fmt::print(stderr, "gguf: {} tensors, file {} bytes, estimated KL {:.5f}{}; {:.1f} s\n", r.choices.size(),

@@ -50,6 +50,7 @@ struct GgufQuantResult {
   double predicted_kl = 0;    // Σ of the choices' estimates
   double measured_kl = -1;    // check: the exact mean KL on the calibration data (−1: not measured)
   nlohmann::json awq;         // per site: alpha and errors
+  std::string awq_type;       // the base type AWQ's search scored with
   double seconds = 0;
 };
 

@@ -131,6 +131,22 @@ TEST(GgufQuant, KTypesAndTheF16Fallback) {
   EXPECT_TRUE(k);
 }
 
+// A tied head is the token embedding: one tensor, quantized once, its importance from head_in.
+TEST(GgufQuant, TiedHeadIsTheEmbedding) {
+  test::TempDir d;
+  Config c = llama_config(64, 1, 4, 2, 96, 300, 64);
+  c.tied_head = true;
+  Calibrated s{random_model(c, 6, 0.08f), {}};
+  s.calib = load_calib(parse_data_spec(test::write_sample_text(d) + "?limit=8"), s.fp);
+  GgufQuantOptions o;
+  o.max_bpw = 6;
+  Quantized r = run(s, o);
+  EXPECT_TRUE(r.plan.ggml.count("token_embd.weight"));
+  EXPECT_FALSE(r.plan.ggml.count("output.weight"));
+  check_file(r, d.file("t.gguf"), (int64_t)std::floor(6.0 * parameter_count(s.fp) / 8));
+  EXPECT_EQ(read_gguf(d.file("t.gguf")).find("output.weight"), nullptr);
+}
+
 TEST(GgufQuant, LlamaRulesForABaseType) {
   EXPECT_EQ(llama_rule_type("output.weight", 64, ggml_q4_0), ggml_q8_0);
   EXPECT_EQ(llama_rule_type("output.weight", 512, ggml_q4_0), ggml_q6_k);
