@@ -214,6 +214,8 @@ GgufQuantResult gguf_quantize(Model& m, QuantPlan& plan, const CalibData& calib,
   TQ_CHECK_INPUT(automatic || ggml_grid(base) || base == ggml_f16, "GGUF base type {} is not a quantized type",
                  opt.type);
   int64_t max_bytes = opt.max_bytes;
+  TQ_CHECK_INPUT(automatic || (opt.max_bytes <= 0 && opt.max_bpw <= 0),
+                 "a size limit (--max-bytes, --max-bpw) is for auto-gguf; gguf-{} follows llama.cpp's rules", opt.type);
   if (automatic) {
     TQ_CHECK_INPUT(opt.max_bytes > 0 || opt.max_bpw > 0, "auto-gguf needs a size: --max-bytes N or --max-bpw B");
     if (max_bytes <= 0) max_bytes = (int64_t)std::floor(opt.max_bpw * (double)parameter_count(m) / 8);

@@ -235,6 +235,9 @@ TEST(GgufQuant, CommandLine) {
   auto small = test::run_cli("quantize " + d.file("m.gguf") + " --recipe auto-gguf --max-bytes 9000 --calib " + text +
                              "?limit=8 -o " + d.file("r"));
   EXPECT_EQ(small.status, 2) << small.err;
+  auto fixed = test::run_cli("quantize " + d.file("m.gguf") + " --recipe gguf-Q4_0 --max-bytes 70000 --calib " + text +
+                             " -o " + d.file("r"));
+  EXPECT_EQ(fixed.status, 2) << fixed.err;
   auto none = test::run_cli("quantize " + d.file("m.gguf") + " --recipe auto-gguf --calib " + text + " -o " + d.file("r"));
   EXPECT_EQ(none.status, 2) << none.err;
   auto st = test::run_cli("stress " + d.file("m.gguf") + " -o " + d.file("s.gguf") + " --channels 2 --factor 50");
