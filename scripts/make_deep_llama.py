@@ -10,7 +10,10 @@ large values). Random weights carry no language, so perplexity says nothing;
 the figures compare each quantized model's next-token distributions with this
 fp32 model's (KL divergence) on real text.
 
-    /usr/bin/python3 scripts/make_deep_llama.py OUT.gguf [--seed 1]
+    /usr/bin/python3 scripts/make_deep_llama.py OUT.gguf [--seed 1] [--layers 24]
+
+(--layers changes the depth only, for measuring how a cost grows with it; the planted
+matrices sit in the layers that exist.)
 
 NumPy only; not needed to build or test.
 """
@@ -68,6 +71,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--layers", type=int, default=LAYERS)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     hd = DIM // HEADS
@@ -82,7 +86,7 @@ def main():
     shapes = {"attn_q": (DIM, DIM), "attn_k": (KV_HEADS * hd, DIM), "attn_v": (KV_HEADS * hd, DIM),
               "attn_output": (DIM, DIM), "ffn_gate": (HIDDEN, DIM), "ffn_up": (HIDDEN, DIM),
               "ffn_down": (DIM, HIDDEN)}
-    for l in range(LAYERS):
+    for l in range(args.layers):
         tensors.append((f"blk.{l}.attn_norm.weight", np.ones(DIM)))
         for name, (r, c) in shapes.items():
             tensors.append((f"blk.{l}.{name}.weight", linear(r, c, (l, name) in PLANTED)))
@@ -97,7 +101,7 @@ def main():
     types += [5] * (VOCAB - len(types))
     meta = [("general.architecture", "str", "llama"), ("general.name", "str", "deep generated llama"),
             ("llama.context_length", "u32", CTX), ("llama.embedding_length", "u32", DIM),
-            ("llama.block_count", "u32", LAYERS), ("llama.feed_forward_length", "u32", HIDDEN),
+            ("llama.block_count", "u32", args.layers), ("llama.feed_forward_length", "u32", HIDDEN),
             ("llama.attention.head_count", "u32", HEADS), ("llama.attention.head_count_kv", "u32", KV_HEADS),
             ("llama.rope.dimension_count", "u32", hd), ("llama.rope.freq_base", "f32", 10000.0),
             ("llama.attention.layer_norm_rms_epsilon", "f32", 1e-5), ("tokenizer.ggml.model", "str", "llama"),

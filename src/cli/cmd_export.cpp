@@ -1,7 +1,8 @@
 // tquant export MODEL --gguf FILE: a quantized model (a tquant output
 // directory) or any LLaMA model to llama.cpp's GGUF, every tensor in a ggml
-// type chosen from the plan, with a line per tensor on how far its GGUF
-// values are from the plan's simulation.
+// type chosen from the plan (tensors a GGUF recipe already encoded are written
+// as they are), with a line per tensor on how far its GGUF values are from the
+// plan's simulation.
 #include <fmt/format.h>
 
 #include "cli/common.h"
@@ -22,7 +23,9 @@ void register_export(CLI::App& app) {
                   "Q8_0, 8-bit affine re-quantized to Q8_0); kquant: the K-quant of the plan's bits where rows are "
                   "whole 256-blocks (re-quantized, smaller)")
       ->check(CLI::IsMember({"exact", "kquant"}));
-  cmd->add_option("--fallback", opt.fallback, "type of quantized weights whose rows are not whole 32-blocks")
+  cmd->add_option("--fallback", opt.fallback,
+                  "type of quantized weights whose rows are not whole 32-blocks: f16 (as llama.cpp) or f32 (exact)")
+      ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16"}));
   cmd->add_option("--float-type", opt.float_type, "type of 2-D weights the plan leaves float")
       ->check(CLI::IsMember({"f32", "f16"}));

@@ -27,7 +27,8 @@ void register_quantize(CLI::App& app) {
   static std::string path, recipe_name, calib, out, report_dir, eval_spec, calibrator, json_out;
   static std::vector<std::string> sets;
   static uint64_t seed = 0;
-  static double budget = 0;
+  static double budget = 0, max_bpw = 0;
+  static int64_t max_bytes = 0;
   static Common common;
   cmd->add_option("model", path, "model to quantize")->required();
   cmd->add_option("--recipe", recipe_name, "a built-in recipe (listed below, e.g. w8a8-outliertune) or a JSON recipe file")
@@ -39,6 +40,10 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--budget", budget,
                   "size budget in bits per weight of the block linears for the budget allocator (wB-budget); "
                   "bytes: --set budget_bytes=N")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-bytes", max_bytes, "auto-gguf: the GGUF file (tquant export --gguf) is at most N bytes")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-bpw", max_bpw, "auto-gguf: or at most B bits per parameter of the whole file")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--set", sets, "override a pass parameter: KEY=VALUE (repeatable)");
   cmd->add_option("-o,--output", out, "output directory (written atomically)")->required();
@@ -52,6 +57,8 @@ void register_quantize(CLI::App& app) {
     Recipe recipe = parse_recipe(recipe_name);
     if (!calibrator.empty()) override_param(recipe, "calibrator", calibrator);
     if (budget > 0) override_param(recipe, "budget", budget);
+    if (max_bytes > 0) override_param(recipe, "max_bytes", (double)max_bytes);
+    if (max_bpw > 0) override_param(recipe, "max_bpw", max_bpw);
     for (auto& kv : sets) {
       auto eq = kv.find('=');
       if (eq == std::string::npos) bad_input("--set needs KEY=VALUE, got '{}'", kv);

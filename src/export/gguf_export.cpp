@@ -61,18 +61,25 @@ std::vector<uint8_t> pack_codes(uint32_t type, const Tensor& w, const QuantSpec&
   dequantize_codes(codes.data(), rows, cols, s, back.ptr());
   if (back.data != w.data) run_failed("GGUF export: the weights are not the plan's simulation");
   const int bytes = ggml_type_info(type)->bytes;
-  const int offset = type == ggml_q4_0 ? 8 : type == ggml_q5_0 ? 16 : 0;
   std::vector<uint8_t> out((size_t)rows * (cols / 32) * bytes);
+  GgmlBlock blk;
   for (int r = 0; r < rows; r++)
     for (int c0 = 0; c0 < cols; c0 += 32) {
       int64_t p = s.param_index(r, c0, cols);
       if (p != s.param_index(r, c0 + 31, cols)) return {};
-      int32_t q[32];
-      for (int i = 0; i < 32; i++) q[i] = codes[(int64_t)r * cols + c0 + i] + offset;
-      float d = s.scale[p], m = s.scheme == Scheme::asym ? -s.zero[p] * d : 0.0f;
-      pack_legacy_block(type, q, d, m, out.data() + ((int64_t)r * (cols / 32) + c0 / 32) * bytes);
+      for (int i = 0; i < 32; i++) blk.q[i] = codes[(int64_t)r * cols + c0 + i];  // the plan's codes are ggml's value codes
+      blk.d = s.scale[p];
+      blk.m = s.scheme == Scheme::asym ? -s.zero[p] * blk.d : 0.0f;
+      pack_block(type, blk, out.data() + ((int64_t)r * (cols / 32) + c0 / 32) * bytes);
     }
   return out;
+}
+
+// The metadata every export carries: llama's, and the quantization version when some tensor is
+// in a block type (llama.cpp reads the two layouts versions by it).
+void add_metadata(GgufWriter& w, const Model& m, bool quantized) {
+  add_llama_metadata(w, m);
+  if (quantized) w.add_u32("general.quantization_version", 2);
 }
 
 std::string plan_name(const QuantSpec& s) {
@@ -93,9 +100,14 @@ std::vector<GgufTensorReport> export_gguf(const Model& m, const QuantPlan& plan,
   for (auto& [key, s] : plan.sites)
     if (!s.pre_inv.empty())
       bad_input("GGUF export: site {} carries a channel pre-transform that a GGUF model cannot express", key);
-  GgufWriter w;
-  add_llama_metadata(w, m);
-  std::vector<GgufTensorReport> out;
+  struct Item {
+    std::string name;
+    const Tensor* t;
+    uint32_t type;
+    std::vector<uint8_t> bytes;
+    GgufTensorReport r;
+  };
+  std::vector<Item> items;
   bool quantized = false;
   for (auto& nt : named_tensors(const_cast<Model&>(m))) {
     const Tensor& t = *nt.t;
@@ -106,7 +118,14 @@ std::vector<GgufTensorReport> export_gguf(const Model& m, const QuantPlan& plan,
     r.how = t.ndim() == 2 ? "float weight" : "norm (llama.cpp keeps them f32)";
     std::vector<uint8_t> bytes;
     auto it = plan.weights.find(nt.name);
-    if (it != plan.weights.end() && it->second.enabled()) {
+    auto g = plan.ggml.find(nt.name);
+    if (g != plan.ggml.end()) {
+      type = g->second.type;
+      bytes = g->second.data;
+      r.plan = ggml_type_info(type)->name;
+      r.how = "the plan's ggml tensor, written as it is";
+      quantized |= ggml_grid(type) != nullptr;
+    } else if (it != plan.weights.end() && it->second.enabled()) {
       const QuantSpec& s = it->second;
       r.plan = plan_name(s);
       const TypeRule* rule = find_rule(opt.types, s, t.cols());
@@ -135,12 +154,29 @@ std::vector<GgufTensorReport> export_gguf(const Model& m, const QuantPlan& plan,
       den += (double)t.data[i] * t.data[i];
     }
     r.rel_rms = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-    w.add_tensor(nt.name, t.shape, type, std::move(bytes));
-    out.push_back(std::move(r));
+    items.push_back({nt.name, &t, type, std::move(bytes), std::move(r)});
   }
-  if (quantized) w.add_u32("general.quantization_version", 2);
+  GgufWriter w;
+  add_metadata(w, m, quantized);
+  std::vector<GgufTensorReport> out;
+  for (Item& it : items) {
+    w.add_tensor(it.name, it.t->shape, it.type, std::move(it.bytes));
+    out.push_back(std::move(it.r));
+  }
   w.write(path);
   return out;
+}
+
+int64_t gguf_export_size(const Model& m, const std::map<std::string, uint32_t>& types) {
+  bool quantized = false;
+  for (auto& [name, t] : types) quantized |= ggml_grid(t) != nullptr;
+  GgufWriter w;
+  add_metadata(w, m, quantized);
+  for (auto& nt : named_tensors(const_cast<Model&>(m))) {
+    auto it = types.find(nt.name);
+    w.add_tensor_layout(nt.name, nt.t->shape, it == types.end() ? ggml_f32 : it->second);
+  }
+  return (int64_t)w.file_size();
 }
 
 nlohmann::json to_json(const std::vector<GgufTensorReport>& r) {

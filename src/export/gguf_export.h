@@ -3,6 +3,7 @@
 // for every tensor how far its GGUF values are from the plan's simulation.
 #pragma once
 #include <nlohmann/json.hpp>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,7 +18,7 @@ struct GgufExportOptions {
   // affine → Q8_0); "kquant": the K-quant of the plan's bit width where rows are whole
   // 256-blocks (re-quantized: smaller files, values further from the plan).
   std::string types = "exact";
-  std::string fallback = "f32";    // rows that are not whole 32-blocks: f32 (exact) or f16
+  std::string fallback = "f16";    // rows that are not whole 32-blocks: f16 (as llama.cpp) or f32 (exact)
   std::string float_type = "f32";  // 2-D weights the plan leaves float (embeddings, head): f32 or f16
 };
 
@@ -28,10 +29,15 @@ struct GgufTensorReport {
 };
 
 // m holds the weights as the plan's simulation has them (simulate_weights, or a
-// loaded tquant directory). Refuses (bad_input) what llama's architecture cannot
+// loaded tquant directory). Weights the plan stores in a ggml type (plan.ggml) are
+// written as they are. Refuses (bad_input) what llama's architecture cannot
 // hold: norm or linear biases, the plan's activation pre-transforms.
 std::vector<GgufTensorReport> export_gguf(const Model& m, const QuantPlan& plan, const std::string& path,
                                           const GgufExportOptions& opt = {});
 nlohmann::json to_json(const std::vector<GgufTensorReport>& r);
+
+// The exact size in bytes of the GGUF file export_gguf writes for m when each tensor named in
+// `types` has that ggml type and every other tensor is F32 (what a budget is checked against).
+int64_t gguf_export_size(const Model& m, const std::map<std::string, uint32_t>& types);
 
 }  // namespace tq

@@ -60,7 +60,14 @@ void GgufWriter::add_tensor(const std::string& name, const std::vector<int64_t>&
   if (shape.empty() || shape.back() % ti->block || (uint64_t)(n / ti->block * ti->bytes) != data.size())
     run_failed("GGUF writer: tensor {} of shape {} does not match {} bytes of {}", name, shape_str(shape),
                data.size(), ti->name);
-  tensors_.push_back({name, shape, type, std::move(data)});
+  uint64_t nbytes = data.size();
+  tensors_.push_back({name, shape, type, nbytes, std::move(data)});
+}
+
+void GgufWriter::add_tensor_layout(const std::string& name, const std::vector<int64_t>& shape, uint32_t type) {
+  const GgmlTypeInfo* ti = ggml_type_info(type);
+  if (!ti || shape.empty() || shape.back() % ti->block) run_failed("GGUF writer: no layout for {} as type {}", name, type);
+  tensors_.push_back({name, shape, type, (uint64_t)(Tensor::count(shape) / ti->block * ti->bytes), {}});
 }
 
 void GgufWriter::add_f32_tensor(const std::string& name, const Tensor& t) {
@@ -69,7 +76,7 @@ void GgufWriter::add_f32_tensor(const std::string& name, const Tensor& t) {
   add_tensor(name, t.shape, ggml_f32, std::move(d));
 }
 
-void GgufWriter::write(const std::string& path, uint32_t alignment) const {
+std::vector<uint8_t> GgufWriter::header(uint32_t alignment) const {
   std::vector<uint8_t> h;
   put<uint32_t>(h, 0x46554747);
   put<uint32_t>(h, 3);
@@ -88,9 +95,22 @@ void GgufWriter::write(const std::string& path, uint32_t alignment) const {
     for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) put<uint64_t>(h, (uint64_t)*it);  // ggml order
     put<uint32_t>(h, t.type);
     put<uint64_t>(h, off);
-    off += (t.data.size() + alignment - 1) / alignment * alignment;
+    off += (t.nbytes + alignment - 1) / alignment * alignment;
   }
   h.resize((h.size() + alignment - 1) / alignment * alignment, 0);
+  return h;
+}
+
+uint64_t GgufWriter::file_size(uint32_t alignment) const {
+  uint64_t n = header(alignment).size();
+  for (auto& t : tensors_) n += (t.nbytes + alignment - 1) / alignment * alignment;
+  return n;
+}
+
+void GgufWriter::write(const std::string& path, uint32_t alignment) const {
+  for (auto& t : tensors_)
+    if (t.data.size() != t.nbytes) run_failed("GGUF writer: tensor {} has no data (a layout-only entry)", t.name);
+  std::vector<uint8_t> h = header(alignment);
   AtomicFile f(path);
   f.write(h.data(), h.size());
   std::vector<uint8_t> pad(alignment, 0);

@@ -23,19 +23,25 @@ class GgufWriter {
   void add_tensor(const std::string& name, const std::vector<int64_t>& shape, uint32_t ggml_type,
                   std::vector<uint8_t> data);
   void add_f32_tensor(const std::string& name, const Tensor& t);
+  // A tensor's place in the layout only (its name, shape and type), for file_size(); write() refuses it.
+  void add_tensor_layout(const std::string& name, const std::vector<int64_t>& shape, uint32_t ggml_type);
   void write(const std::string& path, uint32_t alignment = 32) const;
+  // The exact size of the file write() makes: the header and every tensor padded to the alignment.
+  uint64_t file_size(uint32_t alignment = 32) const;
 
  private:
   struct Tensor_ {
     std::string name;
     std::vector<int64_t> shape;
     uint32_t type;
-    std::vector<uint8_t> data;
+    uint64_t nbytes;
+    std::vector<uint8_t> data;  // empty for a layout-only tensor
   };
   std::vector<uint8_t> meta_;
   uint64_t n_kv_ = 0;
   std::vector<Tensor_> tensors_;
   void key(const std::string& k, uint32_t type);
+  std::vector<uint8_t> header(uint32_t alignment) const;
 };
 
 // Writes a LLaMA-family model as an F32 GGUF with the metadata and tokenizer llama.cpp reads.

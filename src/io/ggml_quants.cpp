@@ -71,23 +71,22 @@ void dequantize_legacy(const Legacy& l, const uint8_t* src, float* dst, int64_t 
   }
 }
 
-void pack_legacy(const Legacy& l, const int32_t* codes, float d, float m, uint8_t* out) {
-  const int lo = l.bits == 8 ? -128 : 0, hi = l.bits == 8 ? 127 : (1 << l.bits) - 1;
-  for (int i = 0; i < QK; i++)
-    if (codes[i] < lo || codes[i] > hi) run_failed("code {} does not fit a {}-bit block", codes[i], l.bits);
+// Writes a legacy block from value codes (stored with the type's offset added).
+void pack_legacy(const Legacy& l, const GgmlBlock& blk, uint8_t* out) {
   std::memset(out, 0, legacy_bytes(l));
-  wr16(out, d);
-  if (l.has_min) wr16(out + 2, m);
+  wr16(out, blk.d);
+  if (l.has_min) wr16(out + 2, blk.m);
   uint8_t* p = out + (l.has_min ? 4 : 2);
   if (l.bits == 5) {
     uint32_t qh = 0;
-    for (int i = 0; i < QK; i++) qh |= (uint32_t)((codes[i] >> 4) & 1) << i;
+    for (int i = 0; i < QK; i++) qh |= (uint32_t)(((blk.q[i] + l.offset) >> 4) & 1) << i;
     std::memcpy(p, &qh, 4);
     p += 4;
   }
   for (int i = 0; i < QK; i++) {
-    if (l.bits == 8) p[i] = (uint8_t)(int8_t)codes[i];
-    else p[i % 16] |= (uint8_t)((codes[i] & 0xF) << (4 * (i / 16)));
+    int u = blk.q[i] + l.offset;
+    if (l.bits == 8) p[i] = (uint8_t)(int8_t)u;
+    else p[i % 16] |= (uint8_t)((u & 0xF) << (4 * (i / 16)));
   }
 }
 
@@ -95,7 +94,8 @@ void pack_legacy(const Legacy& l, const int32_t* codes, float d, float m, uint8_
 // magnitude on the extreme code; Q8_0 is symmetric in ±127. Codes use the f16-rounded d, m.
 void quantize_legacy(const Legacy& l, const float* src, uint8_t* dst, int64_t n) {
   const int bytes = legacy_bytes(l), qa = (1 << l.bits) - 1;
-  int32_t q[QK];
+  GgmlBlock blk;
+  int* q = blk.q;
   for (int64_t b = 0; b < n / QK; b++, src += QK, dst += bytes) {
     float d = 0, m = 0;
     if (l.has_min) {
@@ -113,9 +113,10 @@ void quantize_legacy(const Legacy& l, const float* src, uint8_t* dst, int64_t n)
       for (int i = 0; i < QK; i++)
         if (std::fabs(src[i]) > std::fabs(v)) v = src[i];
       d = f16r(v / -(float)l.offset);
-      for (int i = 0; i < QK; i++) q[i] = d != 0 ? clampi(std::rint(src[i] / d) + l.offset, 0, qa) : l.offset;
+      for (int i = 0; i < QK; i++) q[i] = d != 0 ? clampi(std::rint(src[i] / d), -l.offset, qa - l.offset) : 0;
     }
-    pack_legacy(l, q, d, m, dst);
+    blk.d = d, blk.m = m;
+    pack_legacy(l, blk, dst);
   }
 }
 
@@ -144,8 +145,7 @@ void put_scale_min(uint8_t* s, const int* sc, const int* mn) {
 
 // Affine super-block (Q2_K, Q4_K, Q5_K): per sub-block of `sub` elements a scale and a min,
 // each an integer up to smax times the f16 super-block d / dmin; q in 0..qa.
-// Fills d, dmin, integer scales/mins and codes.
-void fit_affine_k(const float* x, int sub, int qa, int smax, float& d, float& dmin, int* sc, int* mn, int* q) {
+void fit_affine_k(const float* x, int sub, int qa, int smax, GgmlBlock& b) {
   const int ns = QKK / sub;
   float scale[16], mins[16], smx = 0, mmx = 0;
   for (int j = 0; j < ns; j++) {
@@ -156,19 +156,19 @@ void fit_affine_k(const float* x, int sub, int qa, int smax, float& d, float& dm
     smx = std::max(smx, scale[j]);
     mmx = std::max(mmx, mins[j]);
   }
-  d = f16r(smx / smax);
-  dmin = f16r(mmx / smax);
+  b.d = f16r(smx / smax);
+  b.m = f16r(mmx / smax);
   for (int j = 0; j < ns; j++) {
-    sc[j] = d > 0 ? clampi(std::rint(scale[j] / d), 0, smax) : 0;
-    mn[j] = dmin > 0 ? clampi(std::rint(mins[j] / dmin), 0, smax) : 0;
-    float D = d * (float)sc[j], M = dmin * (float)mn[j];
-    for (int i = 0; i < sub; i++) q[j * sub + i] = D > 0 ? clampi(std::rint((x[j * sub + i] + M) / D), 0, qa) : 0;
+    b.sc[j] = b.d > 0 ? clampi(std::rint(scale[j] / b.d), 0, smax) : 0;
+    b.mn[j] = b.m > 0 ? clampi(std::rint(mins[j] / b.m), 0, smax) : 0;
+    float D = b.d * (float)b.sc[j], M = b.m * (float)b.mn[j];
+    for (int i = 0; i < sub; i++) b.q[j * sub + i] = D > 0 ? clampi(std::rint((x[j * sub + i] + M) / D), 0, qa) : 0;
   }
 }
 
 // Symmetric super-block (Q3_K, Q6_K): sub-blocks of 16 with a signed integer scale (|s| ≤ smax)
 // times the f16 d; the value of largest magnitude of a sub-block lands on the code −qh.
-void fit_sym_k(const float* x, int qh, int smax, float& d, int* sc, int* q) {
+void fit_sym_k(const float* x, int qh, int smax, GgmlBlock& b) {
   float s[16], amax = 0;
   for (int j = 0; j < 16; j++) {
     float v = 0;
@@ -177,14 +177,104 @@ void fit_sym_k(const float* x, int qh, int smax, float& d, int* sc, int* q) {
     s[j] = v / -(float)qh;
     amax = std::max(amax, std::fabs(s[j]));
   }
-  d = f16r(amax / smax);
+  b.d = f16r(amax / smax);
   for (int j = 0; j < 16; j++) {
-    sc[j] = d > 0 ? clampi(std::rint(s[j] / d), -smax - 1, smax) : 0;
-    float D = d * (float)sc[j];
-    for (int i = 0; i < 16; i++) q[j * 16 + i] = D != 0 ? clampi(std::rint(x[j * 16 + i] / D), -qh, qh - 1) : 0;
+    b.sc[j] = b.d > 0 ? clampi(std::rint(s[j] / b.d), -smax - 1, smax) : 0;
+    float D = b.d * (float)b.sc[j];
+    for (int i = 0; i < 16; i++) b.q[j * 16 + i] = D != 0 ? clampi(std::rint(x[j * 16 + i] / D), -qh, qh - 1) : 0;
   }
 }
 
+// The K-quant packers (layouts as described at each decoder below).
+void pack_q2_k(const GgmlBlock& b, uint8_t* dst) {
+  std::memset(dst, 0, 84);
+  for (int j = 0; j < 16; j++) dst[j] = (uint8_t)(b.sc[j] | (b.mn[j] << 4));
+  for (int e = 0; e < QKK; e++) dst[16 + 32 * (e / 128) + e % 32] |= (uint8_t)(b.q[e] << (2 * ((e % 128) / 32)));
+  wr16(dst + 80, b.d);
+  wr16(dst + 82, b.m);
+}
+void pack_q3_k(const GgmlBlock& b, uint8_t* dst) {
+  std::memset(dst, 0, 110);
+  for (int e = 0; e < QKK; e++) {
+    int u = b.q[e] + 4;  // 0..7
+    dst[32 + 32 * (e / 128) + e % 32] |= (uint8_t)((u & 3) << (2 * ((e % 128) / 32)));
+    dst[e % 32] |= (uint8_t)((u >> 2) << (e / 32));
+  }
+  for (int j = 0; j < 16; j++) {
+    int u = b.sc[j] + 32;
+    dst[96 + j % 8] |= (uint8_t)((u & 0xF) << (4 * (j / 8)));
+    dst[96 + 8 + j % 4] |= (uint8_t)((u >> 4) << (2 * (j / 4)));
+  }
+  wr16(dst + 108, b.d);
+}
+void pack_q45_k(const GgmlBlock& b, bool five, uint8_t* dst) {
+  std::memset(dst, 0, five ? 176 : 144);
+  wr16(dst, b.d);
+  wr16(dst + 2, b.m);
+  put_scale_min(dst + 4, b.sc, b.mn);
+  uint8_t* qs = dst + (five ? 48 : 16);
+  for (int e = 0; e < QKK; e++) {
+    qs[32 * (e / 64) + e % 32] |= (uint8_t)((b.q[e] & 0xF) << (4 * ((e % 64) / 32)));
+    if (five) dst[16 + e % 32] |= (uint8_t)((b.q[e] >> 4) << (e / 32));
+  }
+}
+void pack_q6_k(const GgmlBlock& b, uint8_t* dst) {
+  std::memset(dst, 0, 210);
+  for (int e = 0; e < QKK; e++) {
+    int h = e / 128, r = e % 128, u = b.q[e] + 32;
+    dst[64 * h + r % 64] |= (uint8_t)((u & 0xF) << (4 * (r / 64)));
+    dst[128 + 32 * h + r % 32] |= (uint8_t)((u >> 4) << (2 * (r / 32)));
+  }
+  for (int j = 0; j < 16; j++) dst[192 + j] = (uint8_t)(int8_t)b.sc[j];
+  wr16(dst + 208, b.d);
+}
+
+constexpr GgmlGrid kGrids[] = {
+    {ggml_q4_0, 32, 32, -8, 7, false, 0, 0, 0},      {ggml_q4_1, 32, 32, 0, 15, true, 0, 0, 0},
+    {ggml_q5_0, 32, 32, -16, 15, false, 0, 0, 0},    {ggml_q5_1, 32, 32, 0, 31, true, 0, 0, 0},
+    {ggml_q8_0, 32, 32, -128, 127, false, 0, 0, 0},  {ggml_q2_k, 256, 16, 0, 3, true, 0, 15, 15},
+    {ggml_q3_k, 256, 16, -4, 3, false, -32, 31, 0},  {ggml_q4_k, 256, 32, 0, 15, true, 0, 63, 63},
+    {ggml_q5_k, 256, 32, 0, 31, true, 0, 63, 63},    {ggml_q6_k, 256, 16, -32, 31, false, -128, 127, 0},
+};
+
+}  // namespace
+
+const GgmlGrid* ggml_grid(uint32_t type) {
+  for (auto& g : kGrids)
+    if (g.type == type) return &g;
+  return nullptr;
+}
+
+void pack_block(uint32_t type, const GgmlBlock& b, uint8_t* out) {
+  const GgmlGrid* g = ggml_grid(type);
+  if (!g) run_failed("ggml type {} has no blocks to pack", type);
+  for (int i = 0; i < g->block; i++)
+    if (b.q[i] < g->cmin || b.q[i] > g->cmax)
+      run_failed("code {} is outside {}'s range {}..{}", b.q[i], ggml_type_info(type)->name, g->cmin, g->cmax);
+  for (int j = 0; g->k() && j < g->block / g->sub; j++)
+    if (b.sc[j] < g->smin || b.sc[j] > g->smax || b.mn[j] < 0 || b.mn[j] > g->mmax)
+      run_failed("sub-block scale {} / min {} is outside {}'s range", b.sc[j], b.mn[j], ggml_type_info(type)->name);
+  switch (type) {
+    case ggml_q2_k: return pack_q2_k(b, out);
+    case ggml_q3_k: return pack_q3_k(b, out);
+    case ggml_q4_k: return pack_q45_k(b, false, out);
+    case ggml_q5_k: return pack_q45_k(b, true, out);
+    case ggml_q6_k: return pack_q6_k(b, out);
+  }
+  pack_legacy(legacy(type), b, out);
+}
+
+namespace {
+// The reference K encoders: fit, then pack (one block at a time).
+template <class Fit>
+void quantize_k(uint32_t type, const float* src, uint8_t* dst, int64_t n, Fit fit) {
+  const int bytes = ggml_type_info(type)->bytes;
+  GgmlBlock b;
+  for (int64_t i = 0; i < n / QKK; i++, src += QKK, dst += bytes) {
+    fit(src, b);
+    pack_block(type, b, dst);
+  }
+}
 }  // namespace
 
 void dequantize_q4_0(const uint8_t* s, float* d, int64_t n) { dequantize_legacy(legacy(ggml_q4_0), s, d, n); }
@@ -197,10 +287,6 @@ void quantize_q4_1(const float* s, uint8_t* d, int64_t n) { quantize_legacy(lega
 void quantize_q5_0(const float* s, uint8_t* d, int64_t n) { quantize_legacy(legacy(ggml_q5_0), s, d, n); }
 void quantize_q5_1(const float* s, uint8_t* d, int64_t n) { quantize_legacy(legacy(ggml_q5_1), s, d, n); }
 void quantize_q8_0(const float* s, uint8_t* d, int64_t n) { quantize_legacy(legacy(ggml_q8_0), s, d, n); }
-
-void pack_legacy_block(uint32_t type, const int32_t* codes, float d, float m, uint8_t* out) {
-  pack_legacy(legacy(type), codes, d, m, out);
-}
 
 void unpack_legacy_block(uint32_t type, const uint8_t* block, int32_t* codes, uint16_t& d, uint16_t& m) {
   unpack_legacy(legacy(type), block, codes, d, m);
@@ -220,16 +306,7 @@ void dequantize_q2_k(const uint8_t* src, float* dst, int64_t n) {
   }
 }
 void quantize_q2_k(const float* src, uint8_t* dst, int64_t n) {
-  int sc[16], mn[16], q[QKK];
-  for (int64_t b = 0; b < n / QKK; b++, src += QKK, dst += 84) {
-    float d, dmin;
-    fit_affine_k(src, 16, 3, 15, d, dmin, sc, mn, q);
-    std::memset(dst, 0, 84);
-    for (int j = 0; j < 16; j++) dst[j] = (uint8_t)(sc[j] | (mn[j] << 4));
-    for (int e = 0; e < QKK; e++) dst[16 + 32 * (e / 128) + e % 32] |= (uint8_t)(q[e] << (2 * ((e % 128) / 32)));
-    wr16(dst + 80, d);
-    wr16(dst + 82, dmin);
-  }
+  quantize_k(ggml_q2_k, src, dst, n, [](const float* x, GgmlBlock& b) { fit_affine_k(x, 16, 3, 15, b); });
 }
 
 // Q3_K (110 B): hmask[32], qs[64], scales[12], d. Element e: low 2 bits as in Q2_K, high bit
@@ -249,23 +326,7 @@ void dequantize_q3_k(const uint8_t* src, float* dst, int64_t n) {
   }
 }
 void quantize_q3_k(const float* src, uint8_t* dst, int64_t n) {
-  int sc[16], q[QKK];
-  for (int64_t b = 0; b < n / QKK; b++, src += QKK, dst += 110) {
-    float d;
-    fit_sym_k(src, 4, 31, d, sc, q);
-    std::memset(dst, 0, 110);
-    for (int e = 0; e < QKK; e++) {
-      int u = q[e] + 4;  // 0..7
-      dst[32 + 32 * (e / 128) + e % 32] |= (uint8_t)((u & 3) << (2 * ((e % 128) / 32)));
-      dst[e % 32] |= (uint8_t)((u >> 2) << (e / 32));
-    }
-    for (int j = 0; j < 16; j++) {
-      int u = sc[j] + 32;
-      dst[96 + j % 8] |= (uint8_t)((u & 0xF) << (4 * (j / 8)));
-      dst[96 + 8 + j % 4] |= (uint8_t)((u >> 4) << (2 * (j / 4)));
-    }
-    wr16(dst + 108, d);
-  }
+  quantize_k(ggml_q3_k, src, dst, n, [](const float* x, GgmlBlock& b) { fit_sym_k(x, 4, 31, b); });
 }
 
 // Q4_K (144 B): d, dmin, scales[12], qs[128]. Element e: nibble (e%64)/32 of qs[32·(e/64) + e%32];
@@ -284,16 +345,7 @@ void dequantize_q4_k(const uint8_t* src, float* dst, int64_t n) {
   }
 }
 void quantize_q4_k(const float* src, uint8_t* dst, int64_t n) {
-  int sc[8], mn[8], q[QKK];
-  for (int64_t b = 0; b < n / QKK; b++, src += QKK, dst += 144) {
-    float d, dmin;
-    fit_affine_k(src, 32, 15, 63, d, dmin, sc, mn, q);
-    std::memset(dst, 0, 144);
-    wr16(dst, d);
-    wr16(dst + 2, dmin);
-    put_scale_min(dst + 4, sc, mn);
-    for (int e = 0; e < QKK; e++) dst[16 + 32 * (e / 64) + e % 32] |= (uint8_t)(q[e] << (4 * ((e % 64) / 32)));
-  }
+  quantize_k(ggml_q4_k, src, dst, n, [](const float* x, GgmlBlock& b) { fit_affine_k(x, 32, 15, 63, b); });
 }
 
 // Q5_K (176 B): d, dmin, scales[12], qh[32], qs[128]: Q4_K's nibbles plus high bit (e/32) of qh[e%32].
@@ -311,19 +363,7 @@ void dequantize_q5_k(const uint8_t* src, float* dst, int64_t n) {
   }
 }
 void quantize_q5_k(const float* src, uint8_t* dst, int64_t n) {
-  int sc[8], mn[8], q[QKK];
-  for (int64_t b = 0; b < n / QKK; b++, src += QKK, dst += 176) {
-    float d, dmin;
-    fit_affine_k(src, 32, 31, 63, d, dmin, sc, mn, q);
-    std::memset(dst, 0, 176);
-    wr16(dst, d);
-    wr16(dst + 2, dmin);
-    put_scale_min(dst + 4, sc, mn);
-    for (int e = 0; e < QKK; e++) {
-      dst[48 + 32 * (e / 64) + e % 32] |= (uint8_t)((q[e] & 0xF) << (4 * ((e % 64) / 32)));
-      dst[16 + e % 32] |= (uint8_t)((q[e] >> 4) << (e / 32));
-    }
-  }
+  quantize_k(ggml_q5_k, src, dst, n, [](const float* x, GgmlBlock& b) { fit_affine_k(x, 32, 31, 63, b); });
 }
 
 // Q6_K (210 B): ql[128], qh[64], scales[16] (int8), d. Element e (h = e/128, r = e%128): low 4 bits
@@ -341,19 +381,7 @@ void dequantize_q6_k(const uint8_t* src, float* dst, int64_t n) {
   }
 }
 void quantize_q6_k(const float* src, uint8_t* dst, int64_t n) {
-  int sc[16], q[QKK];
-  for (int64_t b = 0; b < n / QKK; b++, src += QKK, dst += 210) {
-    float d;
-    fit_sym_k(src, 32, 127, d, sc, q);
-    std::memset(dst, 0, 210);
-    for (int e = 0; e < QKK; e++) {
-      int h = e / 128, r = e % 128, u = q[e] + 32;
-      dst[64 * h + r % 64] |= (uint8_t)((u & 0xF) << (4 * (r / 64)));
-      dst[128 + 32 * h + r % 32] |= (uint8_t)((u >> 4) << (2 * (r / 32)));
-    }
-    for (int j = 0; j < 16; j++) dst[192 + j] = (uint8_t)(int8_t)sc[j];
-    wr16(dst + 208, d);
-  }
+  quantize_k(ggml_q6_k, src, dst, n, [](const float* x, GgmlBlock& b) { fit_sym_k(x, 32, 127, b); });
 }
 
 }  // namespace tq

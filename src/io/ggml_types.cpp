@@ -1,8 +1,10 @@
 #include "io/ggml_types.h"
 
+#include <cctype>
 #include <cstring>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "io/ggml_quants.h"
 
 namespace tq {
@@ -71,6 +73,19 @@ const GgmlTypeInfo* ggml_type_info(uint32_t type) {
     case ggml_i64: return &i64;
   }
   return nullptr;
+}
+
+uint32_t ggml_type_from_name(const std::string& name) {
+  std::string up;
+  for (char c : name) up += (char)std::toupper((unsigned char)c);
+  std::string written;
+  for (uint32_t t = 0; t <= ggml_bf16; t++) {
+    const GgmlTypeInfo* ti = ggml_type_info(t);
+    if (!ti || !ti->from_f32) continue;
+    if (up == ti->name) return t;
+    written += (written.empty() ? "" : ", ") + std::string(ti->name);
+  }
+  bad_input("ggml type '{}' is not one tquant writes ({})", name, written);
 }
 
 }  // namespace tq

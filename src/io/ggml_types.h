@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace tq {
 
@@ -25,5 +26,7 @@ struct GgmlTypeInfo {
 
 // The row of a type, or null for an unknown type id.
 const GgmlTypeInfo* ggml_type_info(uint32_t type);
+// The id of a type by its name ("Q4_K", case-insensitive); bad_input naming the written types otherwise.
+uint32_t ggml_type_from_name(const std::string& name);
 
 }  // namespace tq

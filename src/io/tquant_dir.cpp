@@ -9,6 +9,7 @@
 #include "core/json.h"
 #include "core/mmap.h"
 #include "io/atomic_file.h"
+#include "io/ggml_types.h"
 #include "io/safetensors.h"
 #include "io/utf8.h"
 
@@ -146,6 +147,12 @@ void save_tquant_dir(const std::string& dir, const Model& fp, const QuantPlan& p
   write_file_atomic(out.file("plan.json"), plan.to_json(false).dump(1) + "\n");
   std::vector<SafeTensorOut> ts;
   for (auto& nt : named_tensors(const_cast<Model&>(fp))) {
+    auto g = plan.ggml.find(nt.name);
+    if (g != plan.ggml.end()) {  // the encoded rows as they are: [rows, bytes per row]
+      const int64_t rows = nt.t->numel() / nt.t->shape.back();
+      ts.push_back({nt.name, "U8", {rows, (int64_t)g->second.data.size() / rows}, g->second.data});
+      continue;
+    }
     auto it = plan.weights.find(nt.name);
     if (it == plan.weights.end() || !it->second.enabled()) {
       ts.push_back(f32_tensor(nt.name, *nt.t));
@@ -182,8 +189,12 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
   m.cfg = config_from_json(cfg["config"]);
   QuantPlan plan = QuantPlan::from_json(JsonAt(plan_doc, plan_path));
   SafetensorsFile st = read_safetensors(dir + "/model.safetensors");
-  int64_t values = 0;
-  for (auto& t : st.tensors) values += t.numel();
+  int64_t values = 0;  // what the file holds, ggml rows counted as the values they decode to
+  for (auto& t : st.tensors) {
+    auto g = plan.ggml.find(t.name);
+    const GgmlTypeInfo* ti = g != plan.ggml.end() ? ggml_type_info(g->second.type) : nullptr;
+    values += ti ? t.numel() / ti->bytes * ti->block : t.numel();
+  }
   try {
     validate_config(m.cfg, values);
   } catch (const Error& e) {
@@ -202,6 +213,16 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
     if (!t) {
       if (!bias) bad_input("{}: model.safetensors has no '{}'", dir, nt.name);
       *nt.t = Tensor();
+      continue;
+    }
+    auto g = plan.ggml.find(nt.name);
+    if (g != plan.ggml.end()) {
+      const int64_t rows = nt.t->numel() / nt.t->shape.back(), bytes = ggml_bytes(g->second.type, rows, nt.t->shape.back());
+      if (t->dtype != "U8" || bytes < 0 || t->shape != std::vector<int64_t>{rows, bytes / rows})
+        bad_input("{}: '{}' is not {} rows of {} for shape {}", dir, nt.name, rows, ggml_type_info(g->second.type)->name,
+                  shape_str(nt.t->shape));
+      g->second.data.assign(t->bytes.begin(), t->bytes.end());
+      *nt.t = decode_ggml(g->second, nt.t->shape);
       continue;
     }
     if (t->shape != nt.t->shape)
@@ -238,6 +259,9 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
     }
     dequantize_codes(codes.data(), rows, cols, q, nt.t->ptr());
   }
+  for (auto& [name, t] : plan.ggml)
+    if (t.data.empty()) bad_input("{}: plan.json stores '{}' as {}, which the model has no place for", dir, name,
+                                  ggml_type_info(t.type)->name);
   for (auto& t : st.tensors)  // a tensor the model has no place for would be lost silently
     if (!used.count(t.name)) bad_input("{}: model.safetensors has '{}', which the config has no place for", dir, t.name);
   if (cfg.has("tokenizer")) m.tok = tokenizer_from_json(cfg["tokenizer"]);

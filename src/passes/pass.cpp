@@ -18,11 +18,15 @@ PassDef boost_pass();        // passes/boost.cpp
 PassDef budget_pass();       // passes/budget.cpp
 PassDef repquant_pass();     // passes/repquant.cpp
 PassDef quanttune_pass();    // passes/quanttune.cpp
+PassDef gguf_pass();         // passes/gguf_quant.cpp
+PassDef gptq_pass();         // passes/gptq.cpp
+PassDef awq_pass();          // passes/awq.cpp
 
 const std::vector<PassDef>& all_passes() {
   static const std::vector<PassDef> passes = {rtn_pass(),       smoothquant_pass(), symmetrize_pass(), step_fold_pass(),
                                               hqq_pass(),       boost_pass(),       budget_pass(),
-                                              repquant_pass(),  quanttune_pass()};
+                                              repquant_pass(),  quanttune_pass(),   gguf_pass(),
+                                              gptq_pass(),      awq_pass()};
   return passes;
 }
 
@@ -41,7 +45,7 @@ const SiteStats& site_stats(const std::map<std::string, SiteStats>& stats, Site 
   return it->second;
 }
 
-void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Observer& obs) {
+void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Hooks& obs) {
   QuantPlan transforms;
   for (auto& [key, s] : plan.sites)
     if (!s.pre_inv.empty()) {

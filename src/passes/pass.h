@@ -72,7 +72,7 @@ struct Recipe {
 struct RecipeNumber {
   char letter;
   const char* what;
-  int64_t min, max;
+  int64_t min, max;  // T, a ggml type name, has none (0, 0): it stands for the type's id
 };
 struct BuiltinRecipe {
   const char* pattern;  // "wXaY-rtn"
@@ -104,7 +104,7 @@ const SiteStats& site_stats(const std::map<std::string, SiteStats>& stats, Site 
 
 // Records site statistics of the model as the plan defines it so far: the values
 // seen through the transforms earlier folds put into quantize ops (post-norm), in float.
-void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Observer& obs);
+void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Hooks& obs);
 
 // Mean KL(P_ref ‖ P_model) of the output distributions over the calibration data
 // (every LM position, every image): the score of searches that pick a setting.

@@ -2,6 +2,7 @@
 // and one reader checks both against the pass table.
 #include <fmt/format.h>
 
+#include <cctype>
 #include <charconv>
 #include <optional>
 #include <string_view>
@@ -9,6 +10,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/mmap.h"
+#include "io/ggml_types.h"
 #include "passes/pass.h"
 
 namespace tq {
@@ -25,6 +27,7 @@ const std::vector<RecipeNumber>& recipe_numbers() {
       {'B', "weight bits", 2, 8},
       {'G', "group size", 1, 1 << 20},
       {'K', "bits of the boost base (3: b3g128, 4: b4g64)", 3, 4},
+      {'T', "a ggml type by name (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K .. Q6_K, F16)", 0, 0},
   };
   return numbers;
 }
@@ -40,6 +43,7 @@ const std::vector<BuiltinRecipe>& builtin_recipes() {
     step["w_scheme"] = "asym";
     return step;
   };
+  auto gptq_like = [](const char* pass, int b, int g) { return J{{"pass", pass}, {"bits", b}, {"group", g}}; };
   auto repquant = [](int w, int a) { return J{{"pass", "repquant"}, {"w_bits", w}, {"a_bits", a}}; };
   auto boost = [](const char* feature, int k) {
     return J::array({{{"pass", "boost"}, {"feature", feature}, {"base", k == 4 ? "b4g64" : "b3g128"}, {"stop", 2},
@@ -89,6 +93,26 @@ const std::vector<BuiltinRecipe>& builtin_recipes() {
        [=](N n) { return boost("kurtosis", n.at('K')); }},
       {"wK-sensiboost", "SensiBoost: the same, by activation sensitivity (needs --calib)",
        [=](N n) { return boost("sensitivity", n.at('K')); }},
+      {"wB-gptq-gG", "GPTQ: B-bit weights in groups of G with a zero point, errors compensated "
+                     "column by column with the calibration Hessian",
+       [=](N n) { return J::array({gptq_like("gptq", n.at('B'), n.at('G'))}); }},
+      {"wB-awq-gG", "AWQ: activation-aware channel scales, then round-to-nearest in groups of G",
+       [=](N n) {
+         J rtn = {{"pass", "rtn"}, {"w_bits", n.at('B')}, {"w_scheme", "asym"}, {"a_bits", 0}, {"head", false},
+                  {"w_gran", "group"}, {"group", n.at('G')}};
+         return J::array({gptq_like("awq", n.at('B'), n.at('G')), rtn});
+       }},
+      {"wB-awq-gptq-gG", "AWQ's scales, then GPTQ",
+       [=](N n) { return J::array({gptq_like("awq", n.at('B'), n.at('G')), gptq_like("gptq", n.at('B'), n.at('G'))}); }},
+      {"auto-gguf", "a ggml type and method per tensor within --max-bytes N or --max-bpw B (export with --gguf)",
+       [](N) { return J::array({{{"pass", "gguf"}}}); }},
+      {"gguf-T", "every tensor in ggml type T with llama.cpp's rules and the activation-weighted scale search",
+       [](N n) { return J::array({{{"pass", "gguf"}, {"type", ggml_type_info(n.at('T'))->name}}}); }},
+      {"gguf-T-ref", "the same with ggml's reference encoders, as llama-quantize without an imatrix",
+       [](N n) {
+         return J::array({{{"pass", "gguf"}, {"type", ggml_type_info(n.at('T'))->name}, {"imatrix", false},
+                           {"awq", false}}});
+       }},
       {"wB-budget", "the budget allocator: the HQQ rung per linear that minimises the summed output KL within "
                     "--budget BPW (default B + 0.5)",
        [](N n) { return J::array({{{"pass", "budget"}, {"budget", n.at('B') + 0.5}}}); }},
@@ -98,7 +122,9 @@ const std::vector<BuiltinRecipe>& builtin_recipes() {
 
 std::string recipe_help() {
   std::string s = "Built-in recipes, each capital letter a number:\n";
-  for (auto& n : recipe_numbers()) s += fmt::format("  {}  {}, {}..{}\n", n.letter, n.what, n.min, n.max);
+  for (auto& n : recipe_numbers())
+    s += n.max > n.min ? fmt::format("  {}  {}, {}..{}\n", n.letter, n.what, n.min, n.max)
+                       : fmt::format("  {}  {}\n", n.letter, n.what);
   for (auto& r : builtin_recipes()) s += fmt::format("  {:<18} {}\n", r.pattern, r.help);
   s += "Or a JSON file: {\"name\": ..., \"passes\": [{\"pass\": NAME, PARAM: VALUE, ...}, "
        "{\"recipe\": BUILT-IN}, ...]}\nwith the passes:\n";
@@ -161,7 +187,8 @@ std::optional<std::map<char, int>> match(std::string_view pattern, std::string_v
   for (char c : pattern) {
     if (c >= 'A' && c <= 'Z') {
       size_t j = i;
-      while (j < name.size() && name[j] >= '0' && name[j] <= '9') j++;
+      auto in_run = [&](char x) { return c == 'T' ? std::isalnum((unsigned char)x) || x == '_' : std::isdigit((unsigned char)x); };
+      while (j < name.size() && in_run(name[j])) j++;
       if (j == i) return std::nullopt;
       digits.push_back({c, name.substr(i, j - i)});
       i = j;
@@ -173,6 +200,10 @@ std::optional<std::map<char, int>> match(std::string_view pattern, std::string_v
   if (i != name.size()) return std::nullopt;
   std::map<char, int> out;
   for (auto& [letter, text] : digits) {
+    if (letter == 'T') {  // a name, not a number
+      out[letter] = (int)ggml_type_from_name(std::string(text));
+      continue;
+    }
     const RecipeNumber* n = nullptr;
     for (auto& r : recipe_numbers())
       if (r.letter == letter) n = &r;

@@ -1,9 +1,11 @@
 #include "quant/plan.h"
 
 #include <atomic>
+#include <set>
 
 #include "core/checked.h"
 #include "core/error.h"
+#include "io/ggml_types.h"
 #include "quant/observer.h"
 
 namespace tq {
@@ -61,7 +63,13 @@ nlohmann::json QuantPlan::to_json(bool with_weight_params) const {
   nlohmann::json w = nlohmann::json::object(), st = nlohmann::json::object();
   for (auto& [k, v] : weights) w[k] = spec_to_json(v, with_weight_params);
   for (auto& [k, v] : sites) st[k] = spec_to_json(v, true);
-  return {{"format", "tquant-plan-1"}, {"passes", passes}, {"notes", notes}, {"weights", w}, {"sites", st}};
+  nlohmann::json j = {{"format", "tquant-plan-1"}, {"passes", passes}, {"notes", notes}, {"weights", w}, {"sites", st}};
+  if (!ggml.empty()) {
+    nlohmann::json g = nlohmann::json::object();
+    for (auto& [k, t] : ggml) g[k] = ggml_type_info(t.type)->name;
+    j["ggml"] = g;
+  }
+  return j;
 }
 
 QuantPlan QuantPlan::from_json(const JsonAt& j) {
@@ -71,6 +79,11 @@ QuantPlan QuantPlan::from_json(const JsonAt& j) {
   p.notes = j.has("notes") ? j["notes"].json() : nlohmann::json::object();
   for (auto& [k, v] : j["weights"].items()) p.weights[k] = spec_from_json(v);
   for (auto& [k, v] : j["sites"].items()) p.sites[k] = spec_from_json(v);
+  if (j.has("ggml"))
+    for (auto& [k, v] : j["ggml"].items()) {  // tensor name -> ggml type name
+      if (p.weights.count(k)) v.fail("'{}' has both a quantizer and a ggml type", k);
+      p.ggml[k] = GgmlTensor{ggml_type_from_name(v.string()), {}};
+    }
   return p;
 }
 
@@ -127,16 +140,22 @@ void SimHook::forward(Site site, int layer, float* x, int rows, int cols) {
 Model simulate_weights(const Model& m, const QuantPlan& plan) {
   Model q = m;
   for (auto& nt : named_tensors(q)) {
+    auto g = plan.ggml.find(nt.name);
+    if (g != plan.ggml.end()) {
+      *nt.t = decode_ggml(g->second, nt.t->shape);
+      continue;
+    }
     auto it = plan.weights.find(nt.name);
     if (it == plan.weights.end() || !it->second.enabled()) continue;
     Tensor& t = *nt.t;
     fake_quant(t.ptr(), (int)t.rows(), (int)t.cols(), it->second);
   }
-  for (auto& [name, spec] : plan.weights) {
-    bool found = false;
-    for (auto& nt : named_tensors(q)) found |= nt.name == name;
-    if (!found) bad_input("plan quantizes '{}', which the model does not have", name);
-  }
+  std::set<std::string> names;
+  for (auto& nt : named_tensors(q)) names.insert(nt.name);
+  for (auto& [name, spec] : plan.weights)
+    if (!names.count(name)) bad_input("plan quantizes '{}', which the model does not have", name);
+  for (auto& [name, t] : plan.ggml)
+    if (!names.count(name)) bad_input("plan stores '{}' in a ggml type, but the model does not have it", name);
   return q;
 }
 
@@ -148,7 +167,10 @@ SizeInfo plan_size(const Model& m, const QuantPlan& plan) {
     s.fp32_bytes += n * 4;
     auto it = plan.weights.find(nt.name);
     double bits = 32.0 * n;
-    if (it != plan.weights.end() && it->second.enabled()) {
+    auto g = plan.ggml.find(nt.name);
+    if (g != plan.ggml.end()) {
+      bits = 8.0 * (double)g->second.data.size();
+    } else if (it != plan.weights.end() && it->second.enabled()) {
       const QuantSpec& q = it->second;
       int64_t np = q.n_params((int)nt.t->rows(), (int)nt.t->cols());
       // Parameters as stored for a runtime: f16 scale (+ f16 zero) per row or group.

@@ -8,6 +8,7 @@
 
 #include "core/json.h"
 #include "nn/forward.h"
+#include "quant/ggml_fit.h"
 #include "quant/quantizer.h"
 
 namespace tq {
@@ -15,6 +16,10 @@ namespace tq {
 struct QuantPlan {
   std::map<std::string, QuantSpec> weights;  // by tensor name ("blk.0.attn_q.weight")
   std::map<std::string, QuantSpec> sites;    // by site key ("blk.0.qkv_in", "head_in")
+  // Weights stored in a ggml type (the GGUF recipes): the encoded tensor, which the model's
+  // weight decodes from and the GGUF export writes as it is. plan.json names the type; the
+  // bytes are kept in model.safetensors.
+  std::map<std::string, GgmlTensor> ggml;
   nlohmann::json passes = nlohmann::json::array();  // [{"pass": name, params...}] in order
   nlohmann::json notes = nlohmann::json::object();  // facts passes record (rules used, fold errors)
 
@@ -43,8 +48,9 @@ struct SimHook : Hooks {
 // The model with every planned weight replaced by its quantize-dequantize value.
 Model simulate_weights(const Model& m, const QuantPlan& plan);
 
-// Bits per weight over the linear weights (payload + per-group/row parameters in f16+f16 or f32),
-// and the bytes of the whole model when stored as the plan says (other tensors f32).
+// Bits per weight over the linear weights (payload + per-group/row parameters in f16+f16 or f32;
+// ggml-typed weights: their encoded bytes), and the bytes of the whole model when stored as the
+// plan says (other tensors f32).
 struct SizeInfo {
   double bits_per_weight = 32;
   int64_t model_bytes = 0, fp32_bytes = 0;

@@ -388,7 +388,7 @@ bool attach_attention(Block& b, int l, Runtime& rt, Isa isa) {
   std::string pv = e->log_pv ? fmt::format("K5 pv_log, {}-bit log√2 probs × {} v", probs->bits, site_form(*v))
                              : fmt::format("fp32 p·v on {} probs × {} v", probs ? "fake-quantized" : "f32",
                                            v ? "fake-quantized" : "f32");
-  rt.kernels.push_back({fmt::format("blk.{}.attention", l),
+  rt.kernels.push_back({block_key(l, "attention"),
                         fmt::format("int8 q·kᵀ ({} q × {} k, {}), fp32 softmax, {}", site_form(*q), site_form(*k),
                                     attn_scores_path(isa), pv)});
   for (Site s : {Site::q, Site::k, Site::v, Site::probs}) rt.sim_plan.sites.erase(site_key(s, l));
@@ -544,7 +544,7 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
       auto it = rt.sim_plan.sites.find(site_key(s, l));
       if (it != rt.sim_plan.sites.end() && it->second.enabled()) sim.push_back(site_name(s));
     }
-    rt.kernels.push_back({fmt::format("blk.{}.attention", l),
+    rt.kernels.push_back({block_key(l, "attention"),
                           sim.empty() ? "fp32 (q·kᵀ, softmax, p·v)"
                                       : fmt::format("fp32 on fake-quantized {}", fmt::join(sim, ", "))});
   }

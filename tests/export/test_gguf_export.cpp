@@ -80,18 +80,24 @@ TEST(GgufExport, HqqFourBitGoesToQ4_1WithThePlansCodes) {
 
 TEST(GgufExport, SymmetricCodesAndFallbacks) {
   test::TempDir d;
-  // hidden 44: ffn_down rows are not whole 32-blocks → the F32 fallback, exact.
+  // hidden 44: ffn_down rows are not whole 32-blocks → the F16 fallback (as llama.cpp), or F32 (exact).
   Model fp = random_model(llama_config(64, 2, 4, 2, 44, 300, 64), 2, 0.1f);
   Quantized q = quantize(fp, "w8a16-rtn");  // symmetric 8-bit per row: Q8_0 holds the codes, d = Δ in f16
   auto r = check_file(q, d.file("m.gguf"));
   EXPECT_EQ(r.at("blk.0.attn_q.weight").type, "Q8_0");
   EXPECT_NE(r.at("blk.0.attn_q.weight").how.find("plan codes"), std::string::npos);
   EXPECT_LT(r.at("blk.0.attn_q.weight").rel_rms, 1e-3);
-  EXPECT_EQ(r.at("blk.1.ffn_down.weight").type, "F32");
-  EXPECT_TRUE(r.at("blk.1.ffn_down.weight").exact());
+  EXPECT_EQ(r.at("blk.1.ffn_down.weight").type, "F16");
+  EXPECT_LT(r.at("blk.1.ffn_down.weight").rel_rms, 1e-3);
   EXPECT_NE(r.at("blk.1.ffn_down.weight").how.find("fallback"), std::string::npos);
+  EXPECT_EQ(r.at("token_embd.weight").type, "F32");
+  GgufExportOptions f32;
+  f32.fallback = "f32";
+  auto e = check_file(q, d.file("e.gguf"), f32);
+  EXPECT_EQ(e.at("blk.1.ffn_down.weight").type, "F32");
+  EXPECT_TRUE(e.at("blk.1.ffn_down.weight").exact());
   GgufExportOptions f16;
-  f16.fallback = f16.float_type = "f16";
+  f16.float_type = "f16";
   auto h = check_file(q, d.file("h.gguf"), f16);
   EXPECT_EQ(h.at("blk.1.ffn_down.weight").type, "F16");
   EXPECT_EQ(h.at("token_embd.weight").type, "F16");

@@ -170,21 +170,62 @@ TEST(GgmlQuants, EncodersRoundTripInQualityOrder) {
 TEST(GgmlQuants, RepresentableLegacyBlocksRoundTripExactly) {
   Rng r(2);
   for (uint32_t type : {ggml_q4_0, ggml_q4_1, ggml_q5_0, ggml_q5_1, ggml_q8_0}) {
-    int hi = type == ggml_q8_0 ? 127 : type == ggml_q4_0 || type == ggml_q4_1 ? 15 : 31;
-    int lo = type == ggml_q8_0 ? -127 : 0;
+    const GgmlGrid& g = *ggml_grid(type);
+    const int lo = type == ggml_q8_0 ? -127 : g.cmin, hi = g.cmax;  // the reference Q8_0 encoder spans ±127
     std::vector<uint8_t> blocks(4 * ggml_type_info(type)->bytes);
     for (int b = 0; b < 4; b++) {
-      int32_t q[32];
-      for (int i = 0; i < 32; i++) q[i] = lo + (int)r.below(hi - lo + 1);
-      q[3] = lo, q[9] = hi;  // the block's range spans the codes (affine) / its largest magnitude sits on the end
-      pack_legacy_block(type, q, 0.125f, -1.0f, blocks.data() + b * ggml_type_info(type)->bytes);
+      GgmlBlock blk;
+      blk.d = 0.125f, blk.m = -1.0f;
+      for (int i = 0; i < 32; i++) blk.q[i] = lo + (int)r.below(hi - lo + 1);
+      blk.q[3] = lo, blk.q[9] = hi;  // the block's range spans the codes (affine) / its largest magnitude sits on the end
+      pack_block(type, blk, blocks.data() + b * ggml_type_info(type)->bytes);
     }
     auto x = decode(type, blocks);
     EXPECT_EQ(encode(type, x), blocks) << ggml_type_info(type)->name;
   }
-  int32_t bad[32] = {16};
+  GgmlBlock bad;
+  bad.q[0] = 16;
   std::vector<uint8_t> out(20);
-  EXPECT_ANY_THROW(pack_legacy_block(ggml_q4_1, bad, 1, 0, out.data()));
+  EXPECT_ANY_THROW(pack_block(ggml_q4_1, bad, out.data()));
+}
+
+// The encoder from chosen codes and scales: for random parameters and codes anywhere in every
+// type's range, the decoder reads back exactly ggml_value() of each code.
+TEST(GgmlQuants, PackedBlocksDecodeToTheirGridValues) {
+  Rng r(5);
+  for (uint32_t type : {ggml_q4_0, ggml_q4_1, ggml_q5_0, ggml_q5_1, ggml_q8_0, ggml_q2_k, ggml_q3_k, ggml_q4_k,
+                        ggml_q5_k, ggml_q6_k}) {
+    const GgmlGrid& g = *ggml_grid(type);
+    const GgmlTypeInfo& t = *ggml_type_info(type);
+    ASSERT_EQ(g.block, t.block);
+    for (int trial = 0; trial < 20; trial++) {
+      GgmlBlock b;
+      b.d = f16_to_f32(f32_to_f16((r.uniform() - 0.3f) * 0.1f));
+      b.m = f16_to_f32(f32_to_f16(g.k() ? r.uniform() * 0.05f : (r.uniform() - 0.5f)));
+      for (int j = 0; j < g.block / g.sub; j++) {
+        b.sc[j] = g.k() ? g.smin + (int)r.below(g.smax - g.smin + 1) : 0;
+        b.mn[j] = g.k() ? (int)r.below(g.mmax + 1) : 0;
+      }
+      for (int i = 0; i < g.block; i++) b.q[i] = g.cmin + (int)r.below(g.cmax - g.cmin + 1);
+      if (trial == 0)  // the ends of every range
+        for (int j = 0; j < g.block / g.sub; j++) b.sc[j] = j % 2 ? g.smax : g.smin, b.mn[j] = j % 2 ? g.mmax : 0;
+      std::vector<uint8_t> bytes(t.bytes);
+      pack_block(type, b, bytes.data());
+      std::vector<float> x = decode(type, bytes);
+      for (int i = 0; i < g.block; i++)
+        ASSERT_EQ(x[i], ggml_value(g, b, i / g.sub, b.q[i])) << t.name << " element " << i;
+    }
+    GgmlBlock bad;
+    bad.q[g.block - 1] = g.cmax + 1;
+    std::vector<uint8_t> out(t.bytes);
+    EXPECT_ANY_THROW(pack_block(type, bad, out.data())) << t.name;
+    if (g.k()) {
+      GgmlBlock s;
+      s.sc[0] = g.smax + 1;
+      EXPECT_ANY_THROW(pack_block(type, s, out.data())) << t.name;
+    }
+  }
+  EXPECT_EQ(ggml_grid(ggml_f16), nullptr);
 }
 
 }  // namespace tq
