@@ -17,6 +17,7 @@ namespace tq::cli {
 struct Common {
   int threads = 0;
   std::string tokenizer;
+  bool lazy = false;  // matrices stay in their file's type (commands that only run the forward)
 };
 
 void add_common(CLI::App* cmd, Common& c);

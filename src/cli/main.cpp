@@ -15,7 +15,9 @@ void add_common(CLI::App* cmd, Common& c) {
 
 Model load(const std::string& path, const Common& c) {
   set_threads(c.threads);
-  return load_model(path, LoadOptions{c.tokenizer});
+  LoadOptions opt{c.tokenizer};
+  opt.lazy = c.lazy;
+  return load_model(path, opt);
 }
 
 void write_json(const std::string& dest, const nlohmann::json& j) {

@@ -42,6 +42,22 @@ void Tensor::drop_values() {
   stored->evict();
 }
 
+Tensor stored_tensor(std::vector<int64_t> shape, const GgmlTypeInfo* type, const uint8_t* bytes,
+                     std::shared_ptr<const void> keep) {
+  Tensor t;
+  t.shape = std::move(shape);
+  auto s = std::make_shared<Stored>();
+  s->type = type;
+  s->bytes = bytes;
+  s->cols = t.cols();
+  s->rows = t.rows();
+  if (s->cols % type->block) run_failed("internal: rows of {} are not whole {} blocks", s->cols, type->name);
+  s->row_bytes = s->cols / type->block * type->bytes;
+  s->keep = std::move(keep);
+  t.stored = std::move(s);
+  return t;
+}
+
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); i++) out += fmt::format("{}{}", i ? ", " : "", s[i]);

@@ -77,6 +77,11 @@ struct Tensor {
   const std::vector<float>& values() const;
 };
 
+// A tensor whose values stay in a file: rows of `type` starting at bytes (the last
+// dimension holds whole blocks), kept readable by `keep` (the mapping).
+Tensor stored_tensor(std::vector<int64_t> shape, const GgmlTypeInfo* type, const uint8_t* bytes,
+                     std::shared_ptr<const void> keep);
+
 std::string shape_str(const std::vector<int64_t>& s);
 
 }  // namespace tq

@@ -104,7 +104,7 @@ static const std::vector<HfNameRule>& opt_rules() {
   return r;
 }
 
-Model load_hf_opt(const std::string& dir, const json& j) {
+Model load_hf_opt(const std::string& dir, const json& j, bool lazy) {
   Model m;
   Config& c = m.cfg = text_config(j, "hidden_size", "num_hidden_layers", "num_attention_heads",
                                      "max_position_embeddings");
@@ -119,7 +119,7 @@ Model load_hf_opt(const std::string& dir, const json& j) {
               proj, c.dim);
   need_flag(j, "do_layer_norm_before", true, "post-norm OPT (only OPT-350m, which also projects) is not supported");
   need_flag(j, "layer_norm_elementwise_affine", true, "LayerNorms without gain and bias");
-  HfWeights w = read_hf_weights(dir);
+  HfWeights w = read_hf_weights(dir, lazy);
   w.base_prefix = "model.";
   c.tied_head = j.value("tie_word_embeddings", true) || !w.find("lm_head.weight");
   bool final_norm = !j.value("_remove_final_layer_norm", false);

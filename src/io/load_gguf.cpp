@@ -45,7 +45,7 @@ static Tokenizer gguf_tokenizer(const GgufFile& g) {
   return tok;
 }
 
-Model model_from_gguf(const GgufFile& g) {
+Model model_from_gguf(const GgufFile& g, bool lazy) {
   {
     std::string arch = g.get_str("general.architecture");
     if (arch != "llama") bad_input("GGUF architecture '{}' is not supported (llama is)", arch);
@@ -91,7 +91,7 @@ Model model_from_gguf(const GgufFile& g) {
       if (!t) bad_input("GGUF has no tensor '{}'", nt.name);
       if (t->shape() != nt.t->shape)
         bad_input("GGUF tensor '{}' has shape {}, expected {}", nt.name, shape_str(t->shape()), shape_str(nt.t->shape));
-      *nt.t = g.read(*t);
+      *nt.t = lazy && t->ne.size() >= 2 ? g.stored(*t) : g.read(*t);
     }
     m.tok = gguf_tokenizer(g);
     validate(m);
@@ -99,10 +99,10 @@ Model model_from_gguf(const GgufFile& g) {
   }
 }
 
-Model load_gguf_model(const std::string& path) {
+Model load_gguf_model(const std::string& path, bool lazy) {
   GgufFile g = read_gguf(path);
   try {
-    return model_from_gguf(g);
+    return model_from_gguf(g, lazy);
   } catch (const Error& e) {
     throw Error(e.exit_code, path + ": " + e.what());
   }

@@ -5,6 +5,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "io/ggml_types.h"
 #include "io/atomic_file.h"
 
 namespace tq {
@@ -94,28 +95,20 @@ const SafeTensor* SafetensorsFile::find(const std::string& name) const {
   return nullptr;
 }
 
+Tensor SafetensorsFile::stored(const SafeTensor& t) const {
+  uint32_t type = t.dtype == "F32"    ? ggml_f32
+                  : t.dtype == "F16"  ? ggml_f16
+                  : t.dtype == "BF16" ? ggml_bf16
+                  : t.dtype == "F64"  ? ggml_f64
+                                      : UINT32_MAX;
+  if (type == UINT32_MAX) bad_input("safetensors tensor '{}' has dtype {}, expected a float type", t.name, t.dtype);
+  return stored_tensor(t.shape, ggml_type_info(type), t.bytes.data(), file);
+}
+
 Tensor SafetensorsFile::read_f32(const SafeTensor& t) const {
-  Tensor out(t.shape);
-  const uint8_t* s = t.bytes.data();
-  int64_t n = out.numel();
-  if (t.dtype == "F32") {
-    std::memcpy(out.ptr(), s, n * 4);
-  } else if (t.dtype == "F16" || t.dtype == "BF16") {
-    bool bf = t.dtype == "BF16";
-    for (int64_t i = 0; i < n; i++) {
-      uint16_t h;
-      std::memcpy(&h, s + 2 * i, 2);
-      out.data[i] = bf ? bf16_to_f32(h) : f16_to_f32(h);
-    }
-  } else if (t.dtype == "F64") {
-    for (int64_t i = 0; i < n; i++) {
-      double d;
-      std::memcpy(&d, s + 8 * i, 8);
-      out.data[i] = (float)d;
-    }
-  } else {
-    bad_input("safetensors tensor '{}' has dtype {}, expected a float type", t.name, t.dtype);
-  }
+  Tensor out = stored(t);
+  out.load_values();
+  out.stored.reset();
   return out;
 }
 

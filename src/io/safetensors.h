@@ -28,6 +28,7 @@ struct SafetensorsFile {
 
   const SafeTensor* find(const std::string& name) const;
   Tensor read_f32(const SafeTensor& t) const;  // float dtypes converted to f32
+  Tensor stored(const SafeTensor& t) const;    // float dtypes left in the file (lazy loading)
 };
 
 SafetensorsFile parse_safetensors(std::span<const uint8_t> bytes, std::shared_ptr<MappedFile> keep = nullptr);
