@@ -51,5 +51,6 @@ void register_train(CLI::App& app);
 void register_finetune(CLI::App& app);
 void register_quanttune(CLI::App& app);
 void register_export(CLI::App& app);
+void register_generate(CLI::App& app);
 
 }  // namespace tq::cli

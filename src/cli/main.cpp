@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   tq::cli::register_quantize(app);
   tq::cli::register_diagnose(app);
   tq::cli::register_export(app);
+  tq::cli::register_generate(app);
   tq::cli::register_bench(app);
   tq::cli::register_train(app);
   tq::cli::register_finetune(app);

@@ -1,6 +1,7 @@
 // GGUF v3 writer: typed metadata and tensors, written atomically.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,10 @@ class GgufWriter {
   // shape is row-major ([out, in]); data holds the encoded bytes of the ggml type.
   void add_tensor(const std::string& name, const std::vector<int64_t>& shape, uint32_t ggml_type,
                   std::vector<uint8_t> data);
+  // The same with the bytes made while the file is written, one tensor at a time, in the
+  // order added: `fill` writes the tensor's encoded bytes to dst. A file larger than memory.
+  using Fill = std::function<void(uint8_t* dst)>;
+  void add_tensor(const std::string& name, const std::vector<int64_t>& shape, uint32_t ggml_type, Fill fill);
   void add_f32_tensor(const std::string& name, const Tensor& t);
   void write(const std::string& path, uint32_t alignment = 32) const;
 
@@ -30,8 +35,11 @@ class GgufWriter {
     std::string name;
     std::vector<int64_t> shape;
     uint32_t type;
-    std::vector<uint8_t> data;
+    uint64_t nbytes;
+    std::vector<uint8_t> data;  // or, when empty,
+    Fill fill;
   };
+  uint64_t check_shape(const std::string& name, const std::vector<int64_t>& shape, uint32_t type) const;
   std::vector<uint8_t> meta_;
   uint64_t n_kv_ = 0;
   std::vector<Tensor_> tensors_;

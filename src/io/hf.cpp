@@ -222,7 +222,7 @@ static Model load_hf_llama(const std::string& dir, const nlohmann::json& j, bool
   HfWeights w = read_hf_weights(dir, lazy);
   if (!c.tied_head && !w.find("lm_head.weight")) c.tied_head = true;
   validate_config(c, w.total_values());
-  allocate(m, true, false);  // biases are optional rules: absent ones are dropped
+  allocate(m, true, false, false);  // shapes; biases are optional rules: absent ones are dropped
   fill_from_rules(m, w, llama_rules());
   m.tok = load_hf_tokenizer(dir, j);
   validate(m);

@@ -48,7 +48,7 @@ static void need_flag(const json& j, const char* key, bool expected, const char*
 static Model finish(Model m, const std::string& dir, const json& j, HfWeights& w, const std::vector<HfNameRule>& rules,
                     bool final_norm, bool embd_norm) {
   validate_config(m.cfg, w.total_values());
-  allocate(m, true, true);
+  allocate(m, true, true, false);  // shapes: the rules fill every tensor
   if (!final_norm) m.final_norm = Norm{};
   if (embd_norm) m.embd_norm = Norm{Tensor({m.cfg.dim}, 1.0f), Tensor({m.cfg.dim})};
   fill_from_rules(m, w, rules);

@@ -80,7 +80,7 @@ Model model_from_gguf(const GgufFile& g, bool lazy) {
     int64_t file_elems = 0;
     for (auto& t : g.tensors) file_elems += t.numel();
     validate_config(c, file_elems);
-    allocate(m, true, true);  // biases are optional: those the file lacks are dropped
+    allocate(m, true, true, false);  // shapes; biases are optional: those the file lacks are dropped
     for (auto& nt : named_tensors(m)) {
       const GgufTensorInfo* t = g.find(nt.name);
       bool bias = nt.name.size() > 5 && nt.name.compare(nt.name.size() - 5, 5, ".bias") == 0;

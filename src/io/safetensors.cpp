@@ -123,10 +123,13 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorOut>
                        const nlohmann::json& metadata) {
   nlohmann::json h = nlohmann::json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
+  auto nbytes = [](const SafeTensorOut& t) {
+    return t.fill ? (uint64_t)Tensor::count(t.shape) * dtype_size(t.dtype) : (uint64_t)t.bytes.size();
+  };
   uint64_t off = 0;
   for (auto& t : tensors) {
-    h[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {off, off + t.bytes.size()}}};
-    off += t.bytes.size();
+    h[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {off, off + nbytes(t)}}};
+    off += nbytes(t);
   }
   std::string hs = h.dump();
   while ((8 + hs.size()) % 8) hs += ' ';  // align the data section to 8 bytes
@@ -134,7 +137,16 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorOut>
   AtomicFile f(path);
   f.write(&n, 8);
   f.write(hs);
-  for (auto& t : tensors) f.write(t.bytes.data(), t.bytes.size());
+  std::vector<uint8_t> made;
+  for (auto& t : tensors) {
+    if (!t.fill) {
+      f.write(t.bytes.data(), t.bytes.size());
+      continue;
+    }
+    made.assign(nbytes(t), 0);
+    t.fill(made.data());
+    f.write(made.data(), made.size());
+  }
   f.commit();
 }
 

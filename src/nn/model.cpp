@@ -69,25 +69,31 @@ int64_t parameter_count(const Model& m) {
   return n;
 }
 
-void allocate(Model& m, bool linear_bias, bool norm_bias) {
+void allocate(Model& m, bool linear_bias, bool norm_bias, bool values) {
   const Config& c = m.cfg;
+  auto make = [values](std::vector<int64_t> shape, float fill = 0.0f) {
+    if (values) return Tensor(std::move(shape), fill);
+    Tensor t;
+    t.shape = std::move(shape);
+    return t;
+  };
   auto lin = [&](int out, int in, bool bias) {
     Linear l;
-    l.w = Tensor({out, in});
-    if (bias) l.b = Tensor({out});
+    l.w = make({out, in});
+    if (bias) l.b = make({out});
     return l;
   };
   auto norm = [&]() {
     Norm n;
-    n.g = Tensor({c.dim}, 1.0f);
-    if (norm_bias || c.norm == NormKind::layer) n.b = Tensor({c.dim});
+    n.g = make({c.dim}, 1.0f);
+    if (norm_bias || c.norm == NormKind::layer) n.b = make({c.dim});
     return n;
   };
-  if (c.embed == EmbedKind::tokens) m.tok_embd = Tensor({c.vocab, c.dim});
+  if (c.embed == EmbedKind::tokens) m.tok_embd = make({c.vocab, c.dim});
   if (c.embed == EmbedKind::patches) m.patch_embd = lin(c.dim, c.patch_dim, true);
-  if (c.cls_token) m.cls = Tensor({c.dim});
-  if (c.pos == PosKind::learned) m.pos_embd = Tensor({c.max_seq + c.pos_offset + (c.cls_token ? 1 : 0), c.dim});
-  if (c.n_types > 0) m.type_embd = Tensor({c.n_types, c.dim});
+  if (c.cls_token) m.cls = make({c.dim});
+  if (c.pos == PosKind::learned) m.pos_embd = make({c.max_seq + c.pos_offset + (c.cls_token ? 1 : 0), c.dim});
+  if (c.n_types > 0) m.type_embd = make({c.n_types, c.dim});
   m.blocks.assign(c.n_layers, Block{});
   for (Block& b : m.blocks) {
     b.attn_norm = norm();
