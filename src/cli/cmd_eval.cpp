@@ -8,37 +8,8 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "eval/evaluate.h"
-#include "io/tquant_dir.h"
-#include "quant/plan.h"
 
 namespace tq::cli {
-
-Loaded load_with_plan(const std::string& path, const Common& c) {
-  Loaded l;
-  if (is_tquant_dir(path)) {
-    set_threads(c.threads);
-    QuantPlan plan;
-    l.model = load_tquant_dir(path, &plan);
-    l.plan = std::move(plan);
-  } else {
-    l.model = load(path, c);
-  }
-  return l;
-}
-
-void prepare_run(Loaded& l, bool simulate) {
-  if (!l.plan) return;
-  if (simulate) {
-    l.sim.emplace(*l.plan, l.model.cfg.n_layers);
-    return;
-  }
-  l.runtime = attach_runtime(l.model, *l.plan);
-  for (auto& n : l.runtime->notices) fmt::print(stderr, "note: {}\n", n);
-}
-
-Hooks& Loaded::hooks() { return runtime ? runtime->hooks() : sim ? (Hooks&)*sim : no_hooks(); }
-int64_t Loaded::saturated() const { return runtime ? runtime->saturated() : sim ? sim->saturated : 0; }
-std::string Loaded::mode() const { return runtime ? "integer" : sim ? "simulate" : "fp32"; }
 
 void register_eval(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "measure perplexity or accuracy, optionally against a reference model");

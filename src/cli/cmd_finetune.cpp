@@ -26,16 +26,17 @@ void register_finetune(CLI::App& app) {
   add_train_flags(cmd, f);
   add_common(cmd, common);
   cmd->callback([] {
-    pool_spec(f);  // a malformed spec fails before the model is read
+    pool_spec(f.task);  // a malformed spec fails before the model is read
     Model m = load(path, common);
     TrainOptions opt = train_options(f);
-    TaskData data = task_data(m, f);
+    check_output(m, f);
+    TaskData data = task_data(m, f.task);
     double before = held_out(m, data, "held-out");
     Trainer t(m, *data.fit, opt);
     if (f.resume && file_exists(opt.checkpoint)) t.resume(opt.checkpoint);
     t.run();
-    write_outputs(m, t, f,
-                  {{"pass", "finetune"}, {"model", path}, {"data", f.data}, {"task_loss", data.task_loss},
+    write_outputs(m, t.log, f,
+                  {{"pass", "finetune"}, {"model", path}, {"data", f.task.data}, {"task_loss", data.task_loss},
                    {"optimizer", optimizer_json(opt)}, {"steps_done", t.adam.step}, {"threads", num_threads()}});
     fmt::print("{}: {} steps on {} {} ({} examples), final loss {:.4f}\n", f.out, t.adam.step, data.fit_count,
                data.unit, data.fit->size(), t.log.back().loss);

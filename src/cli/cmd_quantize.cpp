@@ -31,9 +31,9 @@ void register_quantize(CLI::App& app) {
   static double budget = 0;
   static Common common;
   cmd->add_option("model", path, "model to quantize")->required();
-  cmd->add_option("--recipe", recipe_name, "built-in recipe (e.g. w8a8-rtn, w4a16-g64-rtn, w4-hqq-g64, w4-kurtboost, w3-sensiboost, "
-                  "w4-budget) or a JSON recipe file")
+  cmd->add_option("--recipe", recipe_name, "a built-in recipe (listed below, e.g. w8a8-outliertune) or a JSON recipe file")
       ->required();
+  cmd->footer(recipe_help());
   cmd->add_option("--calib", calib, "calibration data: FILE[?from=0.9&limit=128], mnist:DIR, sst2:FILE");
   cmd->add_option("--calibrator", calibrator, "activation calibrator for every pass that takes one")
       ->check(CLI::IsMember({"minmax", "percentile", "mse", "kl", "pmse"}));
@@ -63,7 +63,10 @@ void register_quantize(CLI::App& app) {
     Loaded src = load_with_plan(path, common);
     Model fp = std::move(src.model);
     CalibData cd;
-    if (!calib.empty()) cd = load_calib(parse_data_spec(calib), fp);
+    if (!calib.empty()) {
+      cd = load_calib(parse_data_spec(calib), fp);
+      cd.source = calib;
+    }
 
     Model m = fp;
     QuantPlan plan;
@@ -86,7 +89,7 @@ void register_quantize(CLI::App& app) {
     nlohmann::json figures = {{"recipe", recipe.name}, {"model_bytes", size.model_bytes},
                               {"bits_per_weight", size.bits_per_weight}, {"fp32_bytes", size.fp32_bytes},
                               {"quantize_seconds", quantize_s}, {"peak_rss_bytes_after_quantize", (int64_t)ru.ru_maxrss * 1024}};
-    if (plan.notes.contains("hqq")) {  // both accountings of HQQ's bits (methods.md §3.2)
+    if (plan.notes.contains("hqq")) {  // both accountings of HQQ's bits (docs/methods.md §3.2)
       figures["hqq_bits_per_weight"] = plan.notes["hqq"]["bits_per_weight"];
       headline["quantized"]["hqq_bits_per_weight"] = plan.notes["hqq"]["bits_per_weight"];
     }
@@ -109,20 +112,9 @@ void register_quantize(CLI::App& app) {
     fmt::print(stderr, "quantize: wrote {} ({} bytes as stored by the plan, {:.2f} bits/weight)\n", out,
                size.model_bytes, size.bits_per_weight);
     if (!report_dir.empty()) {
-      SiteErrorHook err(plan);
       CalibData probe = cd;
       if (probe.batches.size() > 16) probe.batches.resize(16);
-      if (!probe.empty()) run_calibration(q, probe, err);
-      nlohmann::json sites = nlohmann::json::array();
-      for (auto& [key, spec] : plan.sites) {
-        auto e = err.energy.count(key) ? err.energy[key] : std::make_pair(0.0, 0.0);
-        sites.push_back({{"key", key},
-                         {"bits", spec.bits},
-                         {"scheme", to_string(spec.scheme)},
-                         {"calibrator", spec.calibrator},
-                         {"sqnr_db", e.second > 0 ? 10 * std::log10(e.first / e.second) : 99.0},
-                         {"saturated", err.saturated[key]}});
-      }
+      nlohmann::json sites = site_errors(q, plan, probe);
       Observer obs;
       if (!cd.empty()) run_calibration(fp, probe, obs);
       nlohmann::json r = {{"title", fmt::format("tquant: {} with {}", path, recipe.name)},

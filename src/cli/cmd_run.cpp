@@ -9,7 +9,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
-#include "eval/accuracy.h"
+#include "nn/accuracy.h"
 #include "nn/generate.h"
 #include "nn/ops.h"
 

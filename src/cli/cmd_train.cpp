@@ -50,31 +50,31 @@ void register_train(CLI::App& app) {
     set_threads(common.threads);
     TrainOptions opt = train_options(f);
     TQ_CHECK_INPUT(dim % heads == 0, "--dim {} is not a multiple of --heads {}", dim, heads);
-    LmSplit split = split_lines(f);
+    LmSplit split = split_lines(f.task);
     auto t0 = std::chrono::steady_clock::now();
     std::string proto = f.resume && file_exists(opt.checkpoint) ? checkpoint_tokenizer(opt.checkpoint)
                                                                 : train_spm_bpe(split.fit, vocab);
     Tokenizer tok = tokenizer_from_spm(proto);
     Config c = llama_config(dim, layers, heads, kv_heads ? kv_heads : heads, hidden ? hidden : (8 * dim / 3 + 7) / 8 * 8,
-                            tok.size(), f.ctx);
+                            tok.size(), f.task.ctx);
     c.tied_head = !untied;
     Model m = init_model(c, f.opt.seed);
     m.tok = tok;
-    TokenWindows data(token_stream(tok, split.fit), f.ctx);
+    TokenWindows data(token_stream(tok, split.fit), f.task.ctx);
     fmt::print(stderr, "train: {} lines, {} tokens, {} sequences of {}; {} parameters\n", split.fit.size(),
-               data.stream.size(), data.size(), f.ctx, parameter_count(m));
+               data.stream.size(), data.size(), f.task.ctx, parameter_count(m));
     Trainer t(m, data, opt);
     t.extra.push_back({"tokenizer.spm", "U8", {(int64_t)proto.size()}, std::vector<uint8_t>(proto.begin(), proto.end())});
     if (f.resume && file_exists(opt.checkpoint)) t.resume(opt.checkpoint);
     t.run();
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    write_outputs(m, t, f, {{"pass", "train"}, {"data", f.data}, {"optimizer", optimizer_json(opt)}});
+    write_outputs(m, t.log, f, {{"pass", "train"}, {"data", f.task.data}, {"optimizer", optimizer_json(opt)}});
     fmt::print("{}: {} steps, final loss {:.4f}, {:.0f} s with {} threads\n", f.out, t.adam.step, t.log.back().loss,
                secs, num_threads());
     double ppl = held_out_ppl(m, split, "held-out");
     if (!std::isnan(ppl))
       fmt::print("  held-out PPL {:.4f} on lines {}.. of {} (tquant eval {} --data {} --offset {} --ctx {})\n", ppl,
-                 split.held.offset, split.held.path, f.out, split.held.path, split.held.offset, f.ctx);
+                 split.held.offset, split.held.path, f.out, split.held.path, split.held.offset, f.task.ctx);
   });
 }
 

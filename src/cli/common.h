@@ -7,10 +7,7 @@
 
 #include "io/load.h"
 #include "nn/model.h"
-#include "quant/plan.h"
-#include "runtime/runtime.h"
-
-#include <optional>
+#include "runtime/loaded.h"
 
 namespace tq::cli {
 
@@ -22,21 +19,8 @@ struct Common {
 
 void add_common(CLI::App* cmd, Common& c);
 Model load(const std::string& path, const Common& c);
-// A model and, for a tquant output directory, its plan and how it runs
-// (prepare_run): on the integer runtime, or with the fake-quant simulation.
-struct Loaded {
-  Model model;
-  std::optional<QuantPlan> plan;
-  std::optional<Runtime> runtime;
-  std::optional<SimHook> sim;
-  Hooks& hooks();               // no_hooks() for a float model
-  int64_t saturated() const;    // activation values clamped by static ranges so far
-  std::string mode() const;     // "fp32", "integer" or "simulate"
-};
+// load_with_plan (runtime/loaded.h) with the threads and tokenizer of the flags.
 Loaded load_with_plan(const std::string& path, const Common& c);
-// A planned model gets the integer runtime (fallback notices on stderr), or the
-// simulation hook with simulate. Nothing for a float model.
-void prepare_run(Loaded& l, bool simulate);
 // Writes JSON to a file (atomically) or to stdout for "-".
 void write_json(const std::string& dest, const nlohmann::json& j);
 

@@ -13,11 +13,20 @@ void add_common(CLI::App* cmd, Common& c) {
   cmd->add_option("--tokenizer", c.tokenizer, "llama2.c tokenizer file (for .bin checkpoints)");
 }
 
-Model load(const std::string& path, const Common& c) {
-  set_threads(c.threads);
+static LoadOptions load_options(const Common& c) {
   LoadOptions opt{c.tokenizer};
   opt.lazy = c.lazy;
-  return load_model(path, opt);
+  return opt;
+}
+
+Model load(const std::string& path, const Common& c) {
+  set_threads(c.threads);
+  return load_model(path, load_options(c));
+}
+
+Loaded load_with_plan(const std::string& path, const Common& c) {
+  set_threads(c.threads);
+  return tq::load_with_plan(path, load_options(c));
 }
 
 void write_json(const std::string& dest, const nlohmann::json& j) {

@@ -1,75 +1,33 @@
 // What tquant train, finetune and quanttune share: the data and optimizer
-// flags, the split of the --data pool into examples to fit and a held-out
-// tail, the held-out metric, and the outputs of a run.
-//
-// finetune and quanttune take either task (task_data()): next-token
-// prediction on the lines of a text file, judged by held-out perplexity, or
-// classification of labelled MNIST images, judged by held-out accuracy.
+// flags and the outputs of a run. The task they fit (the split of the --data
+// pool and the held-out metric) is nn/task.h.
 #pragma once
 #include <CLI/CLI.hpp>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "nn/task.h"
 #include "nn/train.h"
-#include "text/dataset.h"
 
 namespace tq::cli {
 
 struct TrainFlags {
   TrainOptions opt;
-  std::string data, out, log_csv;
-  int64_t offset = -1, limit = -1;  // override the --data spec's own offset/limit when set
-  double holdout = 0.1;             // the last fraction of the pool is not trained on
-  double warmup = 0.05;             // fraction of the steps
-  int ctx = 256;                    // tokens per training sequence
+  TaskSpec task;
+  std::string out, log_csv;
+  double warmup = 0.05;  // fraction of the steps
   bool resume = false;
 };
 // The flags, with f's current values as their defaults.
 void add_train_flags(CLI::App* cmd, TrainFlags& f);
 TrainOptions train_options(const TrainFlags& f);
-// The pool: --data with --offset/--limit applied.
-DataSpec pool_spec(const TrainFlags& f);
-
-// The lines of a text pool: those to fit, and the held-out tail, also as a lines-protocol spec
-// of at most ctx tokens per line.
-struct LmSplit {
-  std::vector<std::string> fit, held_lines;
-  DataSpec held;
-  int64_t first_line = 0;  // index of the first fitted line in the file's non-empty lines
-};
-LmSplit split_lines(const TrainFlags& f);
-// Perplexity of the held-out lines (lines protocol); NaN when none are held out.
-double held_out_ppl(const Model& m, const LmSplit& s, const char* label);
-
-// A fine-tuning task: the examples to fit, the held-out tail (null when too small to fill one
-// example), and how that tail is scored.
-struct TaskData {
-  std::unique_ptr<BatchSource> fit, held;
-  std::string metric;     // "ppl" (lower is better) or "accuracy" (higher is better)
-  std::string task_loss;  // for the record
-  std::string unit;       // "lines" or "images"
-  int64_t fit_count = 0, held_count = 0;
-  DataSpec held_spec;     // the held-out tail as a spec that tquant eval reads
-  std::vector<Batch> held_batches;  // classifiers: the held-out images, for accuracy
-  bool lower_is_better() const { return metric == "ppl"; }
-};
-// The task that --data names for model m, checked against the model (an LM for text, a
-// classifier taking images of the data's size for mnist:DIR).
-TaskData task_data(const Model& m, const TrainFlags& f);
-// The held-out metric of m; NaN when nothing is held out.
-double held_out(const Model& m, const TaskData& d, const char* label);
-// Whether `value` is no worse than `base` by more than the relative tolerance.
-bool within_tolerance(const TaskData& d, double value, double base, double tolerance);
-// A line such as "held-out accuracy 98.00% -> 99.00% (100 images: mnist:DIR?from=0.9&offset=900)".
-std::string held_out_line(const TaskData& d, const char* label, double before, double after);
+// -o OUT.gguf holds LLaMA models only: checked against the model before any work.
+void check_output(const Model& m, const TrainFlags& f);
 
 // -o OUT.gguf: GGUF f32 (LLaMA family); any other name: a tquant directory with an empty
 // quantization plan whose passes record `pass`, which tquant eval, quantize and the trainers
 // load back exactly. With --log, the loss curve as CSV.
-void write_outputs(const Model& m, const Trainer& t, const TrainFlags& f, const nlohmann::json& pass);
-// The record of a run's optimizer settings.
-nlohmann::json optimizer_json(const TrainOptions& opt);
+void write_outputs(const Model& m, const std::vector<StepLog>& log, const TrainFlags& f, const nlohmann::json& pass);
 
 }  // namespace tq::cli

@@ -1,5 +1,5 @@
 // Errors: every failure carries the exit status the CLI should return
-// (1 = the run failed, 2 = bad usage or bad input) and a one-line message.
+// (1 = the run failed or a bug, 2 = bad usage or bad input) and a one-line message.
 #pragma once
 #include <fmt/format.h>
 #include <stdexcept>
@@ -27,6 +27,14 @@ template <class... A>
 #define TQ_CHECK_INPUT(cond, ...) \
   do {                            \
     if (!(cond)) ::tq::bad_input(__VA_ARGS__); \
+  } while (0)
+
+// A broken internal invariant: a bug, not bad input. Exit status 1, with the place
+// ("internal error at src/nn/forward.cpp:12: ...").
+[[noreturn]] void internal_error(const char* file, int line, const std::string& what);
+#define TQ_ASSERT(cond, ...)                                                    \
+  do {                                                                          \
+    if (!(cond)) ::tq::internal_error(__FILE__, __LINE__, fmt::format(__VA_ARGS__)); \
   } while (0)
 
 }  // namespace tq

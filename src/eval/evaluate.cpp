@@ -1,8 +1,8 @@
 #include "eval/evaluate.h"
 
 #include "core/error.h"
-#include "eval/accuracy.h"
-#include "eval/perplexity.h"
+#include "nn/accuracy.h"
+#include "nn/perplexity.h"
 
 namespace tq {
 

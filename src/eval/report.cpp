@@ -29,6 +29,22 @@ void SiteErrorHook::forward(Site site, int layer, float* x, int rows, int cols) 
   }
 }
 
+nlohmann::json site_errors(const Model& q, const QuantPlan& plan, const CalibData& probe) {
+  SiteErrorHook err(plan);
+  if (!probe.empty()) run_calibration(q, probe, err);
+  nlohmann::json sites = nlohmann::json::array();
+  for (auto& [key, spec] : plan.sites) {
+    auto e = err.energy.count(key) ? err.energy[key] : std::make_pair(0.0, 0.0);
+    sites.push_back({{"key", key},
+                     {"bits", spec.bits},
+                     {"scheme", to_string(spec.scheme)},
+                     {"calibrator", spec.calibrator},
+                     {"sqnr_db", e.second > 0 ? 10 * std::log10(e.first / e.second) : 99.0},
+                     {"saturated", err.saturated[key]}});
+  }
+  return sites;
+}
+
 nlohmann::json weight_errors(const Model& fp, const Model& q, const QuantPlan& plan) {
   nlohmann::json out = nlohmann::json::array();
   auto a = named_tensors(const_cast<Model&>(fp)), b = named_tensors(const_cast<Model&>(q));

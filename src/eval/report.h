@@ -6,6 +6,7 @@
 #include <string>
 
 #include "nn/forward.h"
+#include "passes/pass.h"
 #include "quant/observer.h"
 #include "quant/plan.h"
 
@@ -24,6 +25,9 @@ struct SiteErrorHook : Hooks {
   std::vector<float> ref_;
 };
 
+// Every planned site of the simulated model q on the probe data: bits, scheme,
+// calibrator, SQNR on live activations and values clamped (quantize's site table).
+nlohmann::json site_errors(const Model& q, const QuantPlan& plan, const CalibData& probe);
 // The per-weight SQNR between float weights and their plan quantization.
 nlohmann::json weight_errors(const Model& fp, const Model& q, const QuantPlan& plan);
 // Per-channel min/max of every site (the picture in which outlier channels stand out).

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/mmap.h"
 #include "io/load.h"
+#include "nn/block.h"
 
 namespace tq {
 
@@ -92,10 +93,9 @@ void fill_from_rules(Model& m, const HfWeights& w, const std::vector<HfNameRule>
   auto rule_for = [&](const std::string& name, int& layer) -> const HfNameRule* {
     layer = -1;
     std::string key = name;
-    if (name.rfind("blk.", 0) == 0) {
-      size_t dot = name.find('.', 4);
-      layer = std::stoi(name.substr(4, dot - 4));
-      key = "blk.{L}" + name.substr(dot);
+    if (auto split = split_block_key(name, m.cfg.n_layers)) {
+      layer = split->first;
+      key = "blk.{L}." + std::string(split->second);
     }
     auto it = by_ours.find(key);
     return it == by_ours.end() ? nullptr : it->second;

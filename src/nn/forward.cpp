@@ -9,30 +9,6 @@
 
 namespace tq {
 
-static const char* kSiteNames[kNumSites] = {"qkv_in", "q", "k", "v", "probs", "o_in", "up_in", "down_in", "head_in"};
-
-const char* site_name(Site s) { return kSiteNames[(int)s]; }
-
-std::optional<Site> site_from_name(std::string_view name) {
-  for (int i = 0; i < kNumSites; i++)
-    if (name == kSiteNames[i]) return (Site)i;
-  return std::nullopt;
-}
-
-std::vector<Site> parse_sites(std::string_view list) {
-  std::vector<Site> out;
-  while (!list.empty()) {
-    size_t end = std::min(list.find(','), list.size());
-    std::string_view name = list.substr(0, end);
-    list.remove_prefix(std::min(end + 1, list.size()));
-    if (name.empty()) continue;
-    auto s = site_from_name(name);
-    if (!s) bad_input("unknown site '{}' (qkv_in, q, k, v, probs, o_in, up_in, down_in, head_in)", name);
-    if (std::find(out.begin(), out.end(), *s) == out.end()) out.push_back(*s);
-  }
-  return out;
-}
-
 Hooks& no_hooks() {
   static Hooks none;
   return none;
@@ -268,10 +244,10 @@ void forward_embed(const Model& m, const Input& in, Workspace& ws) {
 }
 
 void forward_block(const Model& m, int layer, const Input& in, Workspace& ws, Hooks& hooks) {
-  TQ_CHECK_INPUT(layer >= 0 && layer < m.cfg.n_layers, "forward_block: layer {} of {}", layer, m.cfg.n_layers);
+  TQ_ASSERT(layer >= 0 && layer < m.cfg.n_layers, "forward_block: layer {} of {}", layer, m.cfg.n_layers);
   int pos0 = forward_setup(m, in, ws, nullptr);
-  TQ_CHECK_INPUT(ws.x.numel() == (int64_t)ws.B * ws.S * m.cfg.dim, "forward_block: ws.x does not hold [{}, {}]",
-                 ws.B * ws.S, m.cfg.dim);
+  TQ_ASSERT(ws.x.numel() == (int64_t)ws.B * ws.S * m.cfg.dim, "forward_block: ws.x does not hold [{}, {}]",
+            ws.B * ws.S, m.cfg.dim);
   block_forward(m, layer, ws, hooks, nullptr, pos0);
 }
 
@@ -389,18 +365,18 @@ static void block_backward(const Model& m, Model& gm, int l, Workspace& ws, Hook
 }
 
 void backward_block(const Model& m, Model& grads, int layer, const Input& in, Workspace& ws, float* dx, Hooks& hooks) {
-  TQ_CHECK_INPUT(ws.train && (int)ws.layers.size() == m.cfg.n_layers && layer >= 0 && layer < m.cfg.n_layers &&
-                     ws.layers[layer].x.numel() == (int64_t)ws.B * ws.S * m.cfg.dim,
-                 "backward_block needs a training forward_block of layer {} first", layer);
+  TQ_ASSERT(ws.train && (int)ws.layers.size() == m.cfg.n_layers && layer >= 0 && layer < m.cfg.n_layers &&
+                ws.layers[layer].x.numel() == (int64_t)ws.B * ws.S * m.cfg.dim,
+            "backward_block needs a training forward_block of layer {} first", layer);
   block_backward(m, grads, layer, ws, hooks, dx, in.pos0);
 }
 
 void backward(const Model& m, Model& gm, const Input& in, Workspace& ws, const float* dlogits, Hooks& hooks) {
   const Config& c = m.cfg;
-  TQ_CHECK_INPUT(ws.train && (int)ws.layers.size() == c.n_layers, "backward needs a training forward first");
+  TQ_ASSERT(ws.train && (int)ws.layers.size() == c.n_layers, "backward needs a training forward first");
   for (auto& bl : m.blocks)
-    for (const Linear* l : {&bl.q, &bl.k, &bl.v, &bl.o, &bl.gate, &bl.up, &bl.down})
-      TQ_CHECK_INPUT(!l->exec, "backward runs on float models, not on the integer runtime");
+    for (auto& d : linear_table())
+      TQ_ASSERT(!(bl.*d.member).exec, "backward runs on float models, not on the integer runtime");
   const int B = ws.B, S = ws.S, D = c.dim, N = B * S;
   const int rows = (int)ws.head_in.dim(0);
   std::vector<float> scratch;

@@ -6,21 +6,13 @@
 // alone; in training, Hooks::backward turns the gradient arriving at the
 // hooked value into the gradient of the value before the hook.
 #pragma once
-#include <optional>
-#include <string_view>
 #include <vector>
 
 #include "core/tensor.h"
+#include "nn/block.h"
 #include "nn/model.h"
 
 namespace tq {
-
-enum class Site : int { qkv_in, q, k, v, probs, o_in, up_in, down_in, head_in };
-constexpr int kNumSites = 9;
-const char* site_name(Site s);
-std::optional<Site> site_from_name(std::string_view name);
-// "qkv_in,o_in,..." → sites, each once; bad_input on an unknown name.
-std::vector<Site> parse_sites(std::string_view list);
 
 struct Hooks {
   virtual ~Hooks() = default;

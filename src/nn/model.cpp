@@ -1,6 +1,7 @@
 #include "nn/model.h"
 
 #include "core/error.h"
+#include "nn/block.h"
 
 namespace tq {
 
@@ -23,14 +24,6 @@ const char* to_string(PosKind k) {
   return "?";
 }
 
-std::vector<NamedLinear> block_linears(Block& b) {
-  std::vector<NamedLinear> out = {{"attn_q", &b.q}, {"attn_k", &b.k}, {"attn_v", &b.v}, {"attn_output", &b.o}};
-  if (!b.gate.w.empty()) out.push_back({"ffn_gate", &b.gate});
-  out.push_back({"ffn_up", &b.up});
-  out.push_back({"ffn_down", &b.down});
-  return out;
-}
-
 std::vector<NamedTensor> named_tensors(Model& m) {
   std::vector<NamedTensor> out;
   auto add = [&](const std::string& name, Tensor& t) {
@@ -50,12 +43,12 @@ std::vector<NamedTensor> named_tensors(Model& m) {
   add_lin("patch_embd", m.patch_embd);
   add("cls_token", m.cls);
   add_norm("token_embd_norm", m.embd_norm);
+  const auto& norms = norm_table();  // attn_norm, the linears, ffn_norm: the order of GGUF files
   for (size_t i = 0; i < m.blocks.size(); i++) {
     Block& b = m.blocks[i];
-    std::string p = "blk." + std::to_string(i) + ".";
-    add_norm(p + "attn_norm", b.attn_norm);
-    for (auto& nl : block_linears(b)) add_lin(p + nl.name, *nl.lin);
-    add_norm(p + "ffn_norm", b.mlp_norm);
+    add_norm(block_key((int)i, norms[0].name), b.*norms[0].member);
+    for (auto& nl : block_linears(b)) add_lin(block_key((int)i, nl.name), *nl.lin);
+    add_norm(block_key((int)i, norms[1].name), b.*norms[1].member);
   }
   add_norm("output_norm", m.final_norm);
   add_lin("pooler", m.pooler_fc);
@@ -96,15 +89,9 @@ void allocate(Model& m, bool linear_bias, bool norm_bias, bool values) {
   if (c.n_types > 0) m.type_embd = make({c.n_types, c.dim});
   m.blocks.assign(c.n_layers, Block{});
   for (Block& b : m.blocks) {
-    b.attn_norm = norm();
-    b.mlp_norm = norm();
-    b.q = lin(c.q_dim(), c.dim, linear_bias);
-    b.k = lin(c.kv_dim(), c.dim, linear_bias);
-    b.v = lin(c.kv_dim(), c.dim, linear_bias);
-    b.o = lin(c.dim, c.q_dim(), linear_bias);
-    if (c.gated) b.gate = lin(c.hidden, c.dim, linear_bias);
-    b.up = lin(c.hidden, c.dim, linear_bias);
-    b.down = lin(c.dim, c.hidden, linear_bias);
+    for (auto& d : norm_table()) b.*d.member = norm();
+    for (auto& d : linear_table())
+      if (has_linear(c, d.slot)) b.*d.member = lin(width(c, d.out), width(c, d.in), linear_bias);
   }
   m.final_norm = norm();
   if (c.pooler) m.pooler_fc = lin(c.dim, c.dim, true);
@@ -112,7 +99,9 @@ void allocate(Model& m, bool linear_bias, bool norm_bias, bool values) {
 }
 
 int64_t expected_parameters(const Config& c) {
-  int64_t d = c.dim, per_layer = d * c.q_dim() * 2 + d * c.kv_dim() * 2 + d * c.hidden * (c.gated ? 3 : 2);
+  int64_t d = c.dim, per_layer = 0;
+  for (auto& l : linear_table())
+    if (has_linear(c, l.slot)) per_layer += (int64_t)width(c, l.out) * width(c, l.in);
   return per_layer * c.n_layers + (int64_t)c.vocab * d + (c.tied_head ? 0 : (int64_t)c.n_out * d) +
          (c.pos == PosKind::learned ? (int64_t)c.max_seq * d : 0);
 }
@@ -161,16 +150,9 @@ void validate(const Model& m) {
                  c.n_layers);
   for (int i = 0; i < c.n_layers; i++) {
     const Block& b = m.blocks[i];
-    std::string p = "blk." + std::to_string(i) + ".";
-    expect_norm(b.attn_norm, p + "attn_norm");
-    expect_norm(b.mlp_norm, p + "ffn_norm");
-    expect_lin(b.q, c.q_dim(), c.dim, p + "attn_q");
-    expect_lin(b.k, c.kv_dim(), c.dim, p + "attn_k");
-    expect_lin(b.v, c.kv_dim(), c.dim, p + "attn_v");
-    expect_lin(b.o, c.dim, c.q_dim(), p + "attn_output");
-    if (c.gated) expect_lin(b.gate, c.hidden, c.dim, p + "ffn_gate");
-    expect_lin(b.up, c.hidden, c.dim, p + "ffn_up");
-    expect_lin(b.down, c.dim, c.hidden, p + "ffn_down");
+    for (auto& d : norm_table()) expect_norm(b.*d.member, block_key(i, d.name));
+    for (auto& d : linear_table())
+      if (has_linear(c, d.slot)) expect_lin(b.*d.member, width(c, d.out), width(c, d.in), block_key(i, d.name));
   }
   if (!m.final_norm.g.empty()) expect_norm(m.final_norm, "output_norm");
   if (c.pooler) expect_lin(m.pooler_fc, c.dim, c.dim, "pooler");

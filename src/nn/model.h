@@ -71,6 +71,7 @@ struct Norm {
   Tensor b;  // [dim], empty for RMSNorm without bias
 };
 
+// The block's tensors; nn/block.h has its structure as tables (names, sites, widths).
 struct Block {
   Norm attn_norm, mlp_norm;
   Linear q, k, v, o;
@@ -104,13 +105,6 @@ struct NamedTensor {
 };
 std::vector<NamedTensor> named_tensors(Model& m);
 int64_t parameter_count(const Model& m);
-
-// The linears of a block with their stable names ("attn_q", "ffn_down", ...).
-struct NamedLinear {
-  std::string name;
-  Linear* lin;
-};
-std::vector<NamedLinear> block_linears(Block& b);
 
 // Fills shapes of a freshly configured model with zeros (loaders then fill values),
 // so that every family's tensor set is decided in one place.

@@ -3,14 +3,31 @@
 // that an update is the same bits on every run with the same thread count.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "nn/model.h"
 
 namespace tq {
 
-struct AdamW {
-  float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f;
-  float weight_decay = 0.0f;  // decoupled; applied to matrices only (not to norms, biases, vectors)
+// Adam with decoupled weight decay, in the precision of the parameters it updates.
+template <class T>
+struct Adam {
+  T beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  T weight_decay = 0;  // decoupled; the model update applies it to matrices only (not to norms, biases, vectors)
+};
+using AdamW = Adam<float>;  // the trainer's: float moments beside the f32 model
+
+// The one Adam update, of n parameters at update number `step` (from 1): bias-corrected
+// moments, p ← p − lr·(m̂/(√v̂ + eps) + wd·p). Element-wise, so any thread count gives the same bits.
+template <class T>
+void adam_step(T* p, const T* g, T* m, T* v, int64_t n, const Adam<T>& opt, int64_t step, T lr, T wd);
+
+// The moments of one parameter vector (a pass's learnable vectors: clipping logits, rounding variables).
+template <class T>
+struct AdamVector {
+  std::vector<T> m, v;
+  int64_t step = 0;
+  void update(std::vector<T>& p, const std::vector<T>& g, const Adam<T>& opt, T lr);
 };
 
 // The moments have the shapes of the parameters; step counts the updates done.

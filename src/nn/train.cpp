@@ -109,7 +109,7 @@ StepLog Trainer::step() {
   if (hook) hook->begin();
   forward(model, in, ws_, h);
   const int rows = (int)ws_.logits.dim(0), V = (int)ws_.logits.dim(1);
-  if ((int)targets_.size() != rows) bad_input("the batch has {} targets for {} rows of logits", targets_.size(), rows);
+  TQ_ASSERT((int)targets_.size() == rows, "the batch has {} targets for {} rows of logits", targets_.size(), rows);
   int scored = 0;
   for (int32_t t : targets_) scored += t >= 0;
   TQ_CHECK_INPUT(scored > 0, "a training batch has no target to score");
@@ -272,7 +272,8 @@ Model init_model(const Config& c, uint64_t seed) {
     const std::string& n = nt.name;
     bool bias = n.size() > 5 && n.compare(n.size() - 5, 5, ".bias") == 0;
     if (n.find("norm") != std::string::npos || bias) continue;  // gains 1, biases 0 from allocate
-    bool resid = n.find("attn_output") != std::string::npos || n.find("ffn_down") != std::string::npos;
+    auto w = parse_weight_name(n, c.n_layers);
+    bool resid = w && (linear_def(w->slot).part == Part::attn_out || linear_def(w->slot).part == Part::mlp_out);
     float std = resid ? resid_std : 0.02f;
     for (float& v : nt.t->data) v = std * (float)rng.normal();
   }
@@ -283,6 +284,14 @@ std::string loss_csv(const std::vector<StepLog>& log) {
   std::string s = "step,lr,loss,extra,grad_norm,seconds\n";
   for (auto& l : log) s += fmt::format("{},{},{},{},{},{:.4f}\n", l.step, l.lr, l.loss, l.extra, l.grad_norm, l.seconds);
   return s;
+}
+
+nlohmann::json optimizer_json(const TrainOptions& opt) {
+  return {{"name", "adamw"},        {"lr", opt.schedule.lr},        {"min_lr", opt.schedule.min_lr},
+          {"warmup_steps", opt.schedule.warmup}, {"schedule", "linear warm-up, cosine decay"},
+          {"weight_decay", opt.adam.weight_decay}, {"beta1", opt.adam.beta1}, {"beta2", opt.adam.beta2},
+          {"eps", opt.adam.eps},    {"clip", opt.clip},             {"steps", opt.steps},
+          {"batch", opt.batch},     {"seed", opt.seed}};
 }
 
 }  // namespace tq

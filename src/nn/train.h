@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -135,5 +136,7 @@ Model init_model(const Config& c, uint64_t seed);
 
 // The loss curve as CSV: step,lr,loss,extra,grad_norm,seconds.
 std::string loss_csv(const std::vector<StepLog>& log);
+// The record of a run's optimizer settings.
+nlohmann::json optimizer_json(const TrainOptions& opt);
 
 }  // namespace tq

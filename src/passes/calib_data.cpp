@@ -1,7 +1,7 @@
 #include "core/error.h"
-#include "eval/accuracy.h"
-#include "eval/kld.h"
-#include "eval/perplexity.h"
+#include "nn/accuracy.h"
+#include "nn/kld.h"
+#include "nn/perplexity.h"
 #include "passes/pass.h"
 
 namespace tq {

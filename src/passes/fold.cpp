@@ -1,7 +1,5 @@
 #include "passes/fold.h"
 
-#include <fmt/format.h>
-
 #include <cmath>
 
 #include "core/error.h"
@@ -9,17 +7,6 @@
 #include "quant/weights.h"
 
 namespace tq {
-
-std::vector<NamedLinear> site_consumers(Block& b, Site site) {
-  if (site == Site::qkv_in) return {{"attn_q", &b.q}, {"attn_k", &b.k}, {"attn_v", &b.v}};
-  if (site == Site::up_in) {
-    std::vector<NamedLinear> out;
-    if (!b.gate.w.empty()) out.push_back({"ffn_gate", &b.gate});
-    out.push_back({"ffn_up", &b.up});
-    return out;
-  }
-  bad_input("a channel-affine fold applies to qkv_in or up_in, not {}", site_name(site));
-}
 
 double row_rtn_sqnr_db(const Tensor& w, int bits, const std::vector<double>& col_weight) {
   QuantSpec s;
@@ -49,11 +36,14 @@ nlohmann::json to_json(const FoldRecord& r) {
 
 FoldRecord fold_channel_affine(Model& m, QuantPlan& plan, Site site, int layer, const std::vector<double>& a,
                                const std::vector<double>& d, const SqnrProbe& probe) {
+  const Producer& producer = site_def(site).producer;
+  TQ_ASSERT(producer.kind == Producer::by_norm, "a channel-affine fold applies to a site a norm computes, not {}",
+            site_name(site));
   const int C = m.cfg.dim;
-  TQ_CHECK_INPUT(layer >= 0 && layer < m.cfg.n_layers, "fold: layer {} does not exist", layer);
-  TQ_CHECK_INPUT((int)a.size() == C && (int)d.size() == C, "fold: a and d need {} channels, got {} and {}", C,
-                 a.size(), d.size());
-  TQ_CHECK_INPUT(probe.bits == 0 || (int)probe.x_scale.size() == C, "fold: the SQNR probe needs {} channel scales", C);
+  TQ_ASSERT(layer >= 0 && layer < m.cfg.n_layers, "fold: layer {} does not exist", layer);
+  TQ_ASSERT((int)a.size() == C && (int)d.size() == C, "fold: a and d need {} channels, got {} and {}", C,
+            a.size(), d.size());
+  TQ_ASSERT(probe.bits == 0 || (int)probe.x_scale.size() == C, "fold: the SQNR probe needs {} channel scales", C);
   bool scale = false, shift = false;
   for (int c = 0; c < C; c++) {
     TQ_CHECK_INPUT(std::isfinite(a[c]) && a[c] != 0 && std::isfinite(d[c]),
@@ -67,7 +57,7 @@ FoldRecord fold_channel_affine(Model& m, QuantPlan& plan, Site site, int layer, 
   rec.into_norm = !m.cfg.post_norm;
   auto consumers = site_consumers(blk, site);
   for (auto& nl : consumers) {
-    std::string name = fmt::format("blk.{}.{}.weight", layer, nl.name);
+    std::string name = weight_name(layer, nl.slot);
     auto it = plan.weights.find(name);
     if (it != plan.weights.end() && it->second.enabled())
       bad_input("fold at {}: {} is already quantized (fold first, then quantize)", rec.site, name);
@@ -118,7 +108,7 @@ FoldRecord fold_channel_affine(Model& m, QuantPlan& plan, Site site, int layer, 
       s.pre_inv[c] = (float)(inv / a[c]);
     }
   } else {
-    Norm& n = site == Site::qkv_in ? blk.attn_norm : blk.mlp_norm;
+    Norm& n = blk.*producer.norm;
     if (shift && n.b.empty()) n.b = Tensor({C});
     for (int c = 0; c < C; c++) {
       if (scale) n.g.data[c] = (float)(n.g.data[c] / a[c]);

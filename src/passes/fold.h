@@ -1,4 +1,4 @@
-// The channel-affine fold (methods.md §0.3), the one implementation that
+// The channel-affine fold (docs/methods.md §0.3), the one implementation that
 // SmoothQuant, OutlierTune and RepQuant share. At a norm-fed site (qkv_in or
 // up_in of a layer) the value x becomes x' = (x − d) ⊘ a while every linear
 // that reads it computes the same function:
@@ -18,10 +18,6 @@
 #include "quant/plan.h"
 
 namespace tq {
-
-// The linears that read a site, with their stable names ("attn_q", "ffn_up"):
-// q, k, v for qkv_in; gate (when gated) and up for up_in.
-std::vector<NamedLinear> site_consumers(Block& b, Site site);
 
 // What a fold did, for the plan notes (design.md: every fold pass reports the
 // weight error it causes). Per consumer weight: the SQNR of per-row symmetric
@@ -43,9 +39,9 @@ struct SqnrProbe {
   std::vector<double> x_scale;
 };
 
-// Folds x' = (x − d) ⊘ a at `site` of `layer`. a and d have cfg.dim entries; every a_c
-// must be finite and non-zero. Parts with nothing to do (a ≡ 1, or d ≡ 0) are skipped,
-// so the identity changes nothing.
+// Folds x' = (x − d) ⊘ a at `site` of `layer`, a site that a norm computes (site_table():
+// qkv_in, up_in). a and d have cfg.dim entries; every a_c must be finite and non-zero.
+// Parts with nothing to do (a ≡ 1, or d ≡ 0) are skipped, so the identity changes nothing.
 FoldRecord fold_channel_affine(Model& m, QuantPlan& plan, Site site, int layer, const std::vector<double>& a,
                                const std::vector<double>& d, const SqnrProbe& probe = {});
 

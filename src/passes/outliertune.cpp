@@ -1,4 +1,4 @@
-// OutlierTune (methods.md §2): two folds at the norm-fed sites (qkv_in, up_in),
+// OutlierTune (docs/methods.md §2): two folds at the norm-fed sites (qkv_in, up_in),
 // then the rtn step of the recipe quantizes the weights per row and the other
 // sites per token.
 //   symmetrize  centre c_j = mean over calibration calls of the per-call mid-range
@@ -18,8 +18,6 @@ namespace tq {
 
 namespace {
 
-constexpr Site kNormFed[] = {Site::qkv_in, Site::up_in};
-
 void run_symmetrize(PassContext& ctx, const nlohmann::json& p) {
   if (!p["symmetrize"]) {
     ctx.plan.notes["symmetrize"] = "off (ablation: OutlierTune without symmetrization)";
@@ -30,7 +28,7 @@ void run_symmetrize(PassContext& ctx, const nlohmann::json& p) {
   const std::vector<double> one(m.cfg.dim, 1.0);
   nlohmann::json folds = nlohmann::json::array();
   for (int l = 0; l < m.cfg.n_layers; l++)
-    for (Site site : kNormFed) {
+    for (Site site : norm_fed_sites()) {
       const SiteStats& st = site_stats(stats, site, l);
       std::vector<double> c(st.cols);
       // Σ_j max|x_j| before and after centring, from the calibration extremes: what the step fold will see.
@@ -61,7 +59,7 @@ void run_step_fold(PassContext& ctx, const nlohmann::json& p) {
   // The clipped statistic needs per-call extremes, which only a dedicated observer keeps.
   Observer clipped;
   if (rho < 1) {
-    clipped.sites = {Site::qkv_in, Site::up_in};
+    clipped.sites = {norm_fed_sites().begin(), norm_fed_sites().end()};
     clipped.clip_ratio = rho;
     observe(m, ctx.plan, ctx.calib, clipped);
   }
@@ -69,7 +67,7 @@ void run_step_fold(PassContext& ctx, const nlohmann::json& p) {
   const std::vector<double> no_shift(m.cfg.dim, 0.0);
   nlohmann::json folds = nlohmann::json::array();
   for (int l = 0; l < m.cfg.n_layers; l++)
-    for (Site site : kNormFed) {
+    for (Site site : norm_fed_sites()) {
       const SiteStats& st = site_stats(stats, site, l);
       std::vector<float> mx(st.cols);
       float amax = 0;

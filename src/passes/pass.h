@@ -1,8 +1,8 @@
 // Passes are the methods: each takes the model, calibration data and its
 // parameters, and changes the model and the plan. A recipe is an ordered
 // list of passes, so methods compose. Every pass is a row of one table
-// (name, help, parameters with defaults and ranges, function); recipes are
-// checked against it before anything runs.
+// (name, help, parameters with defaults and ranges, function: all_passes()
+// in pass.cpp); recipes (recipe.cpp) are checked against it before anything runs.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <functional>
@@ -20,6 +20,7 @@ namespace tq {
 // Calibration inputs: batches the passes run through the forward.
 struct CalibData {
   std::vector<Batch> batches;
+  std::string source = {};  // the --calib spec they were read from, when known (quanttune's default data)
   bool empty() const { return batches.empty(); }
 };
 
@@ -63,14 +64,32 @@ struct Recipe {
   std::vector<std::pair<const PassDef*, nlohmann::json>> steps;  // params with defaults filled in
 };
 
+// A built-in recipe: a name pattern in which an upper-case letter stands for a
+// number (recipe_numbers(): which, and its range), what it does, and the
+// "passes" list it expands to, which recipe_from_json reads like a user's file.
+struct RecipeNumber {
+  char letter;
+  const char* what;
+  int64_t min, max;
+};
+struct BuiltinRecipe {
+  const char* pattern;  // "wXaY-rtn"
+  const char* help;
+  std::function<nlohmann::json(const std::map<char, int>&)> passes;
+};
+const std::vector<RecipeNumber>& recipe_numbers();
+const std::vector<BuiltinRecipe>& builtin_recipes();
+// The built-ins, the letters and the JSON form, for --help.
+std::string recipe_help();
+
 // A built-in recipe name (e.g. w8a8-rtn, w4a16-g64-rtn) or a JSON file
-// {"name": ..., "passes": [{"pass": "rtn", "w_bits": 8, ...}, ...]}.
-// Throws bad_input naming the problem and the valid choices.
+// {"name": ..., "passes": [{"pass": "rtn", "w_bits": 8, ...}, {"recipe": "w8a8-outliertune"}, ...]}
+// (a "recipe" step is a built-in's passes in place). Throws bad_input naming the
+// problem and the valid choices.
 Recipe parse_recipe(const std::string& name_or_file);
 Recipe recipe_from_json(const nlohmann::json& j, const std::string& name);
 // Sets `key` to `value` in every step whose pass has that parameter (e.g. --calibrator).
 void override_param(Recipe& r, const std::string& key, const nlohmann::json& value);
-std::vector<std::string> builtin_recipe_names();
 
 // Runs every step in order, recording each in plan.passes.
 void run_recipe(const Recipe& r, PassContext& ctx);

@@ -1,4 +1,4 @@
-// QuantTune (methods.md §4): fine-tuning with an outlier-driven loss that
+// QuantTune (docs/methods.md §4): fine-tuning with an outlier-driven loss that
 // shrinks the dynamic range of the activations a quantized kernel reads.
 //
 // For a monitored site s and the current batch A_s, with μ_s and σ_s of the
@@ -8,12 +8,19 @@
 //   L     = L_task + λ·(1/|S|)·Σ_s L_s
 // where |S| counts the monitored (site, layer) pairs. The hook leaves the
 // forward untouched and adds ∂(λ/|S|·L_s)/∂a to the gradient at the site.
+//
+// The run (quanttune()) fine-tunes on a task with a tenth of its pool held out as
+// the guard set: every guard_every steps the guard metric (perplexity, or
+// accuracy) is measured, and the run stops and rolls back to the last checked
+// state when it degrades by more than guard_tolerance (relative). `tquant
+// quanttune` and the recipe pass `quanttune` (quanttune_pass()) both run it.
 #pragma once
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "nn/task.h"
 #include "nn/train.h"
 
 namespace tq {
@@ -53,12 +60,45 @@ struct SiteRange {
   Site site;
   int layer;
   double min, max, mean, std;
-  double dr;       // (max − min) / (2kσ): methods.md §4.5
+  double dr;       // (max − min) / (2kσ): docs/methods.md §4.5
   double sqnr_db;  // 10·log10(Σx² / Σ(x − Q(x))²), asymmetric 8-bit, range [min, max]
 };
 // Every (site, layer) of `sites` over all examples of data (two passes: range, then error).
 std::vector<SiteRange> site_ranges(const Model& m, const BatchSource& data, int batch, const std::vector<Site>& sites,
                                    double k);
 nlohmann::json to_json(const std::vector<SiteRange>& r);
+
+// Everything a run takes; the defaults are those of `tquant quanttune` and of the pass.
+struct QuantTuneConfig {
+  QuantTuneOptions loss;
+  TrainOptions train = [] {
+    TrainOptions o;
+    o.steps = 500;
+    o.batch = 16;
+    o.schedule.lr = 1e-4f;
+    o.label = "quanttune";
+    return o;
+  }();
+  int64_t guard_every = 50;
+  double guard_tolerance = 0.005;
+  bool resume = false;  // continue from train.checkpoint when it exists
+};
+
+struct QuantTuneRun {
+  std::vector<SiteRange> before, after;  // over the guard set
+  double guard_before = 0, guard_after = 0;
+  bool stopped = false;                  // by the guard (and rolled back)
+  int64_t kept_step = 0, steps_done = 0;
+  std::vector<StepLog> log;
+  // Settings, pool, guard history and site ranges; `pool` names task.data.
+  nlohmann::json record;
+};
+
+// Fine-tunes m on data (task_data() of task, which must hold out a guard set) with the
+// outlier loss, the guard and the roll-back above.
+QuantTuneRun quanttune(Model& m, const TaskData& data, const TaskSpec& task, const QuantTuneConfig& cfg);
+
+// The "before → after" table of a run's site ranges, one line per site.
+std::string site_range_table(const QuantTuneRun& r);
 
 }  // namespace tq

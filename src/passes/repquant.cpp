@@ -1,4 +1,4 @@
-// RepQuant / RepQ-ViT pass (methods.md §1, §5.9). In order:
+// RepQuant / RepQ-ViT pass (docs/methods.md §1, §5.9). In order:
 //   1. observe every site of the current model (per-channel histograms at qkv_in, up_in);
 //   2. the sites without a fold: per-tensor asymmetric by percentile-MSE (image models, as
 //      RepQ-ViT) or per-token dynamic asymmetric (LMs, §1.2 [ours]); probs: log√2, Δ by
@@ -8,7 +8,8 @@
 //      (RepQuant, §1.3) on the block's reconstruction loss; folded into the norm
 //      (pre-norm) or the quantize op (post-norm) and the consumers, the site then
 //      quantized per tensor with (Δ̃, z̃) (§1.4); the block's weights per-row
-//      asymmetric by percentile-MSE, fitted on the folded weights.
+//      asymmetric by percentile-MSE, fitted on the folded weights, then (recon_steps)
+//      AdaRound's block reconstruction (passes/reconstruct.h).
 // The folds keep the float function, so the statistics of step 1 stay valid throughout
 // and one calibration pass serves them all.
 #include "passes/repquant.h"
@@ -21,7 +22,9 @@
 #include "core/error.h"
 #include "passes/fold.h"
 #include "passes/pass.h"
+#include "passes/reconstruct.h"
 #include "nn/forward.h"
+#include "nn/optim.h"
 #include "quant/calibrator.h"
 #include "quant/weights.h"
 
@@ -30,8 +33,8 @@ namespace tq {
 Reparam reparameterize(std::vector<float> step, std::vector<float> zero, const std::vector<bool>& dead,
                        bool round_zero) {
   const size_t C = step.size();
-  TQ_CHECK_INPUT(C > 0 && zero.size() == C && dead.size() == C, "reparameterize: {} steps, {} zeros, {} flags", C,
-                 zero.size(), dead.size());
+  TQ_ASSERT(C > 0 && zero.size() == C && dead.size() == C, "reparameterize: {} steps, {} zeros, {} flags", C,
+            zero.size(), dead.size());
   double sum_step = 0, sum_zero = 0;
   int live = 0;
   for (size_t c = 0; c < C; c++)
@@ -57,12 +60,10 @@ Reparam reparameterize(std::vector<float> step, std::vector<float> zero, const s
   return r;
 }
 
-static double sigmoid(double t) { return 1.0 / (1.0 + std::exp(-t)); }
-
 DualClip::DualClip(int b, std::vector<double> lo, std::vector<double> hi, double theta0)
     : bits(b), m_lo(std::move(lo)), m_hi(std::move(hi)) {
-  TQ_CHECK_INPUT(m_lo.size() == m_hi.size() && !m_lo.empty(), "dual clipping: {} lower and {} upper extremes",
-                 m_lo.size(), m_hi.size());
+  TQ_ASSERT(m_lo.size() == m_hi.size() && !m_lo.empty(), "dual clipping: {} lower and {} upper extremes",
+            m_lo.size(), m_hi.size());
   th_lo.assign(m_lo.size(), theta0);
   th_hi.assign(m_lo.size(), theta0);
   g_lo.assign(m_lo.size(), 0.0);
@@ -149,70 +150,9 @@ void DualClip::params(std::vector<float>& step, std::vector<float>& zero) const 
   }
 }
 
-constexpr double kZeta = 1.1, kGamma = -0.1;
-static double rectified(double v) { return std::clamp(sigmoid(v) * (kZeta - kGamma) + kGamma, 0.0, 1.0); }
-
-AdaRound::AdaRound(const Tensor& w, const QuantSpec& s) : spec(s), rows((int)w.rows()), cols((int)w.cols()) {
-  TQ_CHECK_INPUT(s.scheme == Scheme::asym && s.gran == Gran::row && !s.dynamic && (int)s.scale.size() == rows,
-                 "AdaRound needs a static per-row asymmetric quantizer with {} rows", rows);
-  base.resize(w.numel());
-  v.resize(w.numel());
-  for (int r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++) {
-      const int64_t i = (int64_t)r * cols + c;
-      const double t = (double)w.data[i] / s.scale[r], f = std::floor(t);
-      base[i] = (float)f;
-      // h(V) = t − f: σ(V) = (t − f − γ)/(ζ − γ), strictly inside (0, 1).
-      const double sg = (t - f - kGamma) / (kZeta - kGamma);
-      v[i] = std::log(sg / (1 - sg));
-    }
-}
-
-void AdaRound::soft(Tensor& out) const {
-  const double qa = (1 << spec.bits) - 1;
-  for (int r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++) {
-      const int64_t i = (int64_t)r * cols + c;
-      const double z = spec.zero[r];
-      out.data[i] = (float)(spec.scale[r] * (std::clamp(base[i] + rectified(v[i]) + z, 0.0, qa) - z));
-    }
-}
-
-void AdaRound::hard(Tensor& out) const {
-  const double qa = (1 << spec.bits) - 1;
-  for (int r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++) {
-      const int64_t i = (int64_t)r * cols + c;
-      const double z = spec.zero[r];
-      out.data[i] = (float)(spec.scale[r] * (std::clamp(base[i] + (v[i] >= 0 ? 1.0 : 0.0) + z, 0.0, qa) - z));
-    }
-}
-
-double AdaRound::backward(const float* dw, double lambda, double beta, std::vector<double>& gv) const {
-  const double qa = (1 << spec.bits) - 1;
-  gv.assign(v.size(), 0.0);
-  double reg = 0;
-  for (int r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++) {
-      const int64_t i = (int64_t)r * cols + c;
-      const double sg = sigmoid(v[i]), pre = sg * (kZeta - kGamma) + kGamma, h = std::clamp(pre, 0.0, 1.0);
-      const double code = base[i] + h + spec.zero[r];
-      // ∂h/∂V where the rectifier and the code clamp are not active.
-      const double dh = pre > 0 && pre < 1 ? sg * (1 - sg) * (kZeta - kGamma) : 0.0;
-      if (code >= 0 && code <= qa) gv[i] = dw[i] * spec.scale[r] * dh;
-      if (lambda > 0) {
-        const double a = 2 * h - 1, m = std::fabs(a);
-        reg += lambda * (1 - std::pow(m, beta));
-        if (m > 0) gv[i] += -lambda * beta * std::pow(m, beta - 1) * (a > 0 ? 2.0 : -2.0) * dh;
-      }
-    }
-  return reg;
-}
-
 namespace {
 
-constexpr Site kNormFed[] = {Site::qkv_in, Site::up_in};
-constexpr Site kOther[] = {Site::o_in, Site::down_in, Site::q, Site::k, Site::v};
+constexpr Site kOther[] = {Site::o_in, Site::down_in, Site::q, Site::k, Site::v};  // no fold: per tensor or token
 
 QuantSpec asym_spec(int bits) {
   QuantSpec s;
@@ -246,7 +186,11 @@ struct ClipHook : Hooks {
   int layer = 0;
   DualClip* clip[2] = {nullptr, nullptr};
   std::vector<float> saved[2];  // the values each quantizer was given, for its backward
-  static int slot(Site s) { return s == Site::qkv_in ? 0 : s == Site::up_in ? 1 : -1; }
+  static int slot(Site s) {  // which of the norm-fed sites, or -1
+    auto& sites = norm_fed_sites();
+    auto it = std::find(sites.begin(), sites.end(), s);
+    return it == sites.end() ? -1 : (int)(it - sites.begin());
+  }
   void forward(Site s, int l, float* x, int rows, int cols) override {
     const int i = slot(s);
     if (l != layer || i < 0) return;
@@ -259,22 +203,6 @@ struct ClipHook : Hooks {
   }
 };
 
-// Adam on a vector of parameters (the clipping logits θ).
-struct VecAdam {
-  std::vector<double> m, v;
-  int64_t t = 0;
-  void step(std::vector<double>& p, const std::vector<double>& g, double lr) {
-    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-    if (m.empty()) m.assign(p.size(), 0.0), v.assign(p.size(), 0.0);
-    t++;
-    for (size_t i = 0; i < p.size(); i++) {
-      m[i] = b1 * m[i] + (1 - b1) * g[i];
-      v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
-      p[i] -= lr * (m[i] / (1 - std::pow(b1, t))) / (std::sqrt(v[i] / (1 - std::pow(b2, t))) + eps);
-    }
-  }
-};
-
 // Per-row min-max fake quantization of a linear's weights (asymmetric, as the deployed ones).
 void fake_quant_rows(Tensor& w, int bits) {
   QuantSpec s = asym_spec(bits);
@@ -282,41 +210,6 @@ void fake_quant_rows(Tensor& w, int bits) {
   fit_minmax(w.ptr(), (int)w.rows(), (int)w.cols(), s);
   fake_quant(w.ptr(), (int)w.rows(), (int)w.cols(), s);
 }
-
-// The reconstruction loss mean‖block_q(X_q) − Y_fp‖² of block l of `work` under `hooks`,
-// per calibration batch; with grad, the backward runs through the hooks into grads.
-struct BlockFit {
-  const Model& work;
-  int l;
-  Hooks& hooks;
-  const std::vector<Tensor>& x_q;
-  const std::vector<Tensor>& y_fp;
-  const CalibData& calib;
-  Model* grads = nullptr;
-  Workspace ws;
-
-  double loss(size_t b, bool grad) {
-    const Input in = calib.batches[b].input();
-    ws.train = true;
-    ws.x = x_q[b];
-    forward_block(work, l, in, ws, hooks);
-    const int64_t n = ws.x.numel();
-    std::vector<float> dy(n);
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) {
-      const double e = (double)ws.x.data[i] - y_fp[b].data[i];
-      sum += e * e / n;
-      dy[i] = (float)(2 * e / n);
-    }
-    if (grad) backward_block(work, *grads, l, in, ws, dy.data(), hooks);
-    return sum;
-  }
-  double mean_loss() {
-    double s = 0;
-    for (size_t b = 0; b < calib.batches.size(); b++) s += loss(b, false);
-    return s / calib.batches.size();
-  }
-};
 
 // Clipping stage of one block (§1.7 step 3): θ of both norm-fed sites by Adam on
 // mean‖block_q(X_q) − Y_fp‖². block_q has the learnable per-channel quantizers, the
@@ -330,15 +223,16 @@ std::pair<double, double> learn_clipping(const Model& m, const QuantPlan& plan, 
                                          const CalibData& calib, int steps, double lr, DualClip* clips[2]) {
   Model work = m;
   Block& wb = work.blocks[l];
-  fake_quant_rows(wb.o.w, w_bits);
-  fake_quant_rows(wb.down.w, w_bits);
+  for (auto& nl : block_linears(wb))  // the linears that no clipping site feeds (o, down) are fixed
+    if (ClipHook::slot(linear_def(nl.slot).input) < 0) fake_quant_rows(nl.lin->w, w_bits);
   Model grads = zeros_like(work);  // the block's weight gradients land here unread
   SimHook sim(plan, m.cfg.n_layers);
   ClipHook clip;
   clip.layer = l;
   clip.clip[0] = clips[0], clip.clip[1] = clips[1];
   HookChain chain(sim, clip);
-  VecAdam adam[4];
+  AdamVector<double> adam[4];
+  const Adam<double> hyper{0.9, 0.999, 1e-8, 0};
   BlockFit fit{work, l, chain, x_q, y_fp, calib, &grads, {}};
   auto set_weights = [&] {
     for (int k = 0; k < 2; k++) {
@@ -346,8 +240,8 @@ std::pair<double, double> learn_clipping(const Model& m, const QuantPlan& plan, 
       clips[k]->params(st, zp);
       double mean = 0;
       for (float v : st) mean += (double)v / st.size();
-      auto orig = site_consumers(const_cast<Block&>(m.blocks[l]), kNormFed[k]);
-      auto dst = site_consumers(wb, kNormFed[k]);
+      auto orig = site_consumers(const_cast<Block&>(m.blocks[l]), norm_fed_sites()[k]);
+      auto dst = site_consumers(wb, norm_fed_sites()[k]);
       for (size_t i = 0; i < dst.size(); i++) {
         Tensor& w = dst[i].lin->w;
         const Tensor& w0 = orig[i].lin->w;
@@ -372,62 +266,14 @@ std::pair<double, double> learn_clipping(const Model& m, const QuantPlan& plan, 
     }
     fit.loss((size_t)step % calib.batches.size(), true);
     for (int k = 0; k < 2; k++) {
-      adam[2 * k].step(clips[k]->th_lo, clips[k]->g_lo, lr);
-      adam[2 * k + 1].step(clips[k]->th_hi, clips[k]->g_hi, lr);
+      adam[2 * k].update(clips[k]->th_lo, clips[k]->g_lo, hyper, lr);
+      adam[2 * k + 1].update(clips[k]->th_hi, clips[k]->g_hi, hyper, lr);
     }
   }
   const double last = mean_loss();
   if (last > first)  // the learned bounds lost on the calibration data: keep the start [ours]
     for (int k = 0; k < 2; k++) *clips[k] = start[k];
   return {first, last};
-}
-
-// Weight stage of one block (§1.7 step 5): AdaRound of every linear of the block on
-// the reconstruction loss with the final activation quantizers on; the rounding term is
-// off for a 20 % warm-up, then β decays linearly from 20 to 2. The hard-rounded weights
-// replace the block's float weights, which the plan's quantizer then reproduces exactly.
-// If they lose to round-to-nearest on the calibration data, round-to-nearest stays [ours].
-nlohmann::json reconstruct_block(Model& m, const QuantPlan& plan, int l, const std::vector<Tensor>& x_q,
-                                 const std::vector<Tensor>& y_fp, const CalibData& calib, int steps, double lr,
-                                 double lambda) {
-  Model work = simulate_weights(m, plan);
-  auto lins = block_linears(work.blocks[l]), orig = block_linears(m.blocks[l]);
-  std::vector<AdaRound> ar;
-  for (size_t i = 0; i < lins.size(); i++)
-    ar.emplace_back(orig[i].lin->w, plan.weights.at(fmt::format("blk.{}.{}.weight", l, orig[i].name)));
-  Model grads = zeros_like(work);
-  auto glins = block_linears(grads.blocks[l]);
-  SimHook sim(plan, m.cfg.n_layers);
-  BlockFit fit{work, l, sim, x_q, y_fp, calib, &grads, {}};
-  const double rtn_loss = fit.mean_loss();
-  std::vector<VecAdam> adam(lins.size());
-  std::vector<double> gv;
-  const int warm = steps / 5;
-  double soft_first = 0, soft_last = 0;
-  for (int step = 0; step < steps; step++) {
-    for (size_t i = 0; i < lins.size(); i++) {
-      ar[i].soft(lins[i].lin->w);
-      std::fill(glins[i].lin->w.data.begin(), glins[i].lin->w.data.end(), 0.0f);
-    }
-    const double loss = fit.loss((size_t)step % calib.batches.size(), true);
-    if (step == 0) soft_first = loss;
-    soft_last = loss;
-    const double lam = step < warm ? 0.0 : lambda;
-    const double beta = 20.0 + (2.0 - 20.0) * (step - warm) / std::max(1, steps - warm);
-    for (size_t i = 0; i < lins.size(); i++) {
-      ar[i].backward(glins[i].lin->w.ptr(), lam, beta, gv);
-      adam[i].step(ar[i].v, gv, lr);
-    }
-  }
-  for (size_t i = 0; i < lins.size(); i++) ar[i].hard(lins[i].lin->w);
-  const double ada_loss = fit.mean_loss();
-  const bool keep = ada_loss <= rtn_loss;
-  if (keep)
-    for (size_t i = 0; i < lins.size(); i++) orig[i].lin->w = lins[i].lin->w;
-  fmt::print(stderr, "repquant: block {}: weight reconstruction loss {:.4g} (round-to-nearest) -> {:.4g}{}\n", l,
-             rtn_loss, ada_loss, keep ? "" : " (kept round-to-nearest)");
-  return {{"layer", l},           {"loss_rtn", rtn_loss},         {"loss_adaround", ada_loss},
-          {"soft_loss_first", soft_first}, {"soft_loss_last", soft_last}, {"kept", keep ? "adaround" : "rtn"}};
 }
 
 void run_repquant(PassContext& ctx, const nlohmann::json& p) {
@@ -440,9 +286,11 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
   const std::string others = p["other_sites"];
   const bool per_token = others == "token" || (others == "auto" && m.cfg.is_lm());
   TQ_CHECK_INPUT(!ctx.calib.empty(), "repquant needs calibration data (--calib)");
+  TQ_ASSERT(norm_fed_sites().size() == 2, "the clipping stage is written for a block's two norm-fed sites, not {}",
+            norm_fed_sites().size());
 
   Observer obs;
-  obs.col_hist_sites = {Site::qkv_in, Site::up_in};
+  obs.col_hist_sites = {norm_fed_sites().begin(), norm_fed_sites().end()};
   observe(m, ctx.plan, ctx.calib, obs);
 
   // The sites without a fold, from the float statistics (the folds keep the float function).
@@ -485,7 +333,7 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
     std::vector<DualClip> clips;
     std::vector<float> pm_step[2], pm_zero[2];
     for (int k = 0; k < 2; k++) {
-      const SiteStats& st = site_stats(obs.stats, kNormFed[k], l);
+      const SiteStats& st = site_stats(obs.stats, norm_fed_sites()[k], l);
       clips.emplace_back(ab, std::vector<double>(st.col_min.begin(), st.col_min.end()),
                          std::vector<double>(st.col_max.begin(), st.col_max.end()));
       for (int c = 0; c < st.cols; c++) {
@@ -506,7 +354,7 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
     }
 
     for (int k = 0; k < 2; k++) {
-      const Site site = kNormFed[k];
+      const Site site = norm_fed_sites()[k];
       const SiteStats& st = site_stats(obs.stats, site, l);
       std::vector<float> step(st.cols), zero(st.cols);
       std::vector<bool> dead(st.cols);
@@ -543,7 +391,7 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
     }
     // Weights after the fold (§1.4: the weight quantizer is re-initialised on W').
     for (auto& nl : block_linears(m.blocks[l]))
-      ctx.plan.weights[fmt::format("blk.{}.{}.weight", l, nl.name)] = fit_weight(nl.lin->w, wspec, {Calib::pmse});
+      ctx.plan.weights[weight_name(l, nl.slot)] = fit_weight(nl.lin->w, wspec, {Calib::pmse});
     if (recon_steps > 0)
       recon.push_back(reconstruct_block(m, ctx.plan, l, x_q, y_fp, ctx.calib, recon_steps, recon_lr, recon_lambda));
     if (streams && l + 1 < m.cfg.n_layers) {  // the next block's inputs: through the quantized block
@@ -567,7 +415,7 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
                                   : "per-channel asym pmse (RepQ-ViT), reparameterized to per-tensor"},
       {"reparameterization", "mean step, rounded mean zero point"},
       {"other_sites", per_token ? "per-token dynamic asym" : "per-tensor static asym pmse"},
-      {"probs", "log2-sqrt2 (deployed as the log2 pair, methods.md §1.5)"},
+      {"probs", "log2-sqrt2 (deployed as the log2 pair, docs/methods.md §1.5)"},
       {"weights", recon_steps > 0 ? "per-row asym pmse on the folded weights, AdaRound block reconstruction"
                                   : "per-row asym pmse on the folded weights"},
       {"head", head ? "quantized" : (m.cfg.tied_head ? "float (tied to the embedding)" : "float")},
@@ -580,7 +428,7 @@ void run_repquant(PassContext& ctx, const nlohmann::json& p) {
         {"blocks", learning}};
   if (recon_steps > 0)
     ctx.plan.notes["repquant"]["reconstruction"] = {{"steps", recon_steps}, {"lr", recon_lr}, {"lambda", recon_lambda},
-                                                    {"zeta", kZeta}, {"gamma", kGamma}, {"beta", "20 -> 2 after 20 % warm-up"},
+                                                    {"zeta", AdaRound::zeta}, {"gamma", AdaRound::gamma}, {"beta", "20 -> 2 after 20 % warm-up"},
                                                     {"blocks", recon}};
 }
 
@@ -593,13 +441,14 @@ PassDef repquant_pass() {
           {
               {"w_bits", 8, "weight bits (per-row asymmetric)", {}, 2, 8},
               {"a_bits", 8, "activation bits (probs: log√2 at the same bits)", {}, 2, 8},
-              {"head", true, "quantize the output head and head_in (a tied head stays float)"},
+              {"head", true, "quantize the output head and head_in (a tied head stays float)", {}},
               {"clip_steps", 500, "Adam steps of the learnable dual clipping per block (0: RepQ-ViT, θ frozen at the "
                "percentile-MSE bounds)", {}, 0, 1000000},
               {"clip_lr", 1e-2, "learning rate of the clipping logits θ", {}, 1e-6, 1.0},
               {"clip_init",
                "minmax",
-               "start of the learned bounds: σ(4)·[min, max] (methods.md §1.3) or the percentile-MSE ones (RepQ-ViT's)",
+               "start of the learned bounds: σ(4)·[min, max] (docs/methods.md §1.3) or the percentile-MSE ones "
+               "(RepQ-ViT's)",
                {"minmax", "pmse"}},
               {"recon_steps", 2000, "AdaRound steps of the weight reconstruction per block (0: none)", {}, 0, 1000000},
               {"recon_lr", 1e-3, "learning rate of the rounding variables V", {}, 1e-6, 1.0},

@@ -1,4 +1,4 @@
-// RepQuant (methods.md §1) and its RepQ-ViT ablation (§5.9): per-channel asymmetric
+// RepQuant (docs/methods.md §1) and its RepQ-ViT ablation (§5.9): per-channel asymmetric
 // quantizers at the norm-fed sites (qkv_in, up_in), rewritten exactly into one
 // per-tensor quantizer by the channel-affine fold (§1.4); log√2 on the softmax output;
 // per-row asymmetric weights chosen after the fold.
@@ -53,25 +53,8 @@ struct DualClip {
   // x: the values forward() was given; dx: ∂L/∂x̂ in, ∂L/∂x out.
   template <class T>
   void backward(const T* x, T* dx, int64_t rows);
-  // The per-channel quantizer of the current bounds (methods.md §0.2 rules), for the fold.
+  // The per-channel quantizer of the current bounds (docs/methods.md §0.2 rules), for the fold.
   void params(std::vector<float>& step, std::vector<float>& zero) const;
-};
-
-// AdaRound (§1.6, BRECQ's settings) of one weight matrix under its per-row asymmetric
-// quantizer (Δ_w, z_w):
-//   W̃ = Δ_w·(clamp(floor(W/Δ_w) + h(V) + z_w, 0, Qa) − z_w),  h(V) = clamp(σ(V)·(ζ − γ) + γ, 0, 1)
-// with ζ = 1.1, γ = −0.1 and V initialised so that h(V) = W/Δ_w − floor(W/Δ_w).
-struct AdaRound {
-  QuantSpec spec;
-  int rows = 0, cols = 0;
-  std::vector<float> base;  // floor(W/Δ_w)
-  std::vector<double> v;    // V
-
-  AdaRound(const Tensor& w, const QuantSpec& spec);
-  void soft(Tensor& out) const;  // W̃ with h(V)
-  void hard(Tensor& out) const;  // W̃ with [V ≥ 0] in place of h(V)
-  // dw: ∂L/∂W̃. Sets gv = ∂(L + λ·Σ(1 − |2h(V) − 1|^β))/∂V; returns the regulariser λ·Σ(...).
-  double backward(const float* dw, double lambda, double beta, std::vector<double>& gv) const;
 };
 
 }  // namespace tq

@@ -1,8 +1,6 @@
-// Round-to-nearest baselines (methods.md §5.1–5.4): weights per row, group or
+// Round-to-nearest baselines (docs/methods.md §5.1–5.4): weights per row, group or
 // tensor from their own ranges; activations per tensor (static, from a
 // calibrator) or per token (dynamic).
-#include <fmt/format.h>
-
 #include "core/error.h"
 #include "passes/pass.h"
 #include "quant/calibrator.h"
@@ -22,10 +20,8 @@ static void run_rtn(PassContext& ctx, const nlohmann::json& p) {
     ws.group = p["group"];
     CalibOptions wc{calib_from_string(p["w_calibrator"]), p["percentile"]};
     for (int l = 0; l < m.cfg.n_layers; l++)
-      for (auto& nl : block_linears(m.blocks[l])) {
-        std::string name = fmt::format("blk.{}.{}.weight", l, nl.name);
-        ctx.plan.weights[name] = fit_weight(nl.lin->w, ws, wc);
-      }
+      for (auto& nl : block_linears(m.blocks[l]))
+        ctx.plan.weights[weight_name(l, nl.slot)] = fit_weight(nl.lin->w, ws, wc);
     if (head) {
       if (m.cfg.tied_head) {
         ctx.plan.notes["rtn"] = "head shares the token embedding: kept in float";
@@ -82,8 +78,8 @@ PassDef rtn_pass() {
               {"a_gran", "tensor", "static per tensor, or dynamic per token", {"tensor", "token"}},
               {"calibrator", "minmax", "activation range choice", {"minmax", "percentile", "mse", "kl", "pmse"}},
               {"percentile", 0.9999, "quantile for the percentile calibrator", {}, 0.5, 1.0},
-              {"sites", "qkv_in,o_in,up_in,down_in,head_in", "activation sites to quantize"},
-              {"head", true, "quantize the output head (weights and head_in)"},
+              {"sites", "qkv_in,o_in,up_in,down_in,head_in", "activation sites to quantize", {}},
+              {"head", true, "quantize the output head (weights and head_in)", {}},
           },
           run_rtn};
 }

@@ -1,4 +1,4 @@
-// SmoothQuant (methods.md §5.5): at each norm-fed site, migrate range from the
+// SmoothQuant (docs/methods.md §5.5): at each norm-fed site, migrate range from the
 // activations to the weights with the channel-affine fold (a = s, d = 0),
 //   s_j = max|X_j|^α / max_{k,o}|W_k[o,j]|^(1−α),  clamp ≥ 1e-5.
 // The quantizers come from the rtn step that follows in the recipe.
@@ -21,8 +21,6 @@ namespace tq {
 
 namespace {
 
-constexpr Site kSmoothed[] = {Site::qkv_in, Site::up_in};
-
 // Smoothing factors of one site from the statistics of the unsmoothed model.
 std::vector<double> smoothing(const SiteStats& st, Block& b, Site site, double alpha) {
   std::vector<double> wmax(st.cols, 0.0), s(st.cols);
@@ -40,7 +38,7 @@ nlohmann::json smooth(Model& m, QuantPlan& plan, const std::map<std::string, Sit
   nlohmann::json folds = nlohmann::json::array();
   const std::vector<double> no_shift(m.cfg.dim, 0.0);
   for (int l = 0; l < m.cfg.n_layers; l++)
-    for (Site site : kSmoothed) {
+    for (Site site : norm_fed_sites()) {
       const SiteStats& st = site_stats(stats, site, l);
       SqnrProbe probe{w_bits, {}};
       if (w_bits > 0)

@@ -1,4 +1,4 @@
-// Where per-tensor quantization error comes from (methods.md §4.5): the part
+// Where per-tensor quantization error comes from (docs/methods.md §4.5): the part
 // the inliers pay because outliers stretch the range, versus plain rounding.
 #pragma once
 #include <cstdint>

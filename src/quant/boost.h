@@ -1,7 +1,6 @@
-// Layer-sensitive mixed precision (methods.md §3.4–3.6): which layers jump
-// in a feature along the depth, and which rung of the HQQ ladder each linear
-// gets; plus tquant's budget allocator (the rungs that minimise a summed error
-// under a size budget).
+// Layer-sensitive mixed precision (docs/methods.md §3.4–3.6), SensiBoost and
+// KurtBoost's detector: which layers jump in a feature along the depth, and
+// which rung of the HQQ ladder a boosted linear gets.
 #pragma once
 #include <string>
 #include <vector>
@@ -31,22 +30,5 @@ Jumps detect_jumps(const std::vector<double>& v, JumpMode mode, int top_m, int r
 
 // The rung a boosted linear gets: min(base + stop, last) on the ladder.
 int boosted_rung(int base, int stop, int n_rungs);
-
-// One choice per item (linear) among options (rungs), each with a size and an
-// error: the assignment of least summed error whose summed size fits.
-struct Choice {
-  double size = 0, error = 0;
-};
-struct Allocation {
-  std::vector<int> pick;  // option per item
-  double size = 0, error = 0;
-};
-// Greedy on each item's lower convex hull of (size, error), taking the upgrade
-// with the largest error drop per size first; this is the Lagrangian solution
-// of the multiple-choice knapsack, optimal at every point it passes. Returns
-// the path from the smallest assignment upwards (frontier) and the last point
-// that fits the budget; throws bad_input when even the smallest does not fit.
-Allocation allocate_budget(const std::vector<std::vector<Choice>>& items, double budget,
-                           std::vector<Allocation>* frontier = nullptr);
 
 }  // namespace tq

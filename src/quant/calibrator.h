@@ -1,11 +1,11 @@
 // Calibrators: choose a quantizer's range from a histogram of the data
-// (methods.md §5.1–5.4).
+// (docs/methods.md §5.1–5.4).
 //   minmax      the observed extremes
 //   percentile  quantiles p and 1 − p (sym: quantile p of |x|)
 //   mse         the shrink of the min-max range (1 − 0.01·i, i = 0..89) with the least squared error (OMSE)
 //   kl          TensorRT's entropy calibration (symmetric threshold)
 //   pmse        RepQ-ViT's percentile-MSE: the quantile pair (1 − p, p), p ∈ {0.999, 0.9999,
-//               0.99999}, with the least squared error (methods.md §1.2); log quantizers: Δ = quantile p
+//               0.99999}, with the least squared error (docs/methods.md §1.2); log quantizers: Δ = quantile p
 #pragma once
 #include <string>
 

@@ -1,7 +1,5 @@
 #include "quant/features.h"
 
-#include <fmt/format.h>
-
 #include <cmath>
 
 #include "core/error.h"
@@ -26,15 +24,10 @@ double kurtosis(const float* x, int64_t n) {
   return m2 > 0 ? m4 / (m2 * m2) : NAN;
 }
 
-static const char* kPartNames[kNumParts] = {"attn_in", "attn_out", "mlp_in", "mlp_out"};
-const char* part_name(Part p) { return kPartNames[(int)p]; }
-
 Part part_of(const std::string& linear) {
-  if (linear == "attn_q" || linear == "attn_k" || linear == "attn_v") return Part::attn_in;
-  if (linear == "attn_output") return Part::attn_out;
-  if (linear == "ffn_gate" || linear == "ffn_up") return Part::mlp_in;
-  if (linear == "ffn_down") return Part::mlp_out;
-  bad_input("'{}' is not a linear of a block", linear);
+  auto slot = slot_from_name(linear);
+  if (!slot) bad_input("'{}' is not a linear of a block", linear);
+  return linear_def(*slot).part;
 }
 
 namespace {
@@ -84,10 +77,12 @@ std::vector<std::array<double, kNumParts>> sensitivity(const Model& m, const std
   for (int l = 0; l < L; l++) {
     const Block& fb = m.blocks[l];
     Block qb = fb;
-    for (auto& nl : block_linears(qb)) nl.lin->w = quantize(fmt::format("blk.{}.{}.weight", l, nl.name), nl.lin->w);
-    Block attn_in = fb, mlp_in = fb;
-    attn_in.q = qb.q, attn_in.k = qb.k, attn_in.v = qb.v;
-    mlp_in.gate = qb.gate, mlp_in.up = qb.up;
+    for (auto& nl : block_linears(qb)) nl.lin->w = quantize(weight_name(l, nl.slot), nl.lin->w);
+    Block attn_in = fb, mlp_in = fb;  // the block with one input part quantized
+    for (auto& d : linear_table()) {
+      if (d.part == Part::attn_in) attn_in.*d.member = qb.*d.member;
+      if (d.part == Part::mlp_in) mlp_in.*d.member = qb.*d.member;
+    }
     std::array<double, kNumParts> sum{}, count{};
     for (size_t b = 0; b < calib.size(); b++) {
       Input in = calib[b].input();

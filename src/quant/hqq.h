@@ -1,4 +1,4 @@
-// HQQ (methods.md §3.2, §5.8): weight-only asymmetric group quantization
+// HQQ (docs/methods.md §3.2, §5.8): weight-only asymmetric group quantization
 // whose zero point is optimised by a half-quadratic proximal solver, and the
 // ladder of (bits, group) rungs that SensiBoost/KurtBoost allocate from.
 //
@@ -53,7 +53,7 @@ int ladder_index(const std::string& name);
 //   ours:             b + 32/g                 (f16 scale and zero per group)
 double bpp_hqq(const Rung& r, int64_t rows, int64_t cols);
 double bpp_ours(const Rung& r, int64_t rows, int64_t cols);
-// The same for the ideal, divisible case (the ladder table of methods.md §3.2).
+// The same for the ideal, divisible case (the ladder table of docs/methods.md §3.2).
 double bpp_hqq(const Rung& r);
 double bpp_ours(const Rung& r);
 

@@ -7,8 +7,17 @@
 
 namespace tq {
 
-std::string site_key(Site s, int layer) {
-  return layer < 0 ? site_name(s) : "blk." + std::to_string(layer) + "." + site_name(s);
+std::string site_key(Site s, int layer) { return layer < 0 ? site_name(s) : block_key(layer, site_name(s)); }
+
+std::optional<std::pair<Site, int>> parse_site_key(std::string_view key, int n_layers) {
+  int layer = -1;
+  if (auto split = split_block_key(key, n_layers)) {
+    layer = split->first;
+    key = split->second;
+  }
+  auto site = site_from_name(key);
+  if (!site || (layer < 0) != (*site == Site::head_in)) return std::nullopt;  // head_in alone is outside the blocks
+  return std::make_pair(*site, layer);
 }
 
 double SiteStats::stddev() const {

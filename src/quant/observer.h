@@ -3,6 +3,7 @@
 #pragma once
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -14,6 +15,8 @@ namespace tq {
 
 // "blk.3.qkv_in" for block sites, "head_in" for the head.
 std::string site_key(Site s, int layer);
+// The inverse for a model of n_layers layers; nullopt for a key site_key does not make.
+std::optional<std::pair<Site, int>> parse_site_key(std::string_view key, int n_layers);
 
 struct SiteStats {
   int cols = 0;
@@ -25,7 +28,7 @@ struct SiteStats {
   std::vector<double> col_abs_sum;  // Σ|x| (AWQ's mean magnitude)
   std::vector<double> col_mid_sum;  // Σ over calls of (max_t x + min_t x)/2 (OutlierTune's centre)
   // With Observer::clip_ratio ρ < 1: max over calls of |x| after clamping each call to
-  // [ρ·min, ρ·max] of that call's whole tensor (OutlierTune's clip, methods.md §2.4).
+  // [ρ·min, ρ·max] of that call's whole tensor (OutlierTune's clip, docs/methods.md §2.4).
   std::vector<float> col_clip_absmax;
   // At Observer::col_hist_sites: one histogram per channel (per-channel calibrators, RepQuant §1.2).
   std::vector<Histogram> col_hist;

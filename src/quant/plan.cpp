@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "core/error.h"
+#include "quant/observer.h"
 
 namespace tq {
 
@@ -61,16 +62,9 @@ QuantPlan QuantPlan::from_json(const nlohmann::json& j) {
 SimHook::SimHook(const QuantPlan& plan, int n_layers) : specs_(n_layers + 1) {
   for (auto& row : specs_) row.fill(nullptr);
   for (auto& [key, spec] : plan.sites) {
-    int layer = -1;
-    std::string name = key;
-    if (key.rfind("blk.", 0) == 0) {
-      size_t dot = key.find('.', 4);
-      layer = std::stoi(key.substr(4, dot - 4));
-      name = key.substr(dot + 1);
-    }
-    auto site = site_from_name(name);
-    if (!site || layer >= n_layers) bad_input("plan names an unknown site '{}'", key);
-    specs_[layer + 1][(int)*site] = &spec;
+    auto site = parse_site_key(key, n_layers);
+    if (!site) bad_input("plan names an unknown site '{}'", key);
+    specs_[site->second + 1][(int)site->first] = &spec;
   }
 }
 

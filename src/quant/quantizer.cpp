@@ -83,7 +83,8 @@ int q_logsqrt2(float x, float step, int bits) {
   return e < 0 ? 0 : (int)e;
 }
 float dq_log2(int q, float step) { return q < 0 ? 0.0f : std::ldexp(step, -q); }
-// 2^(−q/2) = 2^(−⌈q/2⌉)·(1 + (√2−1)·(q mod 2)), the form the log2 runtime computes (methods.md §1.5).
+// 2^(−q/2) = 2^(−⌈q/2⌉)·(1 + (√2−1)·(q mod 2)), the form the log2 runtime computes
+// (docs/methods.md §1.5).
 float dq_log2_pair(Log2Pair p, float step) {
   if (p.e < 0) return 0.0f;
   return dq_log2(p.e, p.odd ? step * 1.41421356237309505f : step);

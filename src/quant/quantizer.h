@@ -1,4 +1,4 @@
-// Quantizers (methods.md §0.2). A QuantSpec says how one tensor or one site
+// Quantizers (docs/methods.md §0.2). A QuantSpec says how one tensor or one site
 // is quantized: scheme, bits, granularity and (for static quantizers) the
 // parameters. Granularity is relative to the matrix [rows, cols] it applies
 // to: weights are [out, in] (row = output channel), activations are
@@ -26,7 +26,7 @@ struct QuantSpec {
   bool dynamic = false;  // parameters computed from the data at run time (per row: per token)
   std::vector<float> scale;  // Δ: 1 (tensor), rows, cols, or rows·ceil(cols/group)
   std::vector<float> zero;   // asym only: zero points, same layout as scale (integer, or fractional from HQQ)
-  // Channel-affine pre-transform in the quantize op (post-norm folds, methods.md §0.3 item 2):
+  // Channel-affine pre-transform in the quantize op (post-norm folds, docs/methods.md §0.3 item 2):
   // the site value becomes (x − pre_shift) ⊙ pre_inv, then is quantized. Its consumers carry the
   // fold (W·diag(a), b + W·d), so the result stays in the transformed space. Applied even
   // when quantization is off, so the float model stays exact.
@@ -49,7 +49,7 @@ struct QuantSpec {
   }
 };
 
-// Parameters from a range, with methods.md's degenerate-range rules.
+// Parameters from a range, with docs/methods.md's degenerate-range rules.
 //   sym:  Δ = T/Qs;   asym: Δ = (u − l)/Qa, z = round(−l/Δ)
 // amax is the largest magnitude of the data, for the relative floor Δ ≥ 1e-8·amax.
 float sym_step(float T, int bits, float amax);
@@ -62,7 +62,7 @@ int q_logsqrt2(float x, float step, int bits);
 float dq_log2(int q, float step);
 float dq_logsqrt2(int q, float step);
 
-// The log2 form of a log√2 code for inference (methods.md §1.5): 2^(−q/2) =
+// The log2 form of a log√2 code for inference (docs/methods.md §1.5): 2^(−q/2) =
 // 2^(−⌈q/2⌉)·(1 + (√2 − 1)·[q odd]), so P̂ is a log2-coded matrix (exponent e = ⌈q/2⌉)
 // plus (√2 − 1) times the same matrix masked to the odd codes; kernel K5 (pv_log) sums
 // the two with shifts. e = −1 is the zero code.
@@ -100,7 +100,7 @@ inline int q_sym(float x, float step, int bits) {
   return r > qs ? qs : r < -qs - 1 ? -qs - 1 : r == r ? (int)r : 0;
 }
 // The unclamped asymmetric code. An integer zero point is added after rounding
-// (methods.md §0.2); a fractional one (HQQ, §3.2: round(W·s + z)) before.
+// (docs/methods.md §0.2); a fractional one (HQQ, §3.2: round(W·s + z)) before.
 inline float asym_code(float x, float step, float zero) {
   return zero == __builtin_rintf(zero) ? __builtin_rintf(x / step) + zero : __builtin_rintf(x / step + zero);
 }

@@ -184,17 +184,12 @@ struct SiteLinears {
 
 std::vector<SiteLinears> site_linears(Model& m) {
   std::vector<SiteLinears> out;
-  for (int l = 0; l < m.cfg.n_layers; l++) {
-    Block& b = m.blocks[l];
-    auto name = [&](const char* n) { return fmt::format("blk.{}.{}.weight", l, n); };
-    out.push_back({Site::qkv_in, l, {{name("attn_q"), &b.q}, {name("attn_k"), &b.k}, {name("attn_v"), &b.v}}});
-    out.push_back({Site::o_in, l, {{name("attn_output"), &b.o}}});
-    SiteLinears up{Site::up_in, l, {}};
-    if (!b.gate.w.empty()) up.lins.push_back({name("ffn_gate"), &b.gate});
-    up.lins.push_back({name("ffn_up"), &b.up});
-    out.push_back(up);
-    out.push_back({Site::down_in, l, {{name("ffn_down"), &b.down}}});
-  }
+  for (int l = 0; l < m.cfg.n_layers; l++)
+    for (Site site : linear_input_sites()) {
+      SiteLinears sl{site, l, {}};
+      for (auto& nl : site_consumers(m.blocks[l], site)) sl.lins.push_back({weight_name(l, nl.slot), nl.lin});
+      out.push_back(std::move(sl));
+    }
   if (!m.cfg.tied_head && !m.head.w.empty()) out.push_back({Site::head_in, -1, {{"output.weight", &m.head}}});
   return out;
 }
@@ -219,7 +214,7 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
     const std::string key = site_key(sl.site, sl.layer);
     auto sit = plan.sites.find(key);
     const QuantSpec* site = sit != plan.sites.end() && sit->second.enabled() ? &sit->second : nullptr;
-    for (auto& [name, lin] : sl.lins) TQ_CHECK_INPUT(!lin->exec, "the integer runtime is already attached");
+    for (auto& [name, lin] : sl.lins) TQ_ASSERT(!lin->exec, "the integer runtime is already attached");
     bool all_int8 = site && int8_site(*site);
     for (auto& [name, lin] : sl.lins) all_int8 = all_int8 && planned(name) && int8_weight(*planned(name));
     if (all_int8) {
@@ -285,7 +280,7 @@ int64_t runtime_bytes(const Model& m) {
   for (auto& nt : named_tensors(const_cast<Model&>(m))) n += nt.t->resident_bytes();
   auto add = [&](const Linear& l) { n += l.exec ? l.exec->bytes() : 0; };
   for (auto& b : m.blocks)
-    for (const Linear* l : {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down}) add(*l);
+    for (auto& d : linear_table()) add(b.*d.member);
   add(m.head);
   return n;
 }

@@ -1,5 +1,5 @@
 // The integer runtime (issue 9): a quantized model's linears run on the
-// kernels of src/kernels (methods.md §0.4), inside the one forward.
+// kernels of src/kernels (docs/methods.md §0.4), inside the one forward.
 //
 // attach_runtime() packs every weight the plan quantized, once, into the
 // layout its kernel reads and gives its Linear an executor (Linear::exec),

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/mmap.h"
-#include "eval/accuracy.h"
+#include "nn/accuracy.h"
 #include "io/load.h"
 #include "io/tquant_dir.h"
 #include "nn/random_model.h"

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "eval/accuracy.h"
+#include "nn/accuracy.h"
 #include "io/hf.h"
 #include "io/load.h"
 #include "io/safetensors.h"

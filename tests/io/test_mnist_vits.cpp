@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "eval/accuracy.h"
+#include "nn/accuracy.h"
 #include "io/hf.h"
 #include "io/load.h"
 #include "test_util.h"

@@ -1,4 +1,4 @@
-// The channel-affine fold (methods.md §0.3) leaves the float function unchanged
+// The channel-affine fold (docs/methods.md §0.3) leaves the float function unchanged
 // (checks §6.2 items 6–7) on every family the project loads.
 #include <gtest/gtest.h>
 
@@ -229,6 +229,28 @@ TEST(Fold, RecordsTheWeightSqnrItCauses) {
   ASSERT_EQ(u.weights.size(), 2u);
   for (size_t i = 0; i < 2; i++) EXPECT_EQ(u.sqnr_after_db[i], u.sqnr_before_db[i]);
   EXPECT_THROW(fold_channel_affine(m, plan, Site::up_in, 1, two, d, SqnrProbe{8, {}}), Error);
+}
+
+// A fold asked of a site that no norm computes is a caller's bug, not bad input: exit
+// status 1 with the place (TQ_ASSERT), where an already-quantized weight is the user's (2).
+TEST(Fold, ABrokenInvariantIsAnInternalError) {
+  Model m = random_model(small(NormKind::rms, false), 3, 0.2f);
+  std::vector<double> a(32, 2.0), d(32, 0.0);
+  QuantPlan plan;
+  try {
+    fold_channel_affine(m, plan, Site::o_in, 0, a, d);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.exit_code, 1);
+    EXPECT_EQ(std::string(e.what()).rfind("internal error at src/passes/fold.cpp:", 0), 0u) << e.what();
+  }
+  plan.weights["blk.0.attn_k.weight"] = QuantSpec{};
+  try {
+    fold_channel_affine(m, plan, Site::qkv_in, 0, a, d);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.exit_code, 2) << e.what();
+  }
 }
 
 }  // namespace tq

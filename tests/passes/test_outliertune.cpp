@@ -1,4 +1,4 @@
-// OutlierTune and SmoothQuant: the checks of methods.md §6.4 (items 15–19) and
+// OutlierTune and SmoothQuant: the checks of docs/methods.md §6.4 (items 15–19) and
 // §6.2 item 8 (whole-model folds on the bundled models).
 #include <gtest/gtest.h>
 
@@ -298,7 +298,7 @@ TEST(OutlierTune, QuantizeCommandRecordsFoldsAndSaturation) {
   EXPECT_EQ(nlohmann::json::parse(again.out)["saturated"], figures["saturated"]);
 }
 
-// An ordering that must hold on the bundled LM (methods.md §2.8, §6.8): at W6A6 OutlierTune
+// An ordering that must hold on the bundled LM (docs/methods.md §2.8, §6.8): at W6A6 OutlierTune
 // loses less than per-tensor RTN on the same sites (calibration and evaluation slices disjoint).
 TEST(OutlierTune, BeatsPerTensorRtnAtW6A6OnStories260K) {
   TQ_REQUIRE_SHARED(kStories);

@@ -1,4 +1,4 @@
-// QuantTune: methods.md §6.6 items 26–29.
+// QuantTune: docs/methods.md §6.6 items 26–29.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 

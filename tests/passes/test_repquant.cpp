@@ -1,4 +1,4 @@
-// RepQuant / RepQ-ViT: the checks of methods.md §6.3 (items 9–11) and §6.2 item 8
+// RepQuant / RepQ-ViT: the checks of docs/methods.md §6.3 (items 9–11) and §6.2 item 8
 // (the whole-model reparameterization keeps the float function) on LayerNorm,
 // RMSNorm, shared-norm and post-norm models.
 #include <gtest/gtest.h>
@@ -11,6 +11,7 @@
 #include "export/gguf_writer.h"
 #include "kernels/pv_log.h"
 #include "passes/fold.h"
+#include "passes/reconstruct.h"
 #include "passes/repquant.h"
 #include "pass_cases.h"
 

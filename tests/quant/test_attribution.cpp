@@ -1,4 +1,4 @@
-// methods.md §6.6 item 30: error attribution.
+// docs/methods.md §6.6 item 30: error attribution.
 #include <gtest/gtest.h>
 
 #include "core/rng.h"

@@ -1,4 +1,4 @@
-// methods.md §6.5 (items 20–25): HQQ, the features, the detector, the
+// docs/methods.md §6.5 (items 20–25): HQQ, the features, the detector, the
 // allocation and the small-model rule; and the budget allocator.
 #include <gtest/gtest.h>
 
@@ -13,6 +13,7 @@
 #include "nn/random_model.h"
 #include "passes/pass.h"
 #include "quant/boost.h"
+#include "quant/budget.h"
 #include "quant/features.h"
 #include "quant/hqq.h"
 #include "test_util.h"

@@ -1,4 +1,4 @@
-// methods.md §6.1 (quantizers) and §6.7 items 31–32 (RTN, percentile, OMSE, KL).
+// docs/methods.md §6.1 (quantizers) and §6.7 items 31–32 (RTN, percentile, OMSE, KL).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -94,7 +94,7 @@ TEST(Quantizer, LogQuantizersStayWithinHalfALevel) {
 }
 
 TEST(Quantizer, LogSqrt2MatchesTheLog2Form) {
-  // 2^(−q/2) = 2^(−⌈q/2⌉)·(1 + (√2−1)·(q mod 2)) within 2 ulp in fp32 (methods.md §6.3 item 11).
+  // 2^(−q/2) = 2^(−⌈q/2⌉)·(1 + (√2−1)·(q mod 2)) within 2 ulp in fp32 (docs/methods.md §6.3 item 11).
   for (int bits = 3; bits <= 8; bits++)
     for (int q = 0; q < std::min(1 << bits, 255); q++) {
       float direct = (float)std::pow(2.0, -q / 2.0), viaLog2 = dq_logsqrt2(q, 1.0f);
@@ -256,7 +256,7 @@ static int kl_reference(std::vector<double> bins, int num_bits, bool is_unsigned
   return best + 128;
 }
 
-// RepQ-ViT's percentile-MSE (methods.md §1.2): the best of the quantile pairs (1 − p, p),
+// RepQ-ViT's percentile-MSE (docs/methods.md §1.2): the best of the quantile pairs (1 − p, p),
 // p ∈ {0.999, 0.9999, 0.99999}, by squared error; for log quantizers Δ = the quantile p.
 TEST(Calibrator, PmseKeepsTheBestOfThreeQuantiles) {
   auto v = randn(50000, 5);

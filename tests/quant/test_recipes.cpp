@@ -1,6 +1,8 @@
 // Recipes, passes, the saved model and the quantize command.
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "core/error.h"
 #include "eval/evaluate.h"
 #include "export/gguf_writer.h"
@@ -125,6 +127,111 @@ TEST(Recipe, QuantizeCommandWritesModelAndReport) {
   EXPECT_EQ(report["sites"].size(), 2u * 4 + 1);
   EXPECT_EQ(report["weights"].size(), 2u * 7 + 1);
   EXPECT_EQ(report["passes"][0]["calibrator"], "percentile");
+}
+
+// Numbers in built-in names are range-checked with one-line errors (exit 2), never an
+// exception from a number parser.
+TEST(Recipe, NumbersInNamesAreRangeChecked) {
+  auto error_of = [](const std::string& name) -> std::pair<int, std::string> {
+    try {
+      parse_recipe(name);
+    } catch (const Error& e) {
+      return {e.exit_code, e.what()};
+    }
+    return {0, ""};
+  };
+  for (std::string bad : {"w99999999999a8-rtn", "w4a99999999999999999999999-rtn", "w4-hqq-g0", "w4-hqq-g2000000",
+                          "w5-kurtboost", "w1-budget", "w4a16-g99999999999-rtn", "w8a1-outliertune"}) {
+    auto [code, msg] = error_of(bad);
+    EXPECT_EQ(code, 2) << bad;
+    EXPECT_NE(msg.find("must be"), std::string::npos) << bad << ": " << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+  EXPECT_NE(error_of("w99999999999a8-rtn").second.find("weight bits (X) must be 2..8"), std::string::npos);
+  test::TempDir d;
+  Model m = random_model(llama_config(32, 2, 4, 2, 48, 300, 64), 1, 0.2f);
+  write_gguf_f32(m, d.file("m.gguf"));
+  auto r = test::run_cli("quantize " + d.file("m.gguf") + " --recipe w99999999999a8-rtn -o " + d.file("out"));
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("weight bits (X) must be 2..8, not 99999999999"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("stoi"), std::string::npos) << r.err;
+}
+
+// The built-ins are one table: `tquant quantize --help` lists every row, every row
+// expands (with each number at its smallest and largest value) to a recipe the pass
+// table accepts, and a JSON recipe naming a built-in reads to the same steps.
+TEST(Recipe, BuiltinsAreOneTableThatHelpLists) {
+  auto help = test::run_cli("quantize --help");
+  ASSERT_EQ(help.status, 0) << help.err;
+  for (auto& b : builtin_recipes()) {
+    EXPECT_NE(help.out.find(b.pattern), std::string::npos) << b.pattern;
+    EXPECT_NE(help.out.find(b.help), std::string::npos) << b.help;
+  }
+  for (auto& n : recipe_numbers()) EXPECT_NE(help.out.find(std::string(1, n.letter) + ": " + n.what), std::string::npos);
+  for (auto& p : all_passes()) EXPECT_NE(help.out.find(p.name), std::string::npos) << p.name;
+  for (auto& b : builtin_recipes())
+    for (bool high : {false, true}) {
+      std::string name;
+      for (const char* c = b.pattern; *c; c++) {
+        const RecipeNumber* n = nullptr;
+        for (auto& r : recipe_numbers())
+          if (r.letter == *c) n = &r;
+        name += n ? std::to_string(high ? n->max : n->min) : std::string(1, *c);
+      }
+      Recipe r = parse_recipe(name);
+      EXPECT_EQ(r.name, name);
+      EXPECT_FALSE(r.steps.empty()) << name;
+      Recipe same = recipe_from_json({{"passes", {{{"recipe", name}}}}}, "x");
+      ASSERT_EQ(same.steps.size(), r.steps.size()) << name;
+      for (size_t i = 0; i < r.steps.size(); i++) {
+        EXPECT_EQ(same.steps[i].first, r.steps[i].first) << name;
+        EXPECT_EQ(same.steps[i].second, r.steps[i].second) << name;
+      }
+    }
+  EXPECT_THROW(recipe_from_json({{"passes", {{{"recipe", "w8a8-rtn"}, {"w_bits", 4}}}}}, "x"), Error);
+  EXPECT_THROW(recipe_from_json({{"passes", {{{"recipe", "no-such"}}}}}, "x"), Error);
+}
+
+// Done-when of issue 13: QuantTune composes with a fold method in one JSON recipe run by
+// `tquant quantize`, and the plan records both.
+TEST(Recipe, JsonRecipeFineTunesThenQuantizesWithOutlierTune) {
+  test::TempDir d;
+  Model m = random_model(llama_config(32, 2, 4, 2, 48, 300, 64), 4, 0.2f);
+  write_gguf_f32(m, d.file("m.gguf"));
+  std::string text = test::write_sample_text(d);
+  nlohmann::json recipe = {{"name", "quanttune-then-outliertune"},
+                           {"passes",
+                            {{{"pass", "quanttune"}, {"steps", 4}, {"batch", 4}, {"ctx", 32}, {"lr", 1e-3},
+                              {"guard_every", 2}, {"guard_tolerance", 1.0}, {"lambda", 0.1}},
+                             {{"recipe", "w8a8-outliertune"}}}}};
+  std::ofstream(d.file("r.json")) << recipe.dump();
+  std::string args = "quantize " + d.file("m.gguf") + " --calib '" + text + "?limit=16' --threads 2 -o ";
+  auto r = test::run_cli(args + d.file("qt") + " --recipe " + d.file("r.json"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto plan = nlohmann::json::parse(read_text_file(d.file("qt/plan.json")));
+  std::vector<std::string> passes;
+  for (auto& p : plan["passes"]) passes.push_back(p["pass"]);
+  EXPECT_EQ(passes, (std::vector<std::string>{"quanttune", "symmetrize", "step_fold", "rtn"}));
+  EXPECT_EQ(plan["passes"][0]["steps"], 4);
+  EXPECT_EQ(plan["passes"][0]["data"], "");  // the --calib data
+  const auto& qt = plan["notes"]["quanttune"];
+  EXPECT_EQ(qt["steps_done"], 4);
+  EXPECT_EQ(qt["pool"]["data"], text + "?limit=16");
+  EXPECT_EQ(qt["pool"]["fit"], 14);
+  EXPECT_EQ(qt["guard"]["history"].size(), 2u);
+  EXPECT_EQ(qt["sites_before"].size(), 2u * 4 + 1);
+  EXPECT_TRUE(plan["notes"].contains("step_fold"));
+  // The fine-tuning changed the model the folds and quantizers apply to.
+  auto plain = test::run_cli(args + d.file("ot") + " --recipe w8a8-outliertune");
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  EXPECT_NE(read_text_file(d.file("qt/model.safetensors")), read_text_file(d.file("ot/model.safetensors")));
+
+  // After a pass that quantizes, fine-tuning is refused before anything is written.
+  std::ofstream(d.file("late.json")) << nlohmann::json{{"passes", {{{"recipe", "w8a8-rtn"}}, {{"pass", "quanttune"}}}}}.dump();
+  auto late = test::run_cli(args + d.file("late") + " --recipe " + d.file("late.json"));
+  EXPECT_EQ(late.status, 2);
+  EXPECT_NE(late.err.find("put it before the passes that quantize"), std::string::npos) << late.err;
+  EXPECT_FALSE(is_directory(d.file("late")));
 }
 
 }  // namespace tq

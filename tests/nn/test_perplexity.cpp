@@ -2,7 +2,7 @@
 
 #include <fstream>
 
-#include "eval/perplexity.h"
+#include "nn/perplexity.h"
 #include "io/load.h"
 #include "nn/random_model.h"
 #include "test_util.h"

@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "core/error.h"
-#include "eval/accuracy.h"
+#include "nn/accuracy.h"
 #include "io/hf.h"
 #include "io/load.h"
 #include "io/safetensors.h"

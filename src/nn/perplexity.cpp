@@ -1,4 +1,4 @@
-#include "eval/perplexity.h"
+#include "nn/perplexity.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/threads.h"
-#include "eval/kld.h"
+#include "nn/kld.h"
 #include "nn/ops.h"
 
 namespace tq {

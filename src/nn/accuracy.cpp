@@ -1,11 +1,11 @@
-#include "eval/accuracy.h"
+#include "nn/accuracy.h"
 
 #include <algorithm>
 
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/threads.h"
-#include "eval/kld.h"
+#include "nn/kld.h"
 #include "nn/ops.h"
 
 namespace tq {

@@ -1,4 +1,4 @@
-#include "eval/kld.h"
+#include "nn/kld.h"
 
 #include <algorithm>
 #include <cmath>
