@@ -251,13 +251,9 @@ void forward_block(const Model& m, int layer, const Input& in, Workspace& ws, Ho
   block_forward(m, layer, ws, hooks, nullptr, pos0);
 }
 
-void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks, KVCache* cache) {
+// The final norm, pooling and the head on the residual stream in ws.x.
+static void head_forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks) {
   const Config& c = m.cfg;
-  TQ_CHECK_INPUT(c.embed == EmbedKind::patches || in.tokens, "this model takes tokens, not images");
-  int pos0 = forward_setup(m, in, ws, cache);
-  embed_forward(m, in, ws, pos0);
-  for (int l = 0; l < c.n_layers; l++) block_forward(m, l, ws, hooks, cache, pos0);
-
   const int B = ws.B, S = ws.S, D = c.dim, N = B * S;
   const float* xf = ws.x.ptr();
   if (!m.final_norm.g.empty()) {
@@ -289,6 +285,22 @@ void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks, KVCac
   hooks.forward(Site::head_in, -1, hin, rows, D);
   float* logits = need(ws.logits, {rows, c.n_out});
   linear_any(m.head, m.head_w(), logits, hin, rows);
+}
+
+void forward_head(const Model& m, const Input& in, Workspace& ws, Hooks& hooks) {
+  forward_setup(m, in, ws, nullptr);
+  TQ_CHECK_INPUT(ws.x.numel() == (int64_t)ws.B * ws.S * m.cfg.dim, "forward_head: ws.x does not hold [{}, {}]",
+                 ws.B * ws.S, m.cfg.dim);
+  head_forward(m, in, ws, hooks);
+}
+
+void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks, KVCache* cache) {
+  const Config& c = m.cfg;
+  TQ_CHECK_INPUT(c.embed == EmbedKind::patches || in.tokens, "this model takes tokens, not images");
+  int pos0 = forward_setup(m, in, ws, cache);
+  embed_forward(m, in, ws, pos0);
+  for (int l = 0; l < c.n_layers; l++) block_forward(m, l, ws, hooks, cache, pos0);
+  head_forward(m, in, ws, hooks);
 }
 
 static void block_backward(const Model& m, Model& gm, int l, Workspace& ws, Hooks& hooks, float* dx, int pos0) {
