@@ -16,7 +16,7 @@ void register_eval(CLI::App& app) {
   static std::string path, data, compare, json_out, protocol;
   static int ctx = 0;
   static int64_t offset = -1, limit = -1;
-  static Common common;
+  static Common common{0, "", true};  // lazy: the forward runs on the weights as stored
   static bool simulate = false;
   cmd->add_option("model", path, "model to evaluate (a tquant directory runs on the integer kernels)")->required();
   cmd->add_flag("--simulate", simulate, "run a tquant directory with fake-quant simulation instead of the integer kernels");

@@ -1,6 +1,9 @@
-// tquant inspect MODEL [--json FILE]: architecture, tensors, parameter count.
+// tquant inspect MODEL [--json FILE]: architecture, tensors (shape and stored
+// type), parameter count, bytes on disk. The model is loaded lazily: nothing is
+// converted, so a model of any size is inspected in a moment.
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <map>
 
 #include "cli/common.h"
@@ -29,9 +32,26 @@ static nlohmann::json describe(Model& m) {
   j["parameters"] = parameter_count(m);
   j["tokenizer"] = m.tok.empty() ? "none" : fmt::format("{} pieces", m.tok.size());
   nlohmann::json ts = nlohmann::json::array();
-  for (auto& nt : named_tensors(m)) ts.push_back({{"name", nt.name}, {"shape", nt.t->shape}, {"dtype", "f32"}});
+  std::map<std::string, int64_t> by_type;
+  for (auto& nt : named_tensors(m)) {
+    ts.push_back({{"name", nt.name}, {"shape", nt.t->shape}, {"dtype", nt.t->type_name()},
+                  {"bytes", nt.t->stored_bytes()}});
+    by_type[nt.t->type_name()] += nt.t->numel();
+  }
   j["tensors"] = ts;
+  j["parameters_by_type"] = by_type;
   return j;
+}
+
+// Bytes of the model on disk: the file, or every file of the directory.
+static int64_t disk_bytes(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return (int64_t)fs::file_size(path, ec);
+  int64_t n = 0;
+  for (auto& e : fs::recursive_directory_iterator(path, ec))
+    if (e.is_regular_file(ec)) n += (int64_t)e.file_size(ec);
+  return n;
 }
 
 void register_inspect(CLI::App& app) {
@@ -42,19 +62,27 @@ void register_inspect(CLI::App& app) {
   cmd->add_option("--json", json_out, "write the description as JSON to FILE ('-' for stdout)");
   add_common(cmd, common);
   cmd->callback([] {
-    Model m = load(path, common);
+    LoadOptions lo{common.tokenizer};
+    lo.lazy = true;
+    Model m = load_model(path, lo);
     nlohmann::json j = describe(m);
+    j["file_bytes"] = disk_bytes(path);
     if (!json_out.empty()) {
       write_json(json_out, j);
       if (json_out == "-") return;
     }
-    fmt::print("{}: {} ({} parameters)\n", path, j["arch"].get<std::string>(), j["parameters"].get<int64_t>());
+    fmt::print("{}: {} ({} parameters, {} bytes on disk)\n", path, j["arch"].get<std::string>(),
+               j["parameters"].get<int64_t>(), j["file_bytes"].get<int64_t>());
     for (const char* k : {"dim", "layers", "heads", "kv_heads", "head_dim", "hidden", "vocab", "outputs", "max_seq",
                           "norm", "activation", "positions", "post_norm", "causal", "tied_head", "tokenizer"})
       fmt::print("  {:<11} {}\n", k, j[k].dump());
+    std::string types;
+    for (auto& [type, n] : j["parameters_by_type"].items()) types += fmt::format("{}{} {}", types.empty() ? "" : ", ", type, n.get<int64_t>());
+    fmt::print("  {:<11} {}\n", "types", types);
     fmt::print("  tensors ({}):\n", j["tensors"].size());
     for (auto& t : j["tensors"])
-      fmt::print("    {:<32} {}\n", t["name"].get<std::string>(), t["shape"].dump());
+      fmt::print("    {:<32} {:<14} {:<5} {:>12} bytes\n", t["name"].get<std::string>(), t["shape"].dump(),
+                 t["dtype"].get<std::string>(), t["bytes"].get<int64_t>());
   });
 }
 

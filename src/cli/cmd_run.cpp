@@ -64,7 +64,7 @@ void register_run(CLI::App& app) {
   static std::string path, prompt;
   static SampleOptions opt;
   static ClassifyOptions cls;
-  static Common common;
+  static Common common{0, "", true};  // lazy: the forward runs on the weights as stored
   static bool simulate = false;
   opt.max_new = 64;
   cmd->add_option("model", path, "model to run")->required();

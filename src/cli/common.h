@@ -14,6 +14,7 @@ namespace tq::cli {
 struct Common {
   int threads = 0;
   std::string tokenizer;
+  bool lazy = false;  // matrices stay in their file's type (commands that only run the forward)
 };
 
 void add_common(CLI::App* cmd, Common& c);
@@ -35,5 +36,6 @@ void register_finetune(CLI::App& app);
 void register_quanttune(CLI::App& app);
 void register_export(CLI::App& app);
 void register_stress(CLI::App& app);
+void register_generate(CLI::App& app);
 
 }  // namespace tq::cli

@@ -13,14 +13,20 @@ void add_common(CLI::App* cmd, Common& c) {
   cmd->add_option("--tokenizer", c.tokenizer, "llama2.c tokenizer file (for .bin checkpoints)");
 }
 
+static LoadOptions load_options(const Common& c) {
+  LoadOptions opt{c.tokenizer};
+  opt.lazy = c.lazy;
+  return opt;
+}
+
 Model load(const std::string& path, const Common& c) {
   set_threads(c.threads);
-  return load_model(path, LoadOptions{c.tokenizer});
+  return load_model(path, load_options(c));
 }
 
 Loaded load_with_plan(const std::string& path, const Common& c) {
   set_threads(c.threads);
-  return tq::load_with_plan(path, LoadOptions{c.tokenizer});
+  return tq::load_with_plan(path, load_options(c));
 }
 
 void write_json(const std::string& dest, const nlohmann::json& j) {
@@ -46,6 +52,7 @@ int main(int argc, char** argv) {
   tq::cli::register_diagnose(app);
   tq::cli::register_export(app);
   tq::cli::register_stress(app);
+  tq::cli::register_generate(app);
   tq::cli::register_bench(app);
   tq::cli::register_train(app);
   tq::cli::register_finetune(app);

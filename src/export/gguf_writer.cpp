@@ -52,22 +52,28 @@ void GgufWriter::add_i32_array(const std::string& k, const std::vector<int32_t>&
   for (int32_t x : v) put(meta_, x);
 }
 
-void GgufWriter::add_tensor(const std::string& name, const std::vector<int64_t>& shape, uint32_t type,
-                            std::vector<uint8_t> data) {
+uint64_t GgufWriter::check_shape(const std::string& name, const std::vector<int64_t>& shape, uint32_t type) const {
   const GgmlTypeInfo* ti = ggml_type_info(type);
   if (!ti) run_failed("GGUF writer: unknown ggml type {}", type);
-  int64_t n = Tensor::count(shape);
-  if (shape.empty() || shape.back() % ti->block || (uint64_t)(n / ti->block * ti->bytes) != data.size())
-    run_failed("GGUF writer: tensor {} of shape {} does not match {} bytes of {}", name, shape_str(shape),
-               data.size(), ti->name);
-  uint64_t nbytes = data.size();
-  tensors_.push_back({name, shape, type, nbytes, std::move(data)});
+  if (shape.empty() || shape.back() % ti->block)
+    run_failed("GGUF writer: tensor {} of shape {} is not whole {} blocks", name, shape_str(shape), ti->name);
+  return (uint64_t)(Tensor::count(shape) / ti->block * ti->bytes);
+}
+
+void GgufWriter::add_tensor(const std::string& name, const std::vector<int64_t>& shape, uint32_t type,
+                            std::vector<uint8_t> data) {
+  uint64_t n = check_shape(name, shape, type);
+  if (n != data.size())
+    run_failed("GGUF writer: tensor {} of shape {} does not match {} bytes", name, shape_str(shape), data.size());
+  tensors_.push_back({name, shape, type, n, std::move(data), nullptr});
+}
+
+void GgufWriter::add_tensor(const std::string& name, const std::vector<int64_t>& shape, uint32_t type, Fill fill) {
+  tensors_.push_back({name, shape, type, check_shape(name, shape, type), {}, std::move(fill)});
 }
 
 void GgufWriter::add_tensor_layout(const std::string& name, const std::vector<int64_t>& shape, uint32_t type) {
-  const GgmlTypeInfo* ti = ggml_type_info(type);
-  if (!ti || shape.empty() || shape.back() % ti->block) run_failed("GGUF writer: no layout for {} as type {}", name, type);
-  tensors_.push_back({name, shape, type, (uint64_t)(Tensor::count(shape) / ti->block * ti->bytes), {}});
+  tensors_.push_back({name, shape, type, check_shape(name, shape, type), {}, nullptr});
 }
 
 void GgufWriter::add_f32_tensor(const std::string& name, const Tensor& t) {
@@ -109,14 +115,21 @@ uint64_t GgufWriter::file_size(uint32_t alignment) const {
 
 void GgufWriter::write(const std::string& path, uint32_t alignment) const {
   for (auto& t : tensors_)
-    if (t.data.size() != t.nbytes) run_failed("GGUF writer: tensor {} has no data (a layout-only entry)", t.name);
+    if (t.data.size() != t.nbytes && !t.fill) run_failed("GGUF writer: tensor {} has no data (a layout-only entry)", t.name);
   std::vector<uint8_t> h = header(alignment);
   AtomicFile f(path);
   f.write(h.data(), h.size());
   std::vector<uint8_t> pad(alignment, 0);
+  std::vector<uint8_t> made;
   for (auto& t : tensors_) {
-    f.write(t.data.data(), t.data.size());
-    size_t p = (alignment - t.data.size() % alignment) % alignment;
+    const uint8_t* bytes = t.data.data();
+    if (t.fill) {
+      made.assign(t.nbytes, 0);
+      t.fill(made.data());
+      bytes = made.data();
+    }
+    f.write(bytes, t.nbytes);
+    size_t p = (alignment - t.nbytes % alignment) % alignment;
     f.write(pad.data(), p);
   }
   f.commit();

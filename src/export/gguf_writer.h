@@ -1,6 +1,7 @@
 // GGUF v3 writer: typed metadata and tensors, written atomically.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,10 @@ class GgufWriter {
   // shape is row-major ([out, in]); data holds the encoded bytes of the ggml type.
   void add_tensor(const std::string& name, const std::vector<int64_t>& shape, uint32_t ggml_type,
                   std::vector<uint8_t> data);
+  // The same with the bytes made while the file is written, one tensor at a time, in the
+  // order added: `fill` writes the tensor's encoded bytes to dst. A file larger than memory.
+  using Fill = std::function<void(uint8_t* dst)>;
+  void add_tensor(const std::string& name, const std::vector<int64_t>& shape, uint32_t ggml_type, Fill fill);
   void add_f32_tensor(const std::string& name, const Tensor& t);
   // A tensor's place in the layout only (its name, shape and type), for file_size(); write() refuses it.
   void add_tensor_layout(const std::string& name, const std::vector<int64_t>& shape, uint32_t ggml_type);
@@ -35,8 +40,10 @@ class GgufWriter {
     std::vector<int64_t> shape;
     uint32_t type;
     uint64_t nbytes;
-    std::vector<uint8_t> data;  // empty for a layout-only tensor
+    std::vector<uint8_t> data;  // or, when empty, made by fill; neither: a layout-only entry
+    Fill fill;
   };
+  uint64_t check_shape(const std::string& name, const std::vector<int64_t>& shape, uint32_t type) const;
   std::vector<uint8_t> meta_;
   uint64_t n_kv_ = 0;
   std::vector<Tensor_> tensors_;

@@ -6,11 +6,13 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "io/ggml_quants.h"
+#include "kernels/gemm_half.h"
 
 namespace tq {
 
 static void f32_to_f32(const uint8_t* s, float* d, int64_t n) { std::memcpy(d, s, sizeof(float) * n); }
 static void f16_row(const uint8_t* s, float* d, int64_t n) {
+  if ((uintptr_t)s % 2 == 0) return half_to_f32((const uint16_t*)s, d, n, Half::f16);
   for (int64_t i = 0; i < n; i++) {
     uint16_t h;
     std::memcpy(&h, s + 2 * i, 2);
@@ -18,6 +20,7 @@ static void f16_row(const uint8_t* s, float* d, int64_t n) {
   }
 }
 static void bf16_row(const uint8_t* s, float* d, int64_t n) {
+  if ((uintptr_t)s % 2 == 0) return half_to_f32((const uint16_t*)s, d, n, Half::bf16);
   for (int64_t i = 0; i < n; i++) {
     uint16_t h;
     std::memcpy(&h, s + 2 * i, 2);
@@ -39,9 +42,16 @@ static void f16_from(const float* s, uint8_t* d, int64_t n) {
   }
 }
 
+static void bf16_from(const float* s, uint8_t* d, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    uint16_t h = f32_to_bf16(s[i]);
+    std::memcpy(d + 2 * i, &h, 2);
+  }
+}
+
 const GgmlTypeInfo* ggml_type_info(uint32_t type) {
   static const GgmlTypeInfo f32{"F32", 1, 4, f32_to_f32, f32_from}, f16{"F16", 1, 2, f16_row, f16_from},
-      bf16{"BF16", 1, 2, bf16_row, nullptr}, f64{"F64", 1, 8, f64_row, nullptr},
+      bf16{"BF16", 1, 2, bf16_row, bf16_from}, f64{"F64", 1, 8, f64_row, nullptr},
       q4_0{"Q4_0", 32, 18, dequantize_q4_0, quantize_q4_0}, q4_1{"Q4_1", 32, 20, dequantize_q4_1, quantize_q4_1},
       q5_0{"Q5_0", 32, 22, dequantize_q5_0, quantize_q5_0}, q5_1{"Q5_1", 32, 24, dequantize_q5_1, quantize_q5_1},
       q8_0{"Q8_0", 32, 34, dequantize_q8_0, quantize_q8_0}, q8_1{"Q8_1", 32, 36, nullptr, nullptr},

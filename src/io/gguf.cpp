@@ -179,11 +179,16 @@ const GgufTensorInfo* GgufFile::find(const std::string& name) const {
   return nullptr;
 }
 
-Tensor GgufFile::read(const GgufTensorInfo& t) const {
+Tensor GgufFile::stored(const GgufTensorInfo& t) const {
   const GgmlTypeInfo* ti = ggml_type_info(t.type);
   if (!ti || !ti->to_f32) bad_input("GGUF tensor '{}' has type {} which tquant cannot read", t.name, ti ? ti->name : "?");
-  Tensor out(t.shape());
-  ti->to_f32(data.data() + t.offset, out.ptr(), out.numel());
+  return stored_tensor(t.shape(), ti, data.data() + t.offset, file);
+}
+
+Tensor GgufFile::read(const GgufTensorInfo& t) const {
+  Tensor out = stored(t);
+  out.load_values();
+  out.stored.reset();
   return out;
 }
 

@@ -35,6 +35,8 @@ struct GgufFile {
   const GgufTensorInfo* find(const std::string& name) const;
   // Reads a tensor as f32 (F32/F16/BF16/F64 and quantized types with a to_f32 row).
   Tensor read(const GgufTensorInfo& t) const;
+  // The tensor with its values left in the file (Tensor::stored), for lazy loading.
+  Tensor stored(const GgufTensorInfo& t) const;
   // Metadata helpers: throw bad_input naming the key when it is missing or mistyped.
   int64_t get_int(const std::string& key) const;
   int64_t get_int(const std::string& key, int64_t fallback) const;

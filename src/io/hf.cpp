@@ -13,8 +13,9 @@
 
 namespace tq {
 
-HfWeights read_hf_weights(const std::string& dir) {
+HfWeights read_hf_weights(const std::string& dir, bool lazy) {
   HfWeights w;
+  w.lazy = lazy;
   std::string single = dir + "/model.safetensors", index = dir + "/model.safetensors.index.json";
   if (file_exists(single)) {
     w.files.push_back(read_safetensors(single));
@@ -112,7 +113,8 @@ void fill_from_rules(Model& m, const HfWeights& w, const std::vector<HfNameRule>
       *nt.t = Tensor();  // an optional tensor (a bias) the checkpoint does not have
       continue;
     }
-    Tensor v = apply_transform(w.owner(t).read_f32(*t), *r, hf);
+    const bool as_stored = w.lazy && r->tf == HfTransform::none && r->split < 0 && nt.t->ndim() >= 2;
+    Tensor v = as_stored ? w.owner(t).stored(*t) : apply_transform(w.owner(t).read_f32(*t), *r, hf);
     while (v.ndim() > nt.t->ndim() && v.dim(0) == 1) v.shape.erase(v.shape.begin());
     if (v.shape != nt.t->shape)
       bad_input("tensor {} has shape {}, expected {}", hf, shape_str(t->shape), shape_str(nt.t->shape));
@@ -197,7 +199,7 @@ std::string hf_string(const nlohmann::json& j, const char* key, const std::strin
   return JsonAt(j, "config.json").string(key, fallback);
 }
 
-static Model load_hf_llama(const std::string& dir, const nlohmann::json& j) {
+static Model load_hf_llama(const std::string& dir, const nlohmann::json& j, bool lazy) {
   Model m;
   Config& c = m.cfg;
   c.arch = "llama";
@@ -220,17 +222,17 @@ static Model load_hf_llama(const std::string& dir, const nlohmann::json& j) {
   if (act != "silu") bad_input("config.json hidden_act '{}' is not supported for LLaMA (silu is)", act);
   c.act = ActKind::silu;
   c.tied_head = hf_bool(j, "tie_word_embeddings", false);
-  HfWeights w = read_hf_weights(dir);
+  HfWeights w = read_hf_weights(dir, lazy);
   if (!c.tied_head && !w.find("lm_head.weight")) c.tied_head = true;
   validate_config(c, w.total_values());
-  allocate(m, true, false);  // biases are optional rules: absent ones are dropped
+  allocate(m, true, false, false);  // shapes; biases are optional rules: absent ones are dropped
   fill_from_rules(m, w, llama_rules());
   m.tok = load_hf_tokenizer(dir, j);
   validate(m);
   return m;
 }
 
-Model load_hf_model(const std::string& dir) {
+Model load_hf_model(const std::string& dir, bool lazy) {
   std::string cfg_path = dir + "/config.json";
   nlohmann::json j = read_json_file(cfg_path);
   if (!j.is_object()) bad_input("{} is not a JSON object", cfg_path);
@@ -241,8 +243,8 @@ Model load_hf_model(const std::string& dir) {
       arch = j["architectures"][0].get<std::string>();
     type = hf_string(j, "model_type", "");
     if (arch == "LlamaForCausalLM" || arch == "MistralForCausalLM" || type == "llama" || type == "mistral")
-      return load_hf_llama(dir, j);
-    if (arch == "OPTForCausalLM" || (arch.empty() && type == "opt")) return load_hf_opt(dir, j);
+      return load_hf_llama(dir, j, lazy);
+    if (arch == "OPTForCausalLM" || (arch.empty() && type == "opt")) return load_hf_opt(dir, j, lazy);
     if (arch == "GPT2LMHeadModel" || (arch.empty() && type == "gpt2")) return load_hf_gpt2(dir, j);
     if (arch == "BertForSequenceClassification") return load_hf_bert(dir, j);
     if (arch == "ViTForImageClassification") return load_hf_vit(dir, j);

@@ -19,11 +19,12 @@ struct HfWeights {
   // model's prefix ("transformer.", "bert."): names beginning with base_prefix are
   // then also looked up without it.
   std::string base_prefix;
+  bool lazy = false;  // float matrices the rules take as they are stay stored (LoadOptions::lazy)
   const SafeTensor* find(const std::string& name) const;
   const SafetensorsFile& owner(const SafeTensor* t) const;
   int64_t total_values() const;
 };
-HfWeights read_hf_weights(const std::string& dir);
+HfWeights read_hf_weights(const std::string& dir, bool lazy = false);
 
 // How one of our tensors is built from HF tensors.
 enum class HfTransform {
@@ -59,7 +60,7 @@ bool hf_bool(const nlohmann::json& j, const char* key, bool fallback);
 std::string hf_string(const nlohmann::json& j, const char* key, const std::string& fallback);
 
 // The families (hf_families.cpp), given the parsed config.json.
-Model load_hf_opt(const std::string& dir, const nlohmann::json& config);
+Model load_hf_opt(const std::string& dir, const nlohmann::json& config, bool lazy);
 Model load_hf_gpt2(const std::string& dir, const nlohmann::json& config);
 Model load_hf_bert(const std::string& dir, const nlohmann::json& config);
 Model load_hf_vit(const std::string& dir, const nlohmann::json& config);

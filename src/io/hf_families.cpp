@@ -50,7 +50,7 @@ static Model finish(Model m, const std::string& dir, const json& j, HfWeights& w
   validate_config(m.cfg, w.total_values());
   if (m.labels.empty() && !m.cfg.is_lm())
     for (int i = 0; i < m.cfg.n_out; i++) m.labels.push_back("LABEL_" + std::to_string(i));
-  allocate(m, true, true);
+  allocate(m, true, true, false);  // shapes: the rules fill every tensor
   if (!final_norm) m.final_norm = Norm{};
   if (embd_norm) m.embd_norm = Norm{Tensor({m.cfg.dim}, 1.0f), Tensor({m.cfg.dim})};
   fill_from_rules(m, w, rules);
@@ -106,7 +106,7 @@ static const std::vector<HfNameRule>& opt_rules() {
   return r;
 }
 
-Model load_hf_opt(const std::string& dir, const json& j) {
+Model load_hf_opt(const std::string& dir, const json& j, bool lazy) {
   Model m;
   Config& c = m.cfg = text_config(j, "hidden_size", "num_hidden_layers", "num_attention_heads",
                                      "max_position_embeddings");
@@ -121,7 +121,7 @@ Model load_hf_opt(const std::string& dir, const json& j) {
               proj, c.dim);
   need_flag(j, "do_layer_norm_before", true, "post-norm OPT (only OPT-350m, which also projects) is not supported");
   need_flag(j, "layer_norm_elementwise_affine", true, "LayerNorms without gain and bias");
-  HfWeights w = read_hf_weights(dir);
+  HfWeights w = read_hf_weights(dir, lazy);
   w.base_prefix = "model.";
   c.tied_head = hf_bool(j, "tie_word_embeddings", true) || !w.find("lm_head.weight");
   bool final_norm = !hf_bool(j, "_remove_final_layer_norm", false);

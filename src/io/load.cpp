@@ -26,11 +26,11 @@ static std::string default_llama2c_tokenizer(const std::string& ckpt) {
 Model load_model(const std::string& path, const LoadOptions& opt) {
   if (is_directory(path)) {
     if (is_tquant_dir(path)) return load_tquant_dir(path);
-    if (file_exists(path + "/config.json")) return load_hf_model(path);
+    if (file_exists(path + "/config.json")) return load_hf_model(path, opt.lazy);
     return load_torch_layout(path);
   }
   if (!file_exists(path)) bad_input("{}: no such file or directory", path);
-  if (is_gguf(path)) return load_gguf_model(path);
+  if (is_gguf(path)) return load_gguf_model(path, opt.lazy);
   if (fs::path(path).extension() == ".safetensors") return load_torch_layout(path);
   if (path.size() > 4 && path.substr(path.size() - 4) == ".bin") {
     std::string tok = opt.tokenizer.empty() ? default_llama2c_tokenizer(path) : opt.tokenizer;

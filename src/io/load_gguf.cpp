@@ -49,7 +49,7 @@ static Tokenizer gguf_tokenizer(const GgufFile& g) {
   return tok;
 }
 
-Model model_from_gguf(const GgufFile& g) {
+Model model_from_gguf(const GgufFile& g, bool lazy) {
   {
     std::string arch = g.get_str("general.architecture");
     if (arch != "llama") bad_input("GGUF architecture '{}' is not supported (llama is)", arch);
@@ -88,7 +88,7 @@ Model model_from_gguf(const GgufFile& g) {
     int64_t file_elems = 0;
     for (auto& t : g.tensors) file_elems += t.numel();
     validate_config(c, file_elems);
-    allocate(m, true, true);  // biases are optional: those the file lacks are dropped
+    allocate(m, true, true, false);  // shapes; biases are optional: those the file lacks are dropped
     for (auto& nt : named_tensors(m)) {
       const GgufTensorInfo* t = g.find(nt.name);
       bool bias = nt.name.size() > 5 && nt.name.compare(nt.name.size() - 5, 5, ".bias") == 0;
@@ -99,7 +99,7 @@ Model model_from_gguf(const GgufFile& g) {
       if (!t) bad_input("GGUF has no tensor '{}'", nt.name);
       if (t->shape() != nt.t->shape)
         bad_input("GGUF tensor '{}' has shape {}, expected {}", nt.name, shape_str(t->shape()), shape_str(nt.t->shape));
-      *nt.t = g.read(*t);
+      *nt.t = lazy && t->ne.size() >= 2 ? g.stored(*t) : g.read(*t);
     }
     m.tok = gguf_tokenizer(g);
     validate(m);
@@ -107,10 +107,10 @@ Model model_from_gguf(const GgufFile& g) {
   }
 }
 
-Model load_gguf_model(const std::string& path) {
+Model load_gguf_model(const std::string& path, bool lazy) {
   GgufFile g = read_gguf(path);
   try {
-    return model_from_gguf(g);
+    return model_from_gguf(g, lazy);
   } catch (const Error& e) {
     throw Error(e.exit_code, path + ": " + e.what());
   }

@@ -6,6 +6,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/json.h"
+#include "io/ggml_types.h"
 #include "io/atomic_file.h"
 
 namespace tq {
@@ -91,28 +92,20 @@ const SafeTensor* SafetensorsFile::find(const std::string& name) const {
   return nullptr;
 }
 
+Tensor SafetensorsFile::stored(const SafeTensor& t) const {
+  uint32_t type = t.dtype == "F32"    ? ggml_f32
+                  : t.dtype == "F16"  ? ggml_f16
+                  : t.dtype == "BF16" ? ggml_bf16
+                  : t.dtype == "F64"  ? ggml_f64
+                                      : UINT32_MAX;
+  if (type == UINT32_MAX) bad_input("safetensors tensor '{}' has dtype {}, expected a float type", t.name, t.dtype);
+  return stored_tensor(t.shape, ggml_type_info(type), t.bytes.data(), file);
+}
+
 Tensor SafetensorsFile::read_f32(const SafeTensor& t) const {
-  Tensor out(t.shape);
-  const uint8_t* s = t.bytes.data();
-  int64_t n = out.numel();
-  if (t.dtype == "F32") {
-    std::memcpy(out.ptr(), s, n * 4);
-  } else if (t.dtype == "F16" || t.dtype == "BF16") {
-    bool bf = t.dtype == "BF16";
-    for (int64_t i = 0; i < n; i++) {
-      uint16_t h;
-      std::memcpy(&h, s + 2 * i, 2);
-      out.data[i] = bf ? bf16_to_f32(h) : f16_to_f32(h);
-    }
-  } else if (t.dtype == "F64") {
-    for (int64_t i = 0; i < n; i++) {
-      double d;
-      std::memcpy(&d, s + 8 * i, 8);
-      out.data[i] = (float)d;
-    }
-  } else {
-    bad_input("safetensors tensor '{}' has dtype {}, expected a float type", t.name, t.dtype);
-  }
+  Tensor out = stored(t);
+  out.load_values();
+  out.stored.reset();
   return out;
 }
 
@@ -127,10 +120,13 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorOut>
                        const nlohmann::json& metadata) {
   nlohmann::json h = nlohmann::json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
+  auto nbytes = [](const SafeTensorOut& t) {
+    return t.fill ? (uint64_t)Tensor::count(t.shape) * dtype_size(t.dtype) : (uint64_t)t.bytes.size();
+  };
   uint64_t off = 0;
   for (auto& t : tensors) {
-    h[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {off, off + t.bytes.size()}}};
-    off += t.bytes.size();
+    h[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {off, off + nbytes(t)}}};
+    off += nbytes(t);
   }
   std::string hs = h.dump();
   while ((8 + hs.size()) % 8) hs += ' ';  // align the data section to 8 bytes
@@ -138,7 +134,16 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorOut>
   AtomicFile f(path);
   f.write(&n, 8);
   f.write(hs);
-  for (auto& t : tensors) f.write(t.bytes.data(), t.bytes.size());
+  std::vector<uint8_t> made;
+  for (auto& t : tensors) {
+    if (!t.fill) {
+      f.write(t.bytes.data(), t.bytes.size());
+      continue;
+    }
+    made.assign(nbytes(t), 0);
+    t.fill(made.data());
+    f.write(made.data(), made.size());
+  }
   f.commit();
 }
 

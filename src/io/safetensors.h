@@ -4,6 +4,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -28,16 +29,19 @@ struct SafetensorsFile {
 
   const SafeTensor* find(const std::string& name) const;
   Tensor read_f32(const SafeTensor& t) const;  // float dtypes converted to f32
+  Tensor stored(const SafeTensor& t) const;    // float dtypes left in the file (lazy loading)
 };
 
 SafetensorsFile parse_safetensors(std::span<const uint8_t> bytes, std::shared_ptr<MappedFile> keep = nullptr);
 SafetensorsFile read_safetensors(const std::string& path);
 
-// One tensor to write: raw little-endian bytes of the given dtype.
+// One tensor to write: raw little-endian bytes of the given dtype, or, when `fill`
+// is set, made while the file is written (one tensor in memory at a time).
 struct SafeTensorOut {
   std::string name, dtype;
   std::vector<int64_t> shape;
   std::vector<uint8_t> bytes;
+  std::function<void(uint8_t* dst)> fill;
 };
 SafeTensorOut f32_tensor(const std::string& name, const Tensor& t);
 void write_safetensors(const std::string& path, const std::vector<SafeTensorOut>& tensors,

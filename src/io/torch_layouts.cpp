@@ -168,7 +168,7 @@ Model load_torch_layout(const std::string& path) {
     for (int i = 0; i < c.n_out; i++) m.labels.push_back(std::to_string(i));
     try {
       validate_config(c, w.total_values());
-      allocate(m, true, true);
+      allocate(m, true, true, false);  // shapes: the rules fill every tensor
       if (!lay.final_norm) m.final_norm = Norm{};
       fill_from_rules(m, w, lay.rules);
       fold_pre_linears(m, w, lay.folds);

@@ -57,9 +57,20 @@ static void norm_backward(const Config& c, const Norm& n, Norm& dn, float* dx, c
   }
 }
 
-static void lin_forward(const Linear& l, float* y, const float* x, int N) {
+// y = x·Wᵀ + b on the runtime's executor, the f32 weight, or the weight as its file stores it.
+static void linear_any(const Linear& l, const Tensor& w, float* y, const float* x, int N) {
+  const float* b = l.b.empty() ? nullptr : l.b.ptr();
   if (l.exec) return l.exec->forward(y, x, N);
-  linear_forward(y, x, l.w.ptr(), l.b.empty() ? nullptr : l.b.ptr(), N, l.in(), l.out());
+  if (!w.has_values() && w.stored) return linear_forward_stored(y, x, *w.stored, b, N);
+  linear_forward(y, x, w.ptr(), b, N, (int)w.dim(1), (int)w.dim(0));
+}
+
+static void lin_forward(const Linear& l, float* y, const float* x, int N) { linear_any(l, l.w, y, x, N); }
+
+// Rows of an embedding table, f32 or stored.
+static void embed_rows(float* x, const Tensor& table, const int32_t* ids, int64_t N, bool add) {
+  if (!table.has_values() && table.stored) return embedding_forward_stored(x, *table.stored, ids, N, add);
+  embedding_forward(x, table.ptr(), ids, N, (int)table.dim(1), add);
 }
 
 // dx = dy·W (overwrite, or add when accumulate), parameter gradients added into dl.
@@ -95,7 +106,7 @@ static void embed_forward(const Model& m, const Input& in, Workspace& ws, int po
     for (int64_t n = 0; n < (int64_t)B * T; n++)
       if (in.tokens[n] < 0 || in.tokens[n] >= c.vocab)
         bad_input("token id {} is outside the vocabulary of {}", in.tokens[n], c.vocab);
-    embedding_forward(x, m.tok_embd.ptr(), in.tokens, N, D, false);
+    embed_rows(x, m.tok_embd, in.tokens, N, false);
   } else {
     TQ_CHECK_INPUT(in.patches, "this model takes images, not tokens");
     patch_embed_forward(x, in.patches, m.patch_embd.w.ptr(), m.patch_embd.b.empty() ? nullptr : m.patch_embd.b.ptr(),
@@ -105,13 +116,13 @@ static void embed_forward(const Model& m, const Input& in, Workspace& ws, int po
     if (pos0 + S + c.pos_offset > m.pos_embd.dim(0))
       bad_input("position {} is beyond the {} positions this model knows", pos0 + S - 1,
                 m.pos_embd.dim(0) - c.pos_offset);
-    embedding_forward(x, m.pos_embd.ptr(), position_ids(c, B, S, pos0).data(), N, D, true);
+    embed_rows(x, m.pos_embd, position_ids(c, B, S, pos0).data(), N, true);
   }
   if (!m.type_embd.empty()) {
     std::vector<int32_t> types = type_ids(in, N);
     for (int32_t t : types)
       if (t < 0 || t >= m.type_embd.dim(0)) bad_input("token type {} is out of range", t);
-    embedding_forward(x, m.type_embd.ptr(), types.data(), N, D, true);
+    embed_rows(x, m.type_embd, types.data(), N, true);
   }
   if (!m.embd_norm.g.empty()) {
     std::memcpy(need(ws.emb_sum, {N, D}), x, sizeof(float) * N * D);
@@ -268,13 +279,9 @@ void forward_block(const Model& m, int layer, const Input& in, Workspace& ws, Ho
   block_forward(m, layer, ws, hooks, nullptr, pos0);
 }
 
-void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks, KVCache* cache) {
+// The final norm, pooling and the head on the residual stream in ws.x.
+static void head_forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks) {
   const Config& c = m.cfg;
-  TQ_CHECK_INPUT(c.embed == EmbedKind::patches || in.tokens, "this model takes tokens, not images");
-  int pos0 = forward_setup(m, in, ws, cache);
-  embed_forward(m, in, ws, pos0);
-  for (int l = 0; l < c.n_layers; l++) block_forward(m, l, ws, hooks, cache, pos0);
-
   const int B = ws.B, S = ws.S, D = c.dim, N = B * S;
   const float* xf = ws.x.ptr();
   if (!m.final_norm.g.empty()) {
@@ -305,11 +312,23 @@ void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks, KVCac
   }
   hooks.forward(Site::head_in, -1, hin, rows, D);
   float* logits = need(ws.logits, {rows, c.n_out});
-  if (m.head.exec) {
-    m.head.exec->forward(logits, hin, rows);
-  } else {
-    linear_forward(logits, hin, m.head_w().ptr(), m.head.b.empty() ? nullptr : m.head.b.ptr(), rows, D, c.n_out);
-  }
+  linear_any(m.head, m.head_w(), logits, hin, rows);
+}
+
+void forward_head(const Model& m, const Input& in, Workspace& ws, Hooks& hooks) {
+  forward_setup(m, in, ws, nullptr);
+  TQ_CHECK_INPUT(ws.x.numel() == (int64_t)ws.B * ws.S * m.cfg.dim, "forward_head: ws.x does not hold [{}, {}]",
+                 ws.B * ws.S, m.cfg.dim);
+  head_forward(m, in, ws, hooks);
+}
+
+void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks, KVCache* cache) {
+  const Config& c = m.cfg;
+  TQ_CHECK_INPUT(c.embed == EmbedKind::patches || in.tokens, "this model takes tokens, not images");
+  int pos0 = forward_setup(m, in, ws, cache);
+  embed_forward(m, in, ws, pos0);
+  for (int l = 0; l < c.n_layers; l++) block_forward(m, l, ws, hooks, cache, pos0);
+  head_forward(m, in, ws, hooks);
 }
 
 static void block_backward(const Model& m, Model& gm, int l, Workspace& ws, Hooks& hooks, float* dx, int pos0) {

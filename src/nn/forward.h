@@ -122,6 +122,9 @@ void forward(const Model& m, const Input& in, Workspace& ws, Hooks& hooks = no_h
 // d(block output) in dx ([in.B·S, dim]) into d(block input) in place, adding the
 // block's parameter gradients into grads (block reconstruction, RepQuant §1.7).
 void forward_embed(const Model& m, const Input& in, Workspace& ws);
+// The final norm, pooling and head on the residual stream the caller put in ws.x
+// (the output of the last block): logits in ws.logits as forward() leaves them.
+void forward_head(const Model& m, const Input& in, Workspace& ws, Hooks& hooks = no_hooks());
 void forward_block(const Model& m, int layer, const Input& in, Workspace& ws, Hooks& hooks = no_hooks());
 void backward_block(const Model& m, Model& grads, int layer, const Input& in, Workspace& ws, float* dx,
                     Hooks& hooks = no_hooks());

@@ -1,8 +1,10 @@
 #include "nn/model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "nn/block.h"
 
 namespace tq {
@@ -64,25 +66,31 @@ int64_t parameter_count(const Model& m) {
   return n;
 }
 
-void allocate(Model& m, bool linear_bias, bool norm_bias) {
+void allocate(Model& m, bool linear_bias, bool norm_bias, bool values) {
   const Config& c = m.cfg;
+  auto make = [values](std::vector<int64_t> shape, float fill = 0.0f) {
+    if (values) return Tensor(std::move(shape), fill);
+    Tensor t;
+    t.shape = std::move(shape);
+    return t;
+  };
   auto lin = [&](int out, int in, bool bias) {
     Linear l;
-    l.w = Tensor({out, in});
-    if (bias) l.b = Tensor({out});
+    l.w = make({out, in});
+    if (bias) l.b = make({out});
     return l;
   };
   auto norm = [&]() {
     Norm n;
-    n.g = Tensor({c.dim}, 1.0f);
-    if (norm_bias || c.norm == NormKind::layer) n.b = Tensor({c.dim});
+    n.g = make({c.dim}, 1.0f);
+    if (norm_bias || c.norm == NormKind::layer) n.b = make({c.dim});
     return n;
   };
-  if (c.embed == EmbedKind::tokens) m.tok_embd = Tensor({c.vocab, c.dim});
+  if (c.embed == EmbedKind::tokens) m.tok_embd = make({c.vocab, c.dim});
   if (c.embed == EmbedKind::patches) m.patch_embd = lin(c.dim, c.patch_dim, true);
-  if (c.cls_token) m.cls = Tensor({c.dim});
-  if (c.pos == PosKind::learned) m.pos_embd = Tensor({c.max_seq + c.pos_offset + (c.cls_token ? 1 : 0), c.dim});
-  if (c.n_types > 0) m.type_embd = Tensor({c.n_types, c.dim});
+  if (c.cls_token) m.cls = make({c.dim});
+  if (c.pos == PosKind::learned) m.pos_embd = make({c.max_seq + c.pos_offset + (c.cls_token ? 1 : 0), c.dim});
+  if (c.n_types > 0) m.type_embd = make({c.n_types, c.dim});
   m.blocks.assign(c.n_layers, Block{});
   for (Block& b : m.blocks) {
     for (auto& d : norm_table()) b.*d.member = norm();
@@ -194,12 +202,29 @@ void validate(const Model& m) {
 }
 
 void check_finite_weights(const Model& m, const std::string& source) {
-  for (auto& nt : named_tensors(const_cast<Model&>(m))) {
-    const float* v = nt.t->ptr();
-    for (int64_t i = 0; i < nt.t->numel(); i++)
+  auto check = [&](const NamedTensor& nt, const float* v, int64_t n, int64_t first) {
+    for (int64_t i = 0; i < n; i++)
       if (!std::isfinite(v[i]))
         bad_input("{}: tensor {} holds {} at index {}; a model must have finite weights to run", source, nt.name,
-                  v[i], i);
+                  v[i], first + i);
+  };
+  for (auto& nt : named_tensors(const_cast<Model&>(m))) {
+    if (nt.t->has_values() || !nt.t->stored) {
+      check(nt, nt.t->ptr(), nt.t->numel(), 0);
+      continue;
+    }
+    // Only stored: read in tiles of rows and give the pages back, so the check of a lazily
+    // loaded model touches the file once and keeps a tile per thread resident.
+    const Stored& st = *nt.t->stored;
+    const int64_t tile = std::max<int64_t>(1, (1 << 20) / std::max<int64_t>(1, st.cols));
+    parallel_for_with(
+        (st.rows + tile - 1) / tile, [&] { return std::vector<float>((size_t)(tile * st.cols)); },
+        [&](std::vector<float>& buf, int64_t t) {
+          const int64_t r0 = t * tile, n = std::min(tile, st.rows - r0);
+          st.rows_to_f32(r0, n, buf.data());
+          st.evict(r0, n);
+          check(nt, buf.data(), n * st.cols, r0 * st.cols);
+        });
   }
 }
 

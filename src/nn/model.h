@@ -122,7 +122,9 @@ int64_t parameter_count(const Model& m);
 
 // Fills shapes of a freshly configured model with zeros (loaders then fill values),
 // so that every family's tensor set is decided in one place.
-void allocate(Model& m, bool linear_bias, bool norm_bias);
+// With values = false only the shapes are set (a model described, e.g. to write one
+// tensor at a time).
+void allocate(Model& m, bool linear_bias, bool norm_bias, bool values = true);
 // Checks that a config is coherent and that its parameter count is at most
 // max_params (the number of values the file holds), before anything is allocated.
 void validate_config(const Config& c, int64_t max_params);

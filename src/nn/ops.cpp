@@ -4,7 +4,10 @@
 
 #include <cmath>
 #include <cstring>
+#include <string_view>
 #include <vector>
+
+#include "kernels/gemm_half.h"
 
 namespace tq {
 
@@ -40,6 +43,54 @@ void linear_forward(T* y, const T* x, const T* W, const T* b, int N, int C, int 
     gemv(O, C, T(1), W, x, b ? T(1) : T(0), y);
   } else {
     gemm(false, true, N, O, C, T(1), x, C, W, C, b ? T(1) : T(0), y, O);
+  }
+}
+
+static Half half_of(const Stored& w) { return w.type->name[0] == 'B' ? Half::bf16 : Half::f16; }
+static bool is_half(const Stored& w) {
+  return std::string_view(w.type->name) == "F16" || std::string_view(w.type->name) == "BF16";
+}
+
+void linear_forward_stored(float* y, const float* x, const Stored& W, const float* b, int N) {
+  const int64_t O = W.rows, C = W.cols;
+  if (is_half(W) && N <= 8) {
+    gemv_half(x, N, C, (const uint16_t*)W.bytes, O, C, half_of(W), b, y, O);
+    return;
+  }
+  if (b)
+    for (int n = 0; n < N; n++) std::memcpy(y + (int64_t)n * O, b, sizeof(float) * O);
+  if (std::string_view(W.type->name) == "F32") {  // mapped f32: BLAS reads it where it is
+    gemm(false, true, N, (int)O, (int)C, 1.0f, x, (int)C, (const float*)W.bytes, (int)C, b ? 1.0f : 0.0f, y, (int)O);
+    return;
+  }
+  // Tiles of about 4 MB of f32, whole rows.
+  const int64_t rows = std::max<int64_t>(16, std::min<int64_t>(O, (int64_t(1) << 20) / std::max<int64_t>(C, 1)));
+  std::vector<float> tile((size_t)(rows * C));
+  for (int64_t r0 = 0; r0 < O; r0 += rows) {
+    const int64_t n = std::min(rows, O - r0);
+    if (is_half(W)) {
+#pragma omp parallel for schedule(static) if (n * C > kParallelMin)
+      for (int64_t r = 0; r < n; r++)
+        half_to_f32((const uint16_t*)(W.bytes + (r0 + r) * W.row_bytes), tile.data() + r * C, C, half_of(W));
+    } else {
+#pragma omp parallel for schedule(static) if (n * C > kParallelMin)
+      for (int64_t r = 0; r < n; r++) W.rows_to_f32(r0 + r, 1, tile.data() + r * C);
+    }
+    gemm(false, true, N, (int)n, (int)C, 1.0f, x, (int)C, tile.data(), (int)C, b ? 1.0f : 0.0f, y + r0, (int)O);
+  }
+}
+
+void embedding_forward_stored(float* x, const Stored& table, const int32_t* ids, int64_t N, bool add) {
+  const int64_t D = table.cols;
+  std::vector<float> row(add ? D : 0);
+  for (int64_t n = 0; n < N; n++) {
+    float* xr = x + n * D;
+    if (!add) {
+      table.rows_to_f32(ids[n], 1, xr);
+      continue;
+    }
+    table.rows_to_f32(ids[n], 1, row.data());
+    for (int64_t d = 0; d < D; d++) xr[d] += row[d];
   }
 }
 

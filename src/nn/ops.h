@@ -20,6 +20,13 @@ using Scalar = std::type_identity_t<T>;
 // y[N,O] = x[N,C] · W[O,C]ᵀ + b[O]   (b may be null)
 template <class T>
 void linear_forward(T* y, const T* x, const T* W, const T* b, int N, int C, int O);
+// The same for a weight that stays in its file's type (Tensor::stored): F16/BF16 rows
+// for a few inputs multiply on gemv_half (converted in registers); otherwise tiles of
+// W are converted to f32 (a few MB at a time) and multiplied with BLAS. No f32 copy
+// of the whole weight exists at any time.
+void linear_forward_stored(float* y, const float* x, const Stored& W, const float* b, int N);
+// x[n] = (or +=) row ids[n] of a stored table.
+void embedding_forward_stored(float* x, const Stored& table, const int32_t* ids, int64_t N, bool add);
 // dx[N,C] = dy·W (skipped if dx null); dW[O,C] += dyᵀ·x; db[O] += Σ_n dy   (dW, db may be null)
 template <class T>
 void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int N, int C, int O);

@@ -554,7 +554,7 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
 
 int64_t runtime_bytes(const Model& m) {
   int64_t n = 0;
-  for (auto& nt : named_tensors(const_cast<Model&>(m))) n += nt.t->numel() * 4;
+  for (auto& nt : named_tensors(const_cast<Model&>(m))) n += nt.t->resident_bytes();
   auto add = [&](const Linear& l) { n += l.exec ? l.exec->bytes() : 0; };
   for (auto& b : m.blocks)
     for (auto& d : linear_table()) add(b.*d.member);

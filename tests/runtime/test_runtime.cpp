@@ -567,7 +567,7 @@ TEST(IntegerRuntime, PackedModelIsSmaller) {
   Integer a = integer(w8), b = integer(w4);
   EXPECT_LT(runtime_bytes(a.m), fp);
   EXPECT_LT(runtime_bytes(b.m), runtime_bytes(a.m));
-  EXPECT_TRUE(a.m.blocks[0].q.w.empty());
+  EXPECT_FALSE(a.m.blocks[0].q.w.has_values());  // the float values are dropped
   EXPECT_EQ(a.m.blocks[0].q.in(), 64);  // the shape stays
 }
 

@@ -1,0 +1,174 @@
+#include "export/generate.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "export/gguf_writer.h"
+#include "io/atomic_file.h"
+#include "io/ggml_types.h"
+#include "io/safetensors.h"
+#include "nn/random_model.h"
+
+namespace tq {
+
+namespace {
+
+constexpr int64_t kRunRows = 64;
+
+// The values of tensor `index` (rows × cols) into dst as `type`.
+void fill_random(uint8_t* dst, const GgmlTypeInfo* type, int64_t index, int64_t rows, int64_t cols, bool gain,
+                 uint64_t seed) {
+  const double std = gain ? 0.1 : 1.0 / std::sqrt((double)cols);
+  const int64_t runs = (rows + kRunRows - 1) / kRunRows, row_bytes = cols / type->block * type->bytes;
+#pragma omp parallel
+  {
+    std::vector<float> vals;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < runs; r++) {
+      const int64_t r0 = r * kRunRows, n = std::min(kRunRows, rows - r0);
+      Rng rng(seed * 0x9e3779b97f4a7c15ull ^ (uint64_t)index << 32 ^ (uint64_t)r);
+      vals.resize(n * cols);
+      for (int64_t i = 0; i < n * cols; i += 2) {  // Box-Muller, both values of each pair
+        double u1 = std::max(rng.uniform_f64(), 1e-300), u2 = rng.uniform_f64();
+        double rad = std::sqrt(-2.0 * std::log(u1)) * std, ang = 6.283185307179586 * u2;
+        vals[i] = (float)(rad * std::cos(ang)) + (gain ? 1.0f : 0.0f);
+        if (i + 1 < n * cols) vals[i + 1] = (float)(rad * std::sin(ang)) + (gain ? 1.0f : 0.0f);
+      }
+      type->from_f32(vals.data(), dst + r0 * row_bytes, n * cols);
+    }
+  }
+}
+
+struct Planned {
+  std::string name;
+  std::vector<int64_t> shape;
+  uint32_t type;
+  bool gain;
+};
+
+std::vector<Planned> plan_tensors(const GenerateOptions& opt, Model& shapes) {
+  std::vector<Planned> out;
+  for (auto& nt : named_tensors(shapes)) {
+    bool vec = nt.t->ndim() < 2;
+    out.push_back({nt.name, nt.t->shape, vec ? (uint32_t)ggml_f32 : opt.type,
+                   nt.name.find("norm.weight") != std::string::npos});
+  }
+  return out;
+}
+
+std::string hf_name(const std::string& ours) {
+  // blk.L.x.weight → model.layers.L.<hf>.weight (the LLaMA map of io/hf.cpp)
+  static const std::pair<const char*, const char*> map[] = {
+      {"attn_norm", "input_layernorm"},    {"attn_q", "self_attn.q_proj"}, {"attn_k", "self_attn.k_proj"},
+      {"attn_v", "self_attn.v_proj"},      {"attn_output", "self_attn.o_proj"},
+      {"ffn_norm", "post_attention_layernorm"}, {"ffn_gate", "mlp.gate_proj"}, {"ffn_up", "mlp.up_proj"},
+      {"ffn_down", "mlp.down_proj"}};
+  if (ours == "token_embd.weight") return "model.embed_tokens.weight";
+  if (ours == "output_norm.weight") return "model.norm.weight";
+  if (ours == "output.weight") return "lm_head.weight";
+  size_t a = ours.find('.', 4), b = ours.rfind('.');
+  std::string layer = ours.substr(4, a - 4), part = ours.substr(a + 1, b - a - 1);
+  for (auto& [o, h] : map)
+    if (part == o) return fmt::format("model.layers.{}.{}{}", layer, h, ours.substr(b));
+  run_failed("internal: no Hugging Face name for {}", ours);
+}
+
+int64_t mib(const Planned& t) { return Tensor::count(t.shape) * ggml_type_info(t.type)->bytes >> 20; }
+int64_t total_mib(const std::vector<Planned>& ts) {
+  int64_t n = 0;
+  for (auto& t : ts) n += mib(t);
+  return n;
+}
+
+const char* st_dtype(uint32_t type) { return type == ggml_f32 ? "F32" : type == ggml_f16 ? "F16" : "BF16"; }
+
+void write_hf(const std::string& dir, const GenerateOptions& opt, const std::vector<Planned>& ts, const Model& m) {
+  const Config& c = opt.cfg;
+  AtomicDir out(dir);
+  nlohmann::json config = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"},
+                           {"hidden_size", c.dim}, {"num_hidden_layers", c.n_layers},
+                           {"num_attention_heads", c.n_heads}, {"num_key_value_heads", c.n_kv_heads},
+                           {"intermediate_size", c.hidden}, {"vocab_size", c.vocab},
+                           {"max_position_embeddings", c.max_seq}, {"rms_norm_eps", c.norm_eps},
+                           {"rope_theta", c.rope_theta}, {"hidden_act", "silu"}, {"tie_word_embeddings", false},
+                           {"torch_dtype", opt.type == ggml_f32 ? "float32" : opt.type == ggml_f16 ? "float16" : "bfloat16"},
+                           {"bos_token_id", m.tok.bos}, {"eos_token_id", m.tok.eos}};
+  write_file_atomic(out.file("config.json"), config.dump(2) + "\n");
+  nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
+  for (int i = 0; i < m.tok.size(); i++) {
+    vocab[m.tok.pieces[i]] = i;
+    if (m.tok.types[i] == tok_control || m.tok.types[i] == tok_unknown)
+      added.push_back({{"id", i}, {"content", m.tok.pieces[i]}, {"special", true}});
+  }
+  nlohmann::json tj = {{"model", {{"type", "BPE"}, {"byte_fallback", true}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
+                       {"added_tokens", added}};
+  write_file_atomic(out.file("tokenizer.json"), tj.dump() + "\n");
+  // Shards of at most shard_bytes, in tensor order.
+  std::vector<std::vector<SafeTensorOut>> shards(1);
+  int64_t in_shard = 0;
+  Progress prog("generate", total_mib(ts), "MiB");
+  for (size_t i = 0; i < ts.size(); i++) {
+    const Planned& t = ts[i];
+    const GgmlTypeInfo* ti = ggml_type_info(t.type);
+    int64_t bytes = Tensor::count(t.shape) * ti->bytes;
+    if (in_shard > 0 && in_shard + bytes > opt.shard_bytes) {
+      shards.emplace_back();
+      in_shard = 0;
+    }
+    in_shard += bytes;
+    SafeTensorOut o{hf_name(t.name), st_dtype(t.type), t.shape, {}, {}};
+    o.fill = [=, &prog](uint8_t* dst) {
+      fill_random(dst, ti, (int64_t)i, Tensor::count(t.shape) / t.shape.back(), t.shape.back(), t.gain, opt.seed);
+      prog.add(mib(t));
+    };
+    shards.back().push_back(std::move(o));
+  }
+  if (shards.size() == 1) {
+    write_safetensors(out.file("model.safetensors"), shards[0]);
+  } else {
+    nlohmann::json index = {{"metadata", nlohmann::json::object()}, {"weight_map", nlohmann::json::object()}};
+    for (size_t s = 0; s < shards.size(); s++) {
+      std::string name = fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, shards.size());
+      for (auto& t : shards[s]) index["weight_map"][t.name] = name;
+      write_safetensors(out.file(name), shards[s]);
+    }
+    write_file_atomic(out.file("model.safetensors.index.json"), index.dump(2) + "\n");
+  }
+  out.commit();
+}
+
+}  // namespace
+
+void write_random_model(const std::string& path, const GenerateOptions& opt) {
+  TQ_CHECK_INPUT(opt.type == ggml_f32 || opt.type == ggml_f16 || opt.type == ggml_bf16,
+                 "generated models are F32, F16 or BF16");
+  TQ_CHECK_INPUT(opt.cfg.arch == "llama", "generated models are LLaMA-family");
+  validate_config(opt.cfg, INT64_MAX);
+  Model m;  // shapes only: the one list of tensors and their names
+  m.cfg = opt.cfg;
+  allocate(m, false, false, false);
+  m.tok = byte_tokenizer(opt.cfg.vocab);
+  const auto ts = plan_tensors(opt, m);
+  if (opt.format == "hf") return write_hf(path, opt, ts, m);
+  TQ_CHECK_INPUT(opt.format == "gguf", "format '{}' (gguf or hf)", opt.format);
+  GgufWriter w;
+  add_llama_metadata(w, m);
+  Progress prog("generate", total_mib(ts), "MiB");
+  for (size_t i = 0; i < ts.size(); i++) {
+    const Planned t = ts[i];
+    const GgmlTypeInfo* ti = ggml_type_info(t.type);
+    w.add_tensor(t.name, t.shape, t.type, [=, &prog](uint8_t* dst) {
+      fill_random(dst, ti, (int64_t)i, Tensor::count(t.shape) / t.shape.back(), t.shape.back(), t.gain, opt.seed);
+      prog.add(mib(t));
+    });
+  }
+  w.write(path);
+}
+
+}  // namespace tq
