@@ -19,7 +19,9 @@ TempDir::TempDir() {
   path = p;
 }
 
-TempDir::~TempDir() { remove_tree(path); }
+TempDir::~TempDir() {
+  if (!std::getenv("TQ_KEEP_TEST_DIRS")) remove_tree(path);  // kept for debugging a failure
+}
 
 std::string write_sample_text(const TempDir& d) {
   std::string text;

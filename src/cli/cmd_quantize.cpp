@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <set>
 
 #include "cli/common.h"
 #include "core/error.h"
@@ -11,8 +12,15 @@
 #include "core/threads.h"
 #include "eval/evaluate.h"
 #include "eval/report.h"
+#include "core/sha256.h"
 #include "io/tquant_dir.h"
 #include "passes/pass.h"
+#include "passes/pipeline.h"
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <sys/stat.h>
 
 namespace tq::cli {
 
@@ -22,6 +30,112 @@ static nlohmann::json parse_value(const std::string& key, const std::string& v) 
   return parse_json(v, "--set " + key);
 }
 
+static double peak_mib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+// What a checkpoint must match to be continued: the model file, the calibration tokens,
+// the recipe with every parameter, the seed and the threads (same inputs: same bits).
+static std::string run_fingerprint(const std::string& path, const CalibData& cd, const Recipe& r, uint64_t seed) {
+  struct stat sb{};
+  stat(path.c_str(), &sb);
+  Sha256 h;
+  nlohmann::json steps = nlohmann::json::array();
+  for (auto& [p, params] : r.steps) steps.push_back({{"pass", p->name}, {"params", params}});
+  h.add(nlohmann::json{{"format", "tquant-checkpoint-1"}, {"model", std::filesystem::absolute(path).string()},
+                       {"size", (int64_t)sb.st_size}, {"mtime", (int64_t)sb.st_mtim.tv_sec}, {"recipe", steps},
+                       {"seed", seed}, {"threads", num_threads()}}
+            .dump());
+  for (auto& b : cd.batches) h.add(b.tokens.data(), b.tokens.size() * sizeof(int32_t));
+  return h.hex();
+}
+
+// Peak memory of a block-sequential run, before it starts: one block in f32, the head
+// in f32, the calibration streams twice (kept and in the workspace) and one forward.
+static int64_t block_run_estimate(Model& m, const CalibData& cd) {
+  int64_t block = 0;
+  for (int l = 0; l < m.cfg.n_layers; l++) {
+    int64_t n = 0;
+    for (auto& nt : block_tensors(m, l)) n += nt.t->numel();
+    block = std::max(block, n * 4 * 2);  // values, and the codes while a tensor is encoded
+  }
+  int64_t head = m.head.w.numel() * 4, streams = 0, fwd = 0;
+  for (auto& b : cd.batches) {
+    streams += (int64_t)b.B * b.T * m.cfg.dim * 4 * 2;
+    fwd = std::max(fwd, forward_bytes(m.cfg, b.B, b.T, false));
+  }
+  return block + head + streams + fwd;
+}
+
+// quantize one block at a time into OUT.partial (kept when killed), resuming where a
+// checkpoint of the same run left off.
+static void quantize_by_block(Model& m, const Recipe& recipe, const CalibData& cd, QuantPlan plan, uint64_t seed,
+                              const std::string& path, const std::string& out) {
+  const int L = m.cfg.n_layers;
+  const std::string fp = run_fingerprint(path, cd, recipe, seed);
+  AtomicDir dir = AtomicDir::resumable(out);
+  const std::string ck_path = dir.file("checkpoint.json"), streams_path = dir.file("streams.safetensors");
+  auto shard = [&](int l) { return dir.file(l < L ? block_key(l, "safetensors") : "rest.safetensors"); };
+  int first = 0;
+  std::vector<Tensor> inputs;
+  if (std::filesystem::exists(ck_path)) {
+    nlohmann::json doc = read_json_file(ck_path);
+    JsonAt ck(doc, ck_path);
+    if (ck.string("fingerprint", "") != fp)
+      bad_input("{} holds a checkpoint of another run (model, calibration data, recipe, seed or threads differ); "
+                "remove it, or run the same command again", dir.tmp());
+    first = (int)ck["next_block"].integer(1, L);
+    plan = QuantPlan::from_json(ck["plan"]);
+    if (!cd.empty()) {
+      SafetensorsFile s = read_safetensors(streams_path);
+      for (size_t b = 0; b < cd.batches.size(); b++) {
+        const SafeTensor* t = s.find(fmt::format("batch.{}", b));
+        if (!t) bad_input("{}: no stream of calibration batch {}", streams_path, b);
+        inputs.push_back(s.read_f32(*t));
+      }
+    }
+    fmt::print(stderr, "quantize: resuming from block {} of {} ({})\n", first, L, dir.tmp());
+  } else {
+    inputs = embed_calibration(m, cd);
+  }
+  fmt::print(stderr, "quantize: block-sequential, {} blocks; estimated peak {:.0f} MiB beside the mapped file\n", L,
+             block_run_estimate(m, cd) / 1048576.0);
+  const char* stop = std::getenv("TQ_TEST_KILL_AFTER_BLOCK");  // tests: a run killed mid-way, to be resumed
+  PassContext ctx{m, plan, cd, seed};
+  run_recipe_by_block(recipe, ctx, first, std::move(inputs), [&](int l, const std::vector<Tensor>& next) {
+    auto tensors = block_tensors(m, l);
+    write_safetensors(shard(l), encode_tensors(tensors, plan));
+    for (auto& nt : tensors) {  // written: the codes' parameters live in the shard now
+      auto it = plan.weights.find(nt.name);
+      if (it != plan.weights.end()) it->second.scale.clear(), it->second.zero.clear();
+    }
+    if (!next.empty() && l + 1 < L) {
+      std::vector<SafeTensorOut> ts;
+      for (size_t b = 0; b < next.size(); b++) ts.push_back(f32_tensor(fmt::format("batch.{}", b), next[b]));
+      write_safetensors(streams_path, ts);
+    }
+    write_file_atomic(ck_path, nlohmann::json{{"fingerprint", fp}, {"next_block", l + 1}, {"plan", plan.to_json(false)}}
+                                   .dump() + "\n");
+    if (stop && std::atoi(stop) == l) raise(SIGKILL);
+  });
+  std::vector<NamedTensor> rest;  // embeddings, the final norm and the head: the head step planned them
+  std::set<const Tensor*> in_blocks;
+  for (int l = 0; l < L; l++)
+    for (auto& nt : block_tensors(m, l)) in_blocks.insert(nt.t);
+  for (auto& nt : named_tensors(m))
+    if (!in_blocks.count(nt.t)) rest.push_back(nt);
+  write_safetensors(shard(L), encode_tensors(rest, plan));
+  std::vector<std::string> shards;
+  for (int l = 0; l < L; l++) shards.push_back(shard(l));
+  shards.push_back(shard(L));
+  std::filesystem::remove(ck_path);
+  std::filesystem::remove(streams_path);
+  finish_tquant_dir(dir, shards, m, plan, {{"recipe", recipe.name}, {"source", path}});
+  fmt::print(stderr, "quantize: wrote {}; peak memory {:.1f} MiB\n", out, peak_mib());
+}
+
 void register_quantize(CLI::App& app) {
   auto* cmd = app.add_subcommand("quantize", "quantize a model with a recipe and report what was lost");
   static std::string path, recipe_name, calib, out, report_dir, eval_spec, calibrator, json_out;
@@ -29,7 +143,8 @@ void register_quantize(CLI::App& app) {
   static uint64_t seed = 0;
   static double budget = 0, max_bpw = 0;
   static int64_t max_bytes = 0;
-  static Common common;
+  static Common common{0, "", true};  // lazy: a block-sequential run converts one block at a time
+  static bool whole = false;
   cmd->add_option("model", path, "model to quantize")->required();
   cmd->add_option("--recipe", recipe_name, "a built-in recipe (listed below, e.g. w8a8-outliertune) or a JSON recipe file")
       ->required();
@@ -51,6 +166,8 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--report", report_dir, "write report.json, report.md and report.html here");
   cmd->add_option("--json", json_out, "write the headline figures as JSON to FILE ('-' for stdout)");
   cmd->add_option("--seed", seed, "seed for sampling in passes");
+  cmd->add_flag("--whole", whole,
+                "hold the whole model in f32 (the default only where the recipe, --eval or --report need it)");
   add_common(cmd, common);
   cmd->callback([] {
     // Everything that can be checked is checked before any work or any output.
@@ -71,6 +188,20 @@ void register_quantize(CLI::App& app) {
     Model fp = std::move(src.model);
     CalibData cd;
     if (!calib.empty()) cd = load_calib(calib, fp);
+    std::string reason = whole_model_reason(recipe, fp);
+    if (reason.empty() && (whole || eval_data || !report_dir.empty() || !json_out.empty()))
+      reason = whole ? "--whole" : "--eval, --report and --json evaluate the whole model";
+    if (reason.empty()) {
+      QuantPlan plan;
+      if (src.plan && src.plan->weights.empty() && src.plan->sites.empty()) plan.passes = src.plan->passes;
+      fmt::print(stderr, "quantize: recipe {} on {}\n", recipe.name, path);
+      quantize_by_block(fp, recipe, cd, std::move(plan), seed, path, out);
+      return;
+    }
+    for (auto& nt : named_tensors(fp)) {  // the whole model in f32
+      nt.t->load_values();
+      nt.t->stored.reset();
+    }
 
     Model m = fp;
     QuantPlan plan;

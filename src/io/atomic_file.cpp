@@ -114,9 +114,25 @@ AtomicDir::AtomicDir(std::string dir) : dir_(std::move(dir)) {
   live_temps().insert(tmp_);
 }
 
+AtomicDir AtomicDir::resumable(std::string dir) {
+  AtomicDir d;
+  d.dir_ = std::move(dir);
+  while (d.dir_.size() > 1 && d.dir_.back() == '/') d.dir_.pop_back();
+  d.tmp_ = d.dir_ + ".partial";
+  d.keep_ = true;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    remove_stale_temps(d.dir_);
+  }
+  std::error_code ec;
+  d.existed_ = fs::is_directory(d.tmp_, ec);
+  make_dirs(d.tmp_);
+  return d;
+}
+
 AtomicDir::~AtomicDir() {
   std::lock_guard<std::mutex> lock(g_mu);
-  if (!done_) remove_tree(tmp_);
+  if (!done_ && !keep_) remove_tree(tmp_);
   live_temps().erase(tmp_);
 }
 

@@ -29,13 +29,18 @@ void write_file_atomic(const std::string& path, std::string_view content);
 class AtomicDir {
  public:
   explicit AtomicDir(std::string dir);
+  // A directory that a killed or failed run leaves behind to be continued: its
+  // temporary is "<dir>.partial", kept (not removed) until commit().
+  static AtomicDir resumable(std::string dir);
+  bool existed() const { return existed_; }  // the .partial was there already (a resume)
   ~AtomicDir();  // removes the temporary directory unless committed
   const std::string& tmp() const { return tmp_; }
   std::string file(const std::string& name) const { return tmp_ + "/" + name; }
   void commit();
  private:
+  AtomicDir() = default;
   std::string dir_, tmp_;
-  bool done_ = false;
+  bool done_ = false, keep_ = false, existed_ = false;
 };
 
 void remove_tree(const std::string& path);

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <set>
 
 #include "core/checked.h"
@@ -138,15 +139,24 @@ Tokenizer tokenizer_from_json(const JsonAt& j) {
   return t;
 }
 
-void save_tquant_dir(const std::string& dir, const Model& fp, const QuantPlan& plan, const nlohmann::json& extra) {
-  AtomicDir out(dir);
-  nlohmann::json cfg = {{"format", "tquant-model-1"}, {"config", config_to_json(fp.cfg)}, {"labels", fp.labels}};
-  if (!fp.tok.empty()) cfg["tokenizer"] = tokenizer_to_json(fp.tok);
-  for (auto& [k, v] : extra.items()) cfg[k] = v;
-  write_file_atomic(out.file("config.json"), cfg.dump(1) + "\n");
-  write_file_atomic(out.file("plan.json"), plan.to_json(false).dump(1) + "\n");
+// A float tensor as it will be read back: stored F16/BF16/F32 bytes as they are (a
+// lazily loaded model is not expanded), anything else as f32, one tensor in memory at a time.
+static SafeTensorOut float_tensor(const std::string& name, const Tensor& t) {
+  if (t.has_values() || !t.stored) return f32_tensor(name, t);
+  const Stored& st = *t.stored;
+  const std::string type = st.type->name;
+  const std::string dtype = type == "F16" ? "F16" : type == "BF16" ? "BF16" : type == "F32" ? "F32" : "";
+  if (!dtype.empty())
+    return {name, dtype, t.shape, {}, [&st](uint8_t* dst) { std::memcpy(dst, st.bytes, (size_t)st.nbytes()); }};
+  return {name, "F32", t.shape, {}, [&st](uint8_t* dst) {
+            st.rows_to_f32(0, st.rows, reinterpret_cast<float*>(dst));
+            st.evict();
+          }};
+}
+
+std::vector<SafeTensorOut> encode_tensors(const std::vector<NamedTensor>& tensors, const QuantPlan& plan) {
   std::vector<SafeTensorOut> ts;
-  for (auto& nt : named_tensors(const_cast<Model&>(fp))) {
+  for (auto& nt : tensors) {
     auto g = plan.ggml.find(nt.name);
     if (g != plan.ggml.end()) {  // the encoded rows as they are: [rows, bytes per row]
       const int64_t rows = nt.t->numel() / nt.t->shape.back();
@@ -155,7 +165,7 @@ void save_tquant_dir(const std::string& dir, const Model& fp, const QuantPlan& p
     }
     auto it = plan.weights.find(nt.name);
     if (it == plan.weights.end() || !it->second.enabled()) {
-      ts.push_back(f32_tensor(nt.name, *nt.t));
+      ts.push_back(float_tensor(nt.name, *nt.t));
       continue;
     }
     const QuantSpec& q = it->second;
@@ -176,7 +186,51 @@ void save_tquant_dir(const std::string& dir, const Model& fp, const QuantPlan& p
       ts.push_back(f32_tensor(nt.name + ".zero", z));
     }
   }
+  return ts;
+}
+
+static void write_tquant_json(const AtomicDir& out, const Model& fp, const QuantPlan& plan,
+                              const nlohmann::json& extra) {
+  nlohmann::json cfg = {{"format", "tquant-model-1"}, {"config", config_to_json(fp.cfg)}, {"labels", fp.labels}};
+  if (!fp.tok.empty()) cfg["tokenizer"] = tokenizer_to_json(fp.tok);
+  for (auto& [k, v] : extra.items()) cfg[k] = v;
+  write_file_atomic(out.file("config.json"), cfg.dump(1) + "\n");
+  write_file_atomic(out.file("plan.json"), plan.to_json(false).dump(1) + "\n");
+}
+
+void save_tquant_dir(const std::string& dir, const Model& fp, const QuantPlan& plan, const nlohmann::json& extra) {
+  AtomicDir out(dir);
+  write_tquant_json(out, fp, plan, extra);
+  write_safetensors(out.file("model.safetensors"), encode_tensors(named_tensors(const_cast<Model&>(fp)), plan),
+                    {{"format", "tquant-model-1"}});
+  out.commit();
+}
+
+void finish_tquant_dir(AtomicDir& out, const std::vector<std::string>& shards, const Model& fp,
+                       const QuantPlan& plan, const nlohmann::json& extra) {
+  // One model.safetensors from the shards, copied tensor by tensor from their mappings
+  // (the fills run in order, so one shard is open at a time).
+  std::vector<SafeTensorOut> ts;
+  std::vector<size_t> shard_of;
+  for (size_t s = 0; s < shards.size(); s++) {
+    SafetensorsFile f = read_safetensors(shards[s]);
+    for (auto& t : f.tensors) {
+      ts.push_back({t.name, t.dtype, t.shape, {}, nullptr});
+      shard_of.push_back(s);
+    }
+  }
+  auto open = std::make_shared<std::pair<size_t, SafetensorsFile>>(SIZE_MAX, SafetensorsFile{});
+  for (size_t i = 0; i < ts.size(); i++)
+    ts[i].fill = [&shards, open, s = shard_of[i], name = ts[i].name](uint8_t* dst) {
+      if (open->first != s) *open = {s, read_safetensors(shards[s])};
+      const SafeTensor* t = open->second.find(name);
+      TQ_ASSERT(t, "shard {} lost tensor {}", shards[s], name);
+      std::memcpy(dst, t->bytes.data(), t->bytes.size());
+    };
   write_safetensors(out.file("model.safetensors"), ts, {{"format", "tquant-model-1"}});
+  open->second = SafetensorsFile{};
+  for (auto& s : shards) std::filesystem::remove(s);
+  write_tquant_json(out, fp, plan, extra);
   out.commit();
 }
 

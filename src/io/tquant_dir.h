@@ -10,6 +10,8 @@
 #include <string>
 
 #include "core/json.h"
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
 #include "nn/model.h"
 #include "quant/plan.h"
 
@@ -20,6 +22,15 @@ bool is_tquant_dir(const std::string& path);
 void save_tquant_dir(const std::string& dir, const Model& fp, const QuantPlan& plan,
                      const nlohmann::json& extra = nlohmann::json::object());
 Model load_tquant_dir(const std::string& dir, QuantPlan* plan = nullptr);
+
+// The pieces of save_tquant_dir for a model written a block at a time (quantize's
+// block-sequential run): the tensors as model.safetensors holds them (a stored float
+// tensor keeps its file's type), and the end of the run: the shards (each a
+// safetensors file of encode_tensors) merged into model.safetensors and removed,
+// config.json and plan.json written, the directory committed.
+std::vector<SafeTensorOut> encode_tensors(const std::vector<NamedTensor>& tensors, const QuantPlan& plan);
+void finish_tquant_dir(AtomicDir& out, const std::vector<std::string>& shards, const Model& fp,
+                       const QuantPlan& plan, const nlohmann::json& extra = nlohmann::json::object());
 
 nlohmann::json config_to_json(const Config& c);
 Config config_from_json(const JsonAt& j);

@@ -23,7 +23,9 @@ void note_hqq(PassContext& ctx, const HqqOptions& o) {
   double n = 0, hqq = 0, ours = 0;
   nlohmann::json short_groups = nlohmann::json::array(), rungs = nlohmann::json::object();
   for (auto& ref : block_weights(ctx.model)) {
-    const QuantSpec& s = ctx.plan.weights.at(ref.name());
+    auto it = ctx.plan.weights.find(ref.name());
+    if (it == ctx.plan.weights.end()) continue;  // a later block of a block-sequential run
+    const QuantSpec& s = it->second;
     int64_t rows = ref.w->dim(0), cols = ref.w->dim(1), numel = rows * cols;
     Rung r{s.bits, s.group};
     n += numel;
@@ -58,7 +60,8 @@ namespace {
 void run_hqq(PassContext& ctx, const nlohmann::json& p) {
   HqqOptions o = hqq_options(p);
   Rung r{p["bits"], p["group"]};
-  for (auto& ref : block_weights(ctx.model)) plan_rung(ctx, ref, r, o);
+  for (auto& ref : block_weights(ctx.model))
+    if (ctx.whole() || (!ctx.layers().empty() && ref.layer == ctx.layers()[0])) plan_rung(ctx, ref, r, o);
   note_hqq(ctx, o);
 }
 
@@ -72,7 +75,7 @@ PassDef hqq_pass() {
               {"group", 64, "group size along the input dimension (the last group may be shorter)", {}, 1, 1 << 20},
               {"iters", 20, "zero-point updates at most (0: min-max with HQQ's zero)", {}, 0, 1000},
           },
-          run_hqq};
+          run_hqq, [](const nlohmann::json&) { return true; }};
 }
 
 }  // namespace tq

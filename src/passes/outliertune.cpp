@@ -18,6 +18,14 @@ namespace tq {
 
 namespace {
 
+// The folds an earlier block step of the same pass recorded (a block-sequential run
+// notes each block as it goes); none in a whole run.
+nlohmann::json earlier_folds(const PassContext& ctx, const char* pass) {
+  auto it = ctx.plan.notes.find(pass);
+  if (ctx.whole() || it == ctx.plan.notes.end() || !it->contains("folds")) return nlohmann::json::array();
+  return (*it)["folds"];
+}
+
 void run_symmetrize(PassContext& ctx, const nlohmann::json& p) {
   if (!p["symmetrize"]) {
     ctx.plan.notes["symmetrize"] = "off (ablation: OutlierTune without symmetrization)";
@@ -26,8 +34,8 @@ void run_symmetrize(PassContext& ctx, const nlohmann::json& p) {
   Model& m = ctx.model;
   const auto& stats = ctx.stats();
   const std::vector<double> one(m.cfg.dim, 1.0);
-  nlohmann::json folds = nlohmann::json::array();
-  for (int l = 0; l < m.cfg.n_layers; l++)
+  nlohmann::json folds = earlier_folds(ctx, "symmetrize");
+  for (int l : ctx.layers())
     for (Site site : norm_fed_sites()) {
       const SiteStats& st = site_stats(stats, site, l);
       std::vector<double> c(st.cols);
@@ -61,12 +69,12 @@ void run_step_fold(PassContext& ctx, const nlohmann::json& p) {
   if (rho < 1) {
     clipped.sites = {norm_fed_sites().begin(), norm_fed_sites().end()};
     clipped.clip_ratio = rho;
-    observe(m, ctx.plan, ctx.calib, clipped);
+    ctx.observe(clipped);
   }
   const auto& stats = rho < 1 ? clipped.stats : ctx.stats();
   const std::vector<double> no_shift(m.cfg.dim, 0.0);
-  nlohmann::json folds = nlohmann::json::array();
-  for (int l = 0; l < m.cfg.n_layers; l++)
+  nlohmann::json folds = earlier_folds(ctx, "step_fold");
+  for (int l : ctx.layers())
     for (Site site : norm_fed_sites()) {
       const SiteStats& st = site_stats(stats, site, l);
       std::vector<float> mx(st.cols);
@@ -102,7 +110,7 @@ PassDef symmetrize_pass() {
   return {"symmetrize",
           "OutlierTune symmetrization: centre each channel of qkv_in and up_in on its mean mid-range (exact fold)",
           {{"symmetrize", true, "false: fold nothing (the ablation 'OutlierTune without symmetrization')", {}}},
-          run_symmetrize};
+          run_symmetrize, [](const nlohmann::json&) { return true; }};
 }
 
 PassDef step_fold_pass() {
@@ -114,7 +122,7 @@ PassDef step_fold_pass() {
                1.0},
               {"w_bits", 8, "weight bits for the fold's SQNR report (0: none)", {}, 0, 8},
           },
-          run_step_fold};
+          run_step_fold, [](const nlohmann::json&) { return true; }};
 }
 
 }  // namespace tq

@@ -45,7 +45,7 @@ const SiteStats& site_stats(const std::map<std::string, SiteStats>& stats, Site 
   return it->second;
 }
 
-void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Hooks& obs) {
+QuantPlan site_transforms(const QuantPlan& plan) {
   QuantPlan transforms;
   for (auto& [key, s] : plan.sites)
     if (!s.pre_inv.empty()) {
@@ -55,16 +55,47 @@ void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Hook
       t.pre_shift = s.pre_shift;
       transforms.sites[key] = t;
     }
+  return transforms;
+}
+
+void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Hooks& obs) {
+  const QuantPlan transforms = site_transforms(plan);  // SimHook keeps a reference
   SimHook sim(transforms, m.cfg.n_layers);
   HookChain chain(sim, obs);
   run_calibration(m, calib, chain);
+}
+
+std::vector<int> PassContext::layers() const {
+  if (step_ >= model.cfg.n_layers) return {};
+  if (step_ >= 0) return {step_};
+  std::vector<int> all(model.cfg.n_layers);
+  for (int l = 0; l < model.cfg.n_layers; l++) all[l] = l;
+  return all;
+}
+
+void PassContext::observe(Hooks& obs) const {
+  if (whole()) return tq::observe(model, plan, calib, obs);
+  TQ_ASSERT(inputs_ && inputs_->size() == calib.batches.size(), "a block step without the calibration inputs");
+  const QuantPlan transforms = site_transforms(plan);
+  SimHook sim(transforms, model.cfg.n_layers);
+  HookChain chain(sim, obs);
+  Workspace ws;
+  for (size_t b = 0; b < calib.batches.size(); b++) {
+    const Input in = calib.batches[b].input();
+    forward_embed(model, in, ws);  // sizes the workspace; the stream is the recorded one
+    ws.x.data = (*inputs_)[b].data;
+    if (step_ < model.cfg.n_layers)
+      forward_block(model, step_, in, ws, chain);
+    else
+      forward_head(model, in, ws, chain);
+  }
 }
 
 const std::map<std::string, SiteStats>& PassContext::stats() {
   if (!stats_) {
     TQ_CHECK_INPUT(!calib.empty(), "this recipe needs calibration data (--calib)");
     Observer obs;
-    observe(model, plan, calib, obs);
+    observe(obs);
     stats_ = std::make_unique<std::map<std::string, SiteStats>>(std::move(obs.stats));
   }
   return *stats_;

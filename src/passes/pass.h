@@ -40,9 +40,28 @@ struct PassContext {
   // gathered on first use; a pass that changes the model calls model_changed().
   const std::map<std::string, SiteStats>& stats();
   void model_changed() { stats_.reset(); }
+  // Runs the calibration data through the float model (with the transforms the plan has
+  // put into quantize ops so far) with obs watching: the whole model, or in a block step
+  // only that block (or the head) on its recorded inputs.
+  void observe(Hooks& obs) const;
+
+  // The part of the model a step works on. A whole run: every layer and the head.
+  // A block-sequential run (passes/pipeline.h) sets one layer at a time, then the head
+  // alone (layer n_layers), with the residual stream each calibration batch brings
+  // to that point. Block-local passes loop over layers() and plan the head when head().
+  std::vector<int> layers() const;
+  bool head() const { return step_ < 0 || step_ == model.cfg.n_layers; }
+  bool whole() const { return step_ < 0; }
+  void set_step(int step, const std::vector<Tensor>* inputs) {
+    step_ = step;
+    inputs_ = inputs;
+    model_changed();
+  }
 
  private:
   std::unique_ptr<std::map<std::string, SiteStats>> stats_;
+  int step_ = -1;
+  const std::vector<Tensor>* inputs_ = nullptr;  // per calibration batch: [B·S, dim]
 };
 
 struct ParamDef {
@@ -57,6 +76,9 @@ struct PassDef {
   std::string name, help;
   std::vector<ParamDef> params;
   std::function<void(PassContext&, const nlohmann::json&)> run;  // params complete and checked
+  // Whether the pass can run one block at a time (it reads and changes only the
+  // step's layers and the head in the head step): what a block-sequential run needs.
+  std::function<bool(const nlohmann::json&)> block_local = nullptr;
 };
 
 const std::vector<PassDef>& all_passes();
@@ -105,6 +127,9 @@ const SiteStats& site_stats(const std::map<std::string, SiteStats>& stats, Site 
 // Records site statistics of the model as the plan defines it so far: the values
 // seen through the transforms earlier folds put into quantize ops (post-norm), in float.
 void observe(const Model& m, const QuantPlan& plan, const CalibData& calib, Hooks& obs);
+// The transforms (pre_inv, pre_shift) the plan has put into its sites' quantize ops, without
+// the quantizers: what keeps the float model's function after a fold (observe's view).
+QuantPlan site_transforms(const QuantPlan& plan);
 
 // Mean KL(P_ref ‖ P_model) of the output distributions over the calibration data
 // (every LM position, every image): the score of searches that pick a setting.

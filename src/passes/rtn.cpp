@@ -19,10 +19,10 @@ static void run_rtn(PassContext& ctx, const nlohmann::json& p) {
     ws.gran = p["w_gran"] == "group" ? Gran::group : gran_from_string(p["w_gran"]);
     ws.group = p["group"];
     CalibOptions wc{calib_from_string(p["w_calibrator"]), p["percentile"]};
-    for (int l = 0; l < m.cfg.n_layers; l++)
+    for (int l : ctx.layers())
       for (auto& nl : block_linears(m.blocks[l]))
         ctx.plan.weights[weight_name(l, nl.slot)] = fit_weight(nl.lin->w, ws, wc);
-    if (head) {
+    if (head && ctx.head()) {
       if (m.cfg.tied_head) {
         ctx.plan.notes["rtn"] = "head shares the token embedding: kept in float";
       } else {
@@ -56,10 +56,10 @@ static void run_rtn(PassContext& ctx, const nlohmann::json& p) {
     };
     for (Site s : sites) {
       if (s == Site::head_in) {
-        if (head) plan_site(s, -1);
+        if (head && ctx.head()) plan_site(s, -1);
         continue;
       }
-      for (int l = 0; l < m.cfg.n_layers; l++) plan_site(s, l);
+      for (int l : ctx.layers()) plan_site(s, l);
     }
   }
 }
@@ -81,7 +81,7 @@ PassDef rtn_pass() {
               {"sites", "qkv_in,o_in,up_in,down_in,head_in", "activation sites to quantize", {}},
               {"head", true, "quantize the output head (weights and head_in)", {}},
           },
-          run_rtn};
+          run_rtn, [](const nlohmann::json&) { return true; }};
 }
 
 }  // namespace tq

@@ -38,6 +38,7 @@ void check_plan_sites(const QuantPlan& plan, const Config& c, const std::string&
 // Fake-quantizes every planned site in the forward (simulation).
 struct SimHook : Hooks {
   explicit SimHook(const QuantPlan& plan, int n_layers);
+  SimHook(QuantPlan&&, int) = delete;  // it keeps a reference: a temporary would dangle
   void forward(Site site, int layer, float* x, int rows, int cols) override;
   int64_t saturated = 0;  // values clamped by static ranges (counted, never silent)
 

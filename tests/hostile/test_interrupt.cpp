@@ -114,11 +114,13 @@ TEST(Interrupt, SigintOrSigtermDuringExportLeavesNothing) {
   expect_interrupts({"export", model, "--gguf", out}, d, out, SIGTERM);
 }
 
+// A whole-model run (--whole) leaves nothing; a block-sequential one keeps q.partial to be
+// resumed (tests/passes/test_pipeline.cpp).
 TEST(Interrupt, SigintDuringQuantizeLeavesNothing) {
   TempDir d;
   const std::string model = big_model(d), out = d.file("q"), text = write_sample_text(d);
-  expect_interrupts({"quantize", model, "--recipe", "w8a8-rtn", "--calib", text + "?limit=2", "-o", out}, d, out,
-                    SIGINT);
+  expect_interrupts({"quantize", model, "--recipe", "w8a8-rtn", "--whole", "--calib", text + "?limit=2", "-o", out},
+                    d, out, SIGINT);
 }
 
 TEST(Interrupt, AfterSigkillTheNextRunRemovesTheStaleTemporary) {
