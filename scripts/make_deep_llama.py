@@ -2,7 +2,7 @@
 """A deeper generated LLaMA for the mixed-precision figures (issue 8), as an F32 GGUF.
 
 stories260K has 5 layers: the paper's trimmed z-score detector needs >= 12
-(methods.md §3.6). This model has 24 layers of random weights (std 1/sqrt(fan_in),
+(docs/methods.md §3.6). This model has 24 layers of random weights (std 1/sqrt(fan_in),
 so every layer passes a signal on) and a few planted heavy-tailed matrices: their
 weights are Laplace samples cubed, rescaled to the same standard deviation, so
 their kurtosis jumps and they are harder to quantize (min-max ranges set by a few

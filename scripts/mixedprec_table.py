@@ -5,7 +5,7 @@
 
 bpw: bits per weight of the block linears with f16 scale and zero per group
 (ours) and with HQQ's 8-bit meta-quantized scale and zero (paper's accounting).
-Memory: the change of the linears' bytes (HQQ accounting, methods.md §3.5) and
+Memory: the change of the linears' bytes (HQQ accounting, docs/methods.md §3.5) and
 of the whole model as the plan stores it (embeddings and head in f32).
 """
 import argparse

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 7 tables: fp32, per-tensor RTN (each calibrator), SmoothQuant (α 0.5 and
 # searched), OutlierTune without symmetrization, OutlierTune (and clip 0.8) at
-# W8A8 and W6A6 on stories260K and the two MNIST ViTs (methods.md §0.5 splits).
+# W8A8 and W6A6 on stories260K and the two MNIST ViTs (docs/methods.md §0.5 splits).
 # Every row quantizes the same sites: qkv_in, o_in, up_in, down_in, q, k, v
 # (probs and the head stay float); the last row leaves q, k, v float to show
 # what the attention operands cost. Usage:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 5 "done when" 2 on the 5-layer MNIST ViT: QuantTune (λ 0.05, k 3) and, as the control, the
-# same fine-tune with λ = 0, both on test images 9,000–9,999 (the fine-tune pool of methods.md §0.5;
+# same fine-tune with λ = 0, both on test images 9,000–9,999 (the fine-tune pool of docs/methods.md §0.5;
 # ../shared has no MNIST train set), the last tenth of them the guard set. Then per-tensor RTN at
 # W8A8 and W7A7 with each calibrator on the original and both fine-tuned models, calibrated on
 # images 9,000–9,031 and evaluated on images 0–8,999. Usage:

@@ -2,11 +2,11 @@
 # Issue 6 tables: fp32, per-tensor RTN with the best calibrator, the RepQ-ViT variant
 # (wXaY-repqvit: no learning), RepQuant without reconstruction (--set recon_steps=0) and
 # full RepQuant (wXaY-repquant) at W8A8, W6A6, W4A8 and W4A4 on stories260K (PPL, KLD) and the two
-# MNIST ViTs (accuracy), methods.md §0.5 splits. The RTN rows quantize qkv_in, o_in,
+# MNIST ViTs (accuracy), docs/methods.md §0.5 splits. The RTN rows quantize qkv_in, o_in,
 # up_in, down_in, q, k, v and the head (weights per-row symmetric, activations
 # per-tensor static; probs float); the RepQuant rows quantize the same plus probs
 # (log√2), weights per-row asymmetric, and on the LM o_in, down_in, q, k, v per token
-# (methods.md §1.2). The full recipe's quantization time and peak memory come from
+# (docs/methods.md §1.2). The full recipe's quantization time and peak memory come from
 # /usr/bin/time. Usage:
 #   scripts/repquant_tables.sh [OUT_DIR] [MODEL...]   MODEL: stories vit-sonjuhy vit-agentzz1
 # Environment: EVAL_LIMIT=N evaluates only the first N items of the evaluation split

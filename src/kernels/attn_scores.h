@@ -1,5 +1,5 @@
 // QKᵀ on integer codes, for attention whose q and k sites are quantized
-// (methods.md §1.9: S = K1(quant(q), quant(k)ᵀ)·scale), per head h with grouped
+// (docs/methods.md §1.9: S = K1(quant(q), quant(k)ᵀ)·scale), per head h with grouped
 // keys (head h reads kv head h / (H / KV)):
 //
 //   S[h, i, j] = fl(fl(α_i·β_j)·scale) · (float) Σ_d a[i, h·hd + d] · b[j, (h/G)·hd + d]

@@ -50,7 +50,7 @@ struct Operands {
     scale.assign(N, 1e-3f);
     bias.assign(N, 0.1f);
     w8 = pack_int8({wq.data(), N, K, scale.data(), bias.data()});
-    // K4 at HQQ's recommended b4g64 (methods.md §5.8).
+    // K4 at HQQ's recommended b4g64 (docs/methods.md §5.8).
     std::vector<uint8_t> q4(N * K);
     for (auto& v : q4) v = (uint8_t)rng.below(16);
     const int64_t groups = (K + 63) / 64;

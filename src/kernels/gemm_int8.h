@@ -1,4 +1,4 @@
-// Integer GEMM for W8A8 linears, kernels K1–K3 of methods.md §0.4:
+// Integer GEMM for W8A8 linears, kernels K1–K3 of docs/methods.md §0.4:
 //
 //   y[t,o] = α_t · s_o · Σ_c (Wq[o,c] − zw_o)·(q[t,c] − z) + b_o
 //
@@ -7,7 +7,7 @@
 //   K3  s8 activations quantized per token (quantize_per_token): α_t = s_t, z = 0
 //
 // zw_o is the optional per-row weight zero point (RepQ-ViT's asymmetric
-// weights); it adds −zw_o·S_t + C·z·zw_o with S_t = Σ_c q[t,c] (methods.md §0.4).
+// weights); it adds −zw_o·S_t + C·z·zw_o with S_t = Σ_c q[t,c] (docs/methods.md §0.4).
 //
 // A runtime packs each weight once (pack_int8) and then calls gemm_int8 per
 // batch of activations. Every path accumulates exactly in int32: the sums are

@@ -1,4 +1,4 @@
-// Low-bit weights with per-group parameters, kernel K4 of methods.md §0.4, in two
+// Low-bit weights with per-group parameters, kernel K4 of docs/methods.md §0.4, in two
 // forms that read the same packed weight:
 //
 //   K4      float activations (weight-only models; decoding):
@@ -14,7 +14,7 @@
 //
 // bits 2..8; codes q in [0, 2^bits); groups of `group` consecutive inputs (a
 // multiple of 32; the last group of a row may be shorter). Per group an fp16
-// scale s and an fp16 zero point z, as tquant stores them (methods.md §3.2), or,
+// scale s and an fp16 zero point z, as tquant stores them (docs/methods.md §3.2), or,
 // for ggml's Q4_1/Q5_1, an fp16 min m with x = s·q + m (LowbitWeights::min).
 // pack_ggml() packs the legacy ggml blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) into
 // this form exactly.

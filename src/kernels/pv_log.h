@@ -1,4 +1,4 @@
-// Log-domain attention product, kernel K5 of methods.md §1.5. The softmax
+// Log-domain attention product, kernel K5 of docs/methods.md §1.5. The softmax
 // output P is held as log√2 codes q (b bits, 0xFF = zero; P̂ = Δ·2^(−q/2)) and
 // V as int8 with a per-tensor scale (and optional zero point). Since
 // 2^(−q/2) = 2^(−⌈q/2⌉)·(1 + (√2 − 1)·[q odd]), P̂·V needs only shifts and adds:

@@ -1,6 +1,6 @@
 // Per-channel scales of the activation at a linear-input site, moved into
 // whatever produces it and undone in the linears that read it, so the float
-// function stays the same (methods.md §0.3; AWQ folds its scales this way, and
+// function stays the same (docs/methods.md §0.3; AWQ folds its scales this way, and
 // the outlier-stress variants push outliers in this way):
 //   qkv_in, up_in  the norm's gain (and bias): x' = x ⊙ s, consumers' columns ÷ s
 //                  (fold_channel_affine with a = 1/s; post-norm blocks put it in the quantize op)

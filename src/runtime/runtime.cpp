@@ -63,7 +63,7 @@ std::string site_form(const QuantSpec& s) {
   if (s.dynamic && s.gran == Gran::row) return fmt::format("{} per token", codes);
   return fmt::format("{} per tensor{}", codes, s.dynamic ? " (dynamic)" : "");
 }
-// K1–K3 by the site's form (methods.md §0.4).
+// K1–K3 by the site's form (docs/methods.md §0.4).
 const char* int8_kernel(const QuantSpec& s) {
   if (s.dynamic && s.gran == Gran::row) return "K3";
   return s.scheme == Scheme::asym ? "K1" : "K2";

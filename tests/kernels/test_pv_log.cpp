@@ -1,5 +1,5 @@
 // K5: every path's A and B equal the reference sums exactly; the output
-// equals P̂·V̂ in float64 within methods.md §6.3 item 12 (1e-6 for b ≤ 6,
+// equals P̂·V̂ in float64 within docs/methods.md §6.3 item 12 (1e-6 for b ≤ 6,
 // 1e-9 for b = 7, 8 with the 48-bit truncation).
 #include "core/error.h"
 #include "kernel_test.h"
