@@ -15,7 +15,7 @@ void register_export(CLI::App& app) {
   auto* cmd = app.add_subcommand("export", "write a (quantized) model as GGUF for llama.cpp");
   static std::string path, gguf, json_out;
   static GgufExportOptions opt;
-  static Common common;
+  static Common common{0, "", true};  // lazy: one tensor in f32 at a time
   cmd->add_option("model", path, "a tquant output directory, or any LLaMA model")->required();
   cmd->add_option("--gguf", gguf, "GGUF file to write (atomically)")->required();
   cmd->add_option("--types", opt.types,

@@ -11,6 +11,7 @@ namespace tq {
 void Stored::rows_to_f32(int64_t r0, int64_t n, float* dst) const {
   if (r0 < 0 || n < 0 || r0 + n > rows) run_failed("stored rows [{}, {}) of {}", r0, r0 + n, rows);
   // Rows are whole blocks, so a run of rows converts as one call.
+  if (decode) return decode(r0, n, dst);
   type->to_f32(bytes + r0 * row_bytes, dst, n * cols);
 }
 

@@ -5,6 +5,7 @@
 // dropped again after (drop_values). Activations are always f32.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -21,6 +22,9 @@ struct Stored {
   const uint8_t* bytes = nullptr;
   int64_t rows = 0, cols = 0, row_bytes = 0;
   std::shared_ptr<const void> keep;
+  // A decoder for rows that are not one ggml type (tquant's codes with their scales):
+  // decode(r0, n, dst) writes rows [r0, r0 + n) as f32. type then names the codes' bytes.
+  std::function<void(int64_t r0, int64_t n, float* dst)> decode;
 
   int64_t nbytes() const { return rows * row_bytes; }
   // Rows [r0, r0 + n) as f32 into dst ([n, cols]).

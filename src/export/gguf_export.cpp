@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "export/gguf_writer.h"
 #include "io/ggml_quants.h"
 #include "io/ggml_types.h"
@@ -100,70 +102,83 @@ std::vector<GgufTensorReport> export_gguf(const Model& m, const QuantPlan& plan,
   for (auto& [key, s] : plan.sites)
     if (!s.pre_inv.empty())
       bad_input("GGUF export: site {} carries a channel pre-transform that a GGUF model cannot express", key);
+  // The type of every tensor is chosen first (from its plan and shape); the bytes are made
+  // while the file is written, one tensor in f32 at a time, so a lazily loaded model is
+  // exported without being expanded.
   struct Item {
-    std::string name;
     const Tensor* t;
     uint32_t type;
-    std::vector<uint8_t> bytes;
-    GgufTensorReport r;
+    const std::vector<uint8_t>* ggml;  // the plan's own ggml bytes, or null
+    const QuantSpec* codes;             // pack the plan's codes, or null (encode the values)
   };
   std::vector<Item> items;
+  std::vector<GgufTensorReport> out;
   bool quantized = false;
-  for (auto& nt : named_tensors(const_cast<Model&>(m))) {
+  auto named = named_tensors(const_cast<Model&>(m));
+  for (auto& nt : named) {
     const Tensor& t = *nt.t;
     GgufTensorReport r;
     r.name = nt.name;
     r.plan = "float";
-    uint32_t type = t.ndim() == 2 ? float_type(opt.float_type) : ggml_f32;
+    Item item{&t, t.ndim() == 2 ? float_type(opt.float_type) : ggml_f32, nullptr, nullptr};
     r.how = t.ndim() == 2 ? "float weight" : "norm (llama.cpp keeps them f32)";
-    std::vector<uint8_t> bytes;
     auto it = plan.weights.find(nt.name);
     auto g = plan.ggml.find(nt.name);
     if (g != plan.ggml.end()) {
-      type = g->second.type;
-      bytes = g->second.data;
-      r.plan = ggml_type_info(type)->name;
+      item.type = g->second.type;
+      item.ggml = &g->second.data;
+      r.plan = ggml_type_info(item.type)->name;
       r.how = "the plan's ggml tensor, written as it is";
-      quantized |= ggml_grid(type) != nullptr;
+      quantized |= ggml_grid(item.type) != nullptr;
     } else if (it != plan.weights.end() && it->second.enabled()) {
       const QuantSpec& s = it->second;
       r.plan = plan_name(s);
       const TypeRule* rule = find_rule(opt.types, s, t.cols());
       if (t.cols() % 32 || !rule) {
-        type = float_type(opt.fallback);
+        item.type = float_type(opt.fallback);
         r.how = rule ? fmt::format("fallback: rows of {} are not whole 32-blocks", t.cols())
                      : fmt::format("fallback: no ggml type holds {} codes", to_string(s.scheme));
       } else {
-        type = rule->type;
-        if (rule->codes) bytes = pack_codes(type, t, s);
-        r.how = !bytes.empty() ? (s.scheme == Scheme::asym ? "plan codes, d = scale, m = -zero*scale (f16)"
-                                                            : "plan codes, d = scale (f16)")
-                               : "re-quantized from the plan's values";
+        item.type = rule->type;
+        if (rule->codes) item.codes = &s;
+        r.how = item.codes ? (s.scheme == Scheme::asym ? "plan codes, d = scale, m = -zero*scale (f16)"
+                                                        : "plan codes, d = scale (f16)")
+                           : "re-quantized from the plan's values";
         quantized = true;
       }
     }
-    if (bytes.empty()) bytes = encode(type, t);
-    r.type = ggml_type_info(type)->name;
-    Tensor back(t.shape);
-    ggml_type_info(type)->to_f32(bytes.data(), back.ptr(), back.numel());
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < t.numel(); i++) {
-      double d = (double)back.data[i] - t.data[i];
-      r.max_abs_diff = std::max(r.max_abs_diff, std::fabs(d));
-      num += d * d;
-      den += (double)t.data[i] * t.data[i];
-    }
-    r.rel_rms = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-    items.push_back({nt.name, &t, type, std::move(bytes), std::move(r)});
+    r.type = ggml_type_info(item.type)->name;
+    items.push_back(item);
+    out.push_back(std::move(r));
   }
   GgufWriter w;
   add_metadata(w, m, quantized);
-  std::vector<GgufTensorReport> out;
-  for (Item& it : items) {
-    w.add_tensor(it.name, it.t->shape, it.type, std::move(it.bytes));
-    out.push_back(std::move(it.r));
+  Progress prog("export", (int64_t)items.size(), "tensor");
+  for (size_t i = 0; i < items.size(); i++) {
+    const Item& it = items[i];
+    w.add_tensor(named[i].name, it.t->shape, it.type, [&, i](uint8_t* dst) {
+      const Item& it = items[i];
+      Tensor t = *it.t;  // a stored tensor's values for this tensor only
+      t.load_values();
+      std::vector<uint8_t> bytes = it.ggml ? *it.ggml : it.codes ? pack_codes(it.type, t, *it.codes) : encode(it.type, t);
+      std::memcpy(dst, bytes.data(), bytes.size());
+      Tensor back(t.shape);
+      ggml_type_info(it.type)->to_f32(bytes.data(), back.ptr(), back.numel());
+      GgufTensorReport& r = out[i];
+      double num = 0, den = 0;
+      for (int64_t k = 0; k < t.numel(); k++) {
+        double d = (double)back.data[k] - t.data[k];
+        r.max_abs_diff = std::max(r.max_abs_diff, std::fabs(d));
+        num += d * d;
+        den += (double)t.data[k] * t.data[k];
+      }
+      r.rel_rms = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+      if (it.t->stored) it.t->stored->evict();
+      prog.add();
+    });
   }
   w.write(path);
+  prog.finish();
   return out;
 }
 

@@ -234,7 +234,33 @@ void finish_tquant_dir(AtomicDir& out, const std::vector<std::string>& shards, c
   out.commit();
 }
 
-Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
+// The codes of a quantized weight left in the file: rows decode to exactly the values
+// dequantize_codes gives for the whole tensor.
+static Tensor stored_codes(const SafeTensor& t, const QuantSpec& q, std::shared_ptr<const void> keep) {
+  static const GgmlTypeInfo i8{"I8 codes", 1, 1, nullptr, nullptr}, u8{"U8 codes", 1, 1, nullptr, nullptr};
+  const bool sym = q.scheme == Scheme::sym, log = q.scheme == Scheme::log2 || q.scheme == Scheme::logsqrt2;
+  Tensor out = stored_tensor(t.shape, sym ? &i8 : &u8, t.bytes.data(), std::move(keep));
+  auto s = std::make_shared<Stored>(*out.stored);
+  const int64_t cols = s->cols;
+  const int64_t per_row = q.gran == Gran::group ? (cols + q.group - 1) / q.group : 1;
+  s->decode = [bytes = t.bytes.data(), cols, per_row, q, sym, log](int64_t r0, int64_t n, float* dst) {
+    QuantSpec rows = q;  // the parameters of rows [r0, r0 + n)
+    if (q.gran == Gran::row || q.gran == Gran::group) {
+      rows.scale.assign(q.scale.begin() + r0 * per_row, q.scale.begin() + (r0 + n) * per_row);
+      if (!q.zero.empty()) rows.zero.assign(q.zero.begin() + r0 * per_row, q.zero.begin() + (r0 + n) * per_row);
+    }
+    std::vector<int32_t> codes((size_t)(n * cols));
+    const uint8_t* b = bytes + r0 * cols;
+    for (size_t i = 0; i < codes.size(); i++)
+      codes[i] = sym ? (int32_t)(int8_t)b[i] : (log && b[i] == 0xff) ? -1 : (int32_t)b[i];
+    dequantize_codes(codes.data(), (int)n, (int)cols, rows, dst);
+  };
+  out.stored = std::move(s);
+  return out;
+}
+
+Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out, bool lazy) {
+
   const std::string cfg_path = dir + "/config.json", plan_path = dir + "/plan.json";
   nlohmann::json cfg_doc = read_json_file(cfg_path), plan_doc = read_json_file(plan_path);
   JsonAt cfg(cfg_doc, cfg_path);
@@ -255,7 +281,11 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
     throw Error(e.exit_code, cfg_path + ": " + e.what());
   }
   check_plan_sites(plan, m.cfg, plan_path);
-  allocate(m, true, true);  // biases are optional: those the file lacks are dropped
+  allocate(m, true, true, !lazy);  // biases are optional: those the file lacks are dropped
+  // The matrices the forward reads where they are stored: the block linears, the embedding, the head.
+  auto runs_stored = [&](const std::string& name) {
+    return name == "token_embd.weight" || name == "output.weight" || parse_weight_name(name, m.cfg.n_layers);
+  };
   // Norms that only some families have: the final one (absent in some ViTs), BERT's embedding norm.
   if (!st.find("output_norm.weight")) m.final_norm = Norm{};
   if (st.find("token_embd_norm.weight")) m.embd_norm = {Tensor({m.cfg.dim}), Tensor({m.cfg.dim})};
@@ -285,7 +315,7 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
     if (it == plan.weights.end() || !it->second.enabled()) {
       if (dtype_size(t->dtype) && t->dtype.find('F') == std::string::npos)
         bad_input("{}: '{}' holds {} codes, but plan.json has no weight quantizer for it", dir, nt.name, t->dtype);
-      *nt.t = st.read_f32(*t);
+      *nt.t = lazy && runs_stored(nt.name) ? st.stored(*t) : st.read_f32(*t);
       continue;
     }
     QuantSpec& q = it->second;
@@ -303,14 +333,23 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out) {
         bad_input("{}: '{}.scale' holds {}; steps must be positive and finite", dir, nt.name, v);
     for (float v : q.zero)
       if (!std::isfinite(v)) bad_input("{}: '{}.zero' holds {}; zero points must be finite", dir, nt.name, v);
-    std::vector<int32_t> codes(t->numel());
     bool is_log = q.scheme == Scheme::log2 || q.scheme == Scheme::logsqrt2;
-    for (int64_t i = 0; i < t->numel(); i++) {
-      uint8_t b = t->bytes[i];
-      codes[i] = q.scheme == Scheme::sym ? (int32_t)(int8_t)b : (is_log && b == 0xff) ? -1 : (int32_t)b;
-      if (!is_log && (codes[i] > q.qmax() || codes[i] < q.qmin()))
-        bad_input("{}: code {} of '{}' is outside the {}-bit range", dir, codes[i], nt.name, q.bits);
+    auto code = [&](uint8_t b) {
+      return q.scheme == Scheme::sym ? (int32_t)(int8_t)b : (is_log && b == 0xff) ? -1 : (int32_t)b;
+    };
+    if (!is_log)
+      for (int64_t i = 0; i < t->numel(); i++) {
+        int32_t c = code(t->bytes[i]);
+        if (c > q.qmax() || c < q.qmin())
+          bad_input("{}: code {} of '{}' is outside the {}-bit range", dir, c, nt.name, q.bits);
+      }
+    if (lazy && runs_stored(nt.name)) {  // checked; the codes stay in the file and decode row by row when used
+      *nt.t = stored_codes(*t, q, st.file);
+      nt.t->stored->evict();
+      continue;
     }
+    std::vector<int32_t> codes(t->numel());
+    for (int64_t i = 0; i < t->numel(); i++) codes[i] = code(t->bytes[i]);
     dequantize_codes(codes.data(), rows, cols, q, nt.t->ptr());
   }
   for (auto& [name, t] : plan.ggml)

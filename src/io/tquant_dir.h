@@ -21,7 +21,9 @@ bool is_tquant_dir(const std::string& path);
 // fp holds the float (possibly folded) weights the plan's weight quantizers apply to.
 void save_tquant_dir(const std::string& dir, const Model& fp, const QuantPlan& plan,
                      const nlohmann::json& extra = nlohmann::json::object());
-Model load_tquant_dir(const std::string& dir, QuantPlan* plan = nullptr);
+// lazy: matrices stay in the file (float ones in their type, quantized ones as codes that
+// decode row by row), as load_model's lazy option does for GGUF.
+Model load_tquant_dir(const std::string& dir, QuantPlan* plan = nullptr, bool lazy = false);
 
 // The pieces of save_tquant_dir for a model written a block at a time (quantize's
 // block-sequential run): the tensors as model.safetensors holds them (a stored float

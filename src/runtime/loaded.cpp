@@ -10,7 +10,7 @@ Loaded load_with_plan(const std::string& path, const LoadOptions& opt) {
   Loaded l;
   if (is_tquant_dir(path)) {
     QuantPlan plan;
-    l.model = load_tquant_dir(path, &plan);
+    l.model = load_tquant_dir(path, &plan, opt.lazy);
     l.plan = std::move(plan);
   } else {
     l.model = load_model(path, opt);

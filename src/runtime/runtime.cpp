@@ -445,6 +445,22 @@ std::string Runtime::summary() const {
   return fmt::format("int8 {}, lowbit-a8 {}, lowbit {}, float {} linears", n_int8, n_lowbit_a8, n_lowbit, n_float);
 }
 
+// A lazily loaded weight in f32 while an executor packs it, stored-only again after: a
+// model is packed one linear at a time.
+struct StoredWeightValues {
+  Tensor& w;
+  explicit StoredWeightValues(Tensor& t) : w(t) { w.load_values(); }
+  ~StoredWeightValues() {
+    if (w.stored) w.drop_values();
+  }
+};
+
+// A weight whose values the runtime changes (fake-quantized in place) no longer reads from its file.
+static void own_values(Tensor& w) {
+  w.load_values();
+  w.stored.reset();
+}
+
 Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& opt) {
   Runtime rt;
   rt.sim_plan = plan;
@@ -471,6 +487,7 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
       for (auto& [name, lin] : sl.lins) {
         const QuantSpec& ws = *planned(name);
         const bool counts = lin == sl.lins[0].second;
+        StoredWeightValues values(lin->w);
         if (int8_weight(ws)) {
           lin->exec = make_int8(*lin, ws, *site, rt, counts, isa);
           rt.n_int8++;
@@ -502,12 +519,14 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
       std::string why = lowbit_problem(*ws);
       const char* acts = site ? "fake-quantized f32" : "f32";
       if (why.empty()) {
+        StoredWeightValues values(lin->w);
         lin->exec = make_lowbit(*lin, *ws, isa);
         packed.push_back(lin);
         rt.n_lowbit++;
         rt.kernels.push_back({name, fmt::format("K4, {} × {} ({})", weight_form(*ws), acts,
                                                 gemm_lowbit_path(static_cast<const LowbitExec&>(*lin->exec).w, isa, false))});
       } else {
+        own_values(lin->w);
         fake_quant(lin->w.ptr(), lin->out(), lin->in(), *ws);
         rt.n_float++;
         rt.notices.push_back(fmt::format("{}: {}: simulated (fp32 GEMM on the dequantized weight)", name, why));
@@ -526,6 +545,7 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
     bool found = false;
     for (auto& nt : named_tensors(m))
       if (nt.name == name) {
+        own_values(*nt.t);
         fake_quant(nt.t->ptr(), (int)nt.t->rows(), (int)nt.t->cols(), spec);
         found = true;
       }
