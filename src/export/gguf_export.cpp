@@ -46,13 +46,6 @@ const TypeRule* find_rule(const std::string& policy, const QuantSpec& s, int64_t
 
 uint32_t float_type(const std::string& name) { return name == "f16" ? ggml_f16 : ggml_f32; }
 
-std::vector<uint8_t> encode(uint32_t type, const Tensor& t) {
-  const GgmlTypeInfo* ti = ggml_type_info(type);
-  std::vector<uint8_t> out(t.numel() / ti->block * ti->bytes);
-  ti->from_f32(t.ptr(), out.data(), t.numel());
-  return out;
-}
-
 // The plan's codes in 32-blocks of a legacy type, or empty when some block straddles two
 // parameter groups (then the type cannot hold the plan's quantizer).
 std::vector<uint8_t> pack_codes(uint32_t type, const Tensor& w, const QuantSpec& s) {
@@ -160,17 +153,30 @@ std::vector<GgufTensorReport> export_gguf(const Model& m, const QuantPlan& plan,
       const Item& it = items[i];
       Tensor t = *it.t;  // a stored tensor's values for this tensor only
       t.load_values();
-      std::vector<uint8_t> bytes = it.ggml ? *it.ggml : it.codes ? pack_codes(it.type, t, *it.codes) : encode(it.type, t);
-      std::memcpy(dst, bytes.data(), bytes.size());
-      Tensor back(t.shape);
-      ggml_type_info(it.type)->to_f32(bytes.data(), back.ptr(), back.numel());
+      const GgmlTypeInfo* ti = ggml_type_info(it.type);
+      const int64_t n = t.numel();
       GgufTensorReport& r = out[i];
+      std::vector<uint8_t> bytes = it.ggml ? *it.ggml : it.codes ? pack_codes(it.type, t, *it.codes) : std::vector<uint8_t>{};
+      if (!bytes.empty()) {
+        std::memcpy(dst, bytes.data(), bytes.size());
+      } else {
+        ti->from_f32(t.ptr(), dst, n);
+        if (it.codes) r.how = "re-quantized from the plan's values";  // a 32-block straddles two of its groups
+      }
+      // What the file's values differ by, decoded back in slices of whole rows.
+      const int64_t cols = t.ndim() == 2 ? t.cols() : n, row_bytes = cols / ti->block * ti->bytes;
+      const int64_t rows_per = std::max<int64_t>(1, (1 << 20) / std::max<int64_t>(1, cols));
+      std::vector<float> back((size_t)(std::min(n, rows_per * cols)));
       double num = 0, den = 0;
-      for (int64_t k = 0; k < t.numel(); k++) {
-        double d = (double)back.data[k] - t.data[k];
-        r.max_abs_diff = std::max(r.max_abs_diff, std::fabs(d));
-        num += d * d;
-        den += (double)t.data[k] * t.data[k];
+      for (int64_t r0 = 0; r0 * cols < n; r0 += rows_per) {
+        const int64_t k0 = r0 * cols, k1 = std::min(n, (r0 + rows_per) * cols);
+        ti->to_f32(dst + r0 * row_bytes, back.data(), k1 - k0);
+        for (int64_t k = k0; k < k1; k++) {
+          double d = (double)back[k - k0] - t.data[k];
+          r.max_abs_diff = std::max(r.max_abs_diff, std::fabs(d));
+          num += d * d;
+          den += (double)t.data[k] * t.data[k];
+        }
       }
       r.rel_rms = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
       if (it.t->stored) it.t->stored->evict();

@@ -120,8 +120,8 @@ void GgufWriter::write(const std::string& path, uint32_t alignment) const {
   AtomicFile f(path);
   f.write(h.data(), h.size());
   std::vector<uint8_t> pad(alignment, 0);
-  std::vector<uint8_t> made;
   for (auto& t : tensors_) {
+    std::vector<uint8_t> made;  // one made tensor in memory at a time (not the largest one's capacity)
     const uint8_t* bytes = t.data.data();
     if (t.fill) {
       made.assign(t.nbytes, 0);
