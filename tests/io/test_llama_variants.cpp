@@ -263,6 +263,26 @@ TEST(LlamaVariants, MistralSlidingWindowFromHfAndGgufMatchesReference) {
   EXPECT_EQ(load_model(d.file("tq")).cfg.sliding_window, W);
 }
 
+// A Qwen2 GGUF through a GGUF recipe and export: a qwen2 GGUF again, the biases kept in F32.
+TEST(LlamaVariants, Qwen2GgufQuantizesAndExports) {
+  test::TempDir d;
+  Model m = random_qwen2(false, RopeLayout::halves, 4);
+  write_gguf_f32(m, d.file("m.gguf"));
+  const std::string text = test::write_sample_text(d);
+  auto q = test::run_cli("quantize " + d.file("m.gguf") + " --recipe gguf-Q8_0 --calib " + text + "?limit=8 -o " +
+                         d.file("q"));
+  ASSERT_EQ(q.status, 0) << q.err;
+  auto e = test::run_cli("export " + d.file("q") + " --gguf " + d.file("q.gguf"));
+  ASSERT_EQ(e.status, 0) << e.err;
+  Model l = load_model(d.file("q.gguf"));
+  EXPECT_EQ(l.cfg.arch, "qwen2");
+  EXPECT_EQ(l.blocks[0].q.b.data, m.blocks[0].q.b.data);
+  const double err = rel_err(logits(l, kToks), reference_logits(m, kToks, 0));
+  EXPECT_LT(err, 2e-2);
+  EXPECT_GT(err, 0.0);  // Q8_0, not the float weights
+  std::printf("qwen2 Q8_0 GGUF: logits rel err %.2e against the float reference\n", err);
+}
+
 TEST(LlamaVariants, Qwen2UseSlidingWindowIsRefused) {
   test::TempDir d;
   Model m = random_qwen2(false, RopeLayout::halves, 3);
