@@ -226,9 +226,16 @@ static Model load_hf_llama(const std::string& dir, const nlohmann::json& j, bool
   c.tied_head = hf_bool(j, "tie_word_embeddings", false);
   if (family == "mistral" && j.contains("sliding_window") && !j["sliding_window"].is_null())
     c.sliding_window = hf_int(j, "sliding_window");  // null: full attention (Mistral v0.2 on)
-  if (family == "qwen2" && hf_bool(j, "use_sliding_window", false))
-    bad_input("config.json use_sliding_window = true is not supported for Qwen2 (a window on the layers past "
-              "max_window_layers only)");
+  // Qwen2 windows the layers from max_window_layers on, and only with use_sliding_window: one
+  // window for every layer (or none) is a config switch, a window on some layers is refused.
+  if (family == "qwen2" && hf_bool(j, "use_sliding_window", false) && j.contains("sliding_window") &&
+      !j["sliding_window"].is_null()) {
+    const int from = hf_int(j, "max_window_layers", 28), layers = hf_int(j, "num_hidden_layers");
+    if (from == 0) c.sliding_window = hf_int(j, "sliding_window");
+    else if (from < layers)
+      bad_input("config.json: a sliding window on layers {} to {} only (max_window_layers {}) is not supported for "
+                "Qwen2 (one window on every layer is)", from, layers - 1, from);
+  }
   HfWeights w = read_hf_weights(dir, lazy);
   if (!c.tied_head && !w.find("lm_head.weight")) c.tied_head = true;
   validate_config(c, w.total_values());

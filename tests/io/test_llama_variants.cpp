@@ -283,13 +283,23 @@ TEST(LlamaVariants, Qwen2GgufQuantizesAndExports) {
   std::printf("qwen2 Q8_0 GGUF: logits rel err %.2e against the float reference\n", err);
 }
 
-TEST(LlamaVariants, Qwen2UseSlidingWindowIsRefused) {
+// Qwen2's window covers the layers from max_window_layers on: all of them is the Config's window,
+// none is full attention, some is refused.
+TEST(LlamaVariants, Qwen2SlidingWindowOnEveryLayerOrRefused) {
   test::TempDir d;
   Model m = random_qwen2(false, RopeLayout::halves, 3);
-  write_hf(m, d.file("hf"), {{"architectures", {"Qwen2ForCausalLM"}}, {"use_sliding_window", true}, {"sliding_window", 4}});
-  auto r = test::run_cli("inspect " + d.file("hf"));
+  auto config = [](int from) {
+    return nlohmann::json{{"architectures", {"Qwen2ForCausalLM"}}, {"use_sliding_window", true}, {"sliding_window", 4},
+                          {"max_window_layers", from}};
+  };
+  write_hf(m, d.file("all"), config(0));
+  EXPECT_EQ(expect_matches(d.file("all"), m, 4, "qwen2, window on every layer").cfg.sliding_window, 4);
+  write_hf(m, d.file("none"), config(2));
+  EXPECT_EQ(expect_matches(d.file("none"), m, 0, "qwen2, window on no layer").cfg.sliding_window, 0);
+  write_hf(m, d.file("some"), config(1));
+  auto r = test::run_cli("inspect " + d.file("some"));
   EXPECT_EQ(r.status, 2) << r.err;
-  EXPECT_NE(r.err.find("use_sliding_window"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("max_window_layers 1"), std::string::npos) << r.err;
 }
 
 TEST(LlamaVariants, GenerateWritesQwen2AndMistral) {
