@@ -113,6 +113,10 @@ TEST(Provenance, BlockSequentialPlanRecordsTheCalibration) {
   nlohmann::json note = f.plan_note("a");
   expect_names_file(note, f.text, 3, 10);
   EXPECT_EQ(note["batches"], 10);
+  // diagnose's JSON names its data too.
+  r = test::run_cli("diagnose " + f.model + " --calib '" + f.text + "?limit=4' --json " + f.d.file("d.json"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  expect_names_file(nlohmann::json::parse(read_text_file(f.d.file("d.json")))["calibration"], f.text, 0, 4);
   // Without --calib the plan says so: null.
   r = test::run_cli("quantize " + f.model + " --recipe w4a16-g64-rtn -o " + f.d.file("b"));
   ASSERT_EQ(r.status, 0) << r.err;
