@@ -29,6 +29,7 @@ void register_diagnose(CLI::App& app) {
     DiagnoseHook h(bits, k);
     run_calibration(m, cd, h);
     nlohmann::json d = diagnose_json(h, top);
+    d["calibration"] = cd.provenance;  // which data: spec, path, slice, bytes, sha256
     std::string title = fmt::format("tquant diagnose: {}", path);
     if (!report_dir.empty()) write_diagnosis(report_dir, title, d);
     if (!json_out.empty()) write_json(json_out, d);

@@ -1,5 +1,6 @@
 // tquant generate -o OUT [--preset NAME] [--dim ...] [--type f16] [--format gguf|hf]:
-// a random LLaMA of any shape, written one tensor at a time (export/generate.h).
+// a random LLaMA of any shape (--arch qwen2: with q/k/v biases; --window N: a Mistral),
+// written one tensor at a time (export/generate.h).
 #include <fmt/format.h>
 
 #include "cli/common.h"
@@ -29,8 +30,8 @@ constexpr Shape kPresets[] = {
 
 void register_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "write a random LLaMA of any shape (to measure memory and speed at real sizes)");
-  static std::string out, preset = "tiny", type = "f16", format = "gguf";
-  static int dim = 0, layers = 0, heads = 0, kv_heads = 0, hidden = 0, vocab = 0, ctx = 0;
+  static std::string out, preset = "tiny", type = "f16", format = "gguf", arch = "llama";
+  static int dim = 0, layers = 0, heads = 0, kv_heads = 0, hidden = 0, vocab = 0, ctx = 0, window = 0;
   static uint64_t seed = 1;
   static Common common;
   std::string names;
@@ -48,6 +49,10 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--format", format, "gguf (one file) or hf (config.json + safetensors)")
       ->check(CLI::IsMember({"gguf", "hf"}))
       ->capture_default_str();
+  cmd->add_option("--arch", arch, "llama, or qwen2 (biases on q, k and v)")
+      ->check(CLI::IsMember({"llama", "qwen2"}))
+      ->capture_default_str();
+  cmd->add_option("--window", window, "sliding window of attention (a Mistral; llama only)")->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--seed", seed, "the same seed gives the same bits");
   add_common(cmd, common);
   cmd->callback([] {
@@ -62,11 +67,14 @@ void register_generate(CLI::App& app) {
                            pick(kv_heads, s->kv_heads), pick(hidden, s->hidden), pick(vocab, s->vocab), pick(ctx, s->ctx));
     TQ_CHECK_INPUT(opt.cfg.dim % opt.cfg.n_heads == 0, "--dim {} is not a multiple of {} heads", opt.cfg.dim,
                    opt.cfg.n_heads);
+    opt.cfg.arch = arch;
+    if (arch == "qwen2") opt.cfg.rope_layout = RopeLayout::halves;  // as llama.cpp's qwen2 and HF
+    opt.cfg.sliding_window = window;
     opt.type = type == "f32" ? ggml_f32 : type == "f16" ? ggml_f16 : ggml_bf16;
     opt.format = format;
     opt.seed = seed;
     write_random_model(out, opt);
-    fmt::print(stderr, "generate: wrote {} ({} layers, dim {}, hidden {}, vocab {}, {})\n", out, opt.cfg.n_layers,
+    fmt::print(stderr, "generate: wrote {} ({}, {} layers, dim {}, hidden {}, vocab {}, {})\n", out, arch, opt.cfg.n_layers,
                opt.cfg.dim, opt.cfg.hidden, opt.cfg.vocab, type);
   });
 }

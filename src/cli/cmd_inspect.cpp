@@ -28,6 +28,7 @@ static nlohmann::json describe(Model& m) {
   j["positions"] = to_string(c.pos);
   j["post_norm"] = c.post_norm;
   j["causal"] = c.causal;
+  j["sliding_window"] = c.sliding_window;
   j["tied_head"] = c.tied_head;
   j["parameters"] = parameter_count(m);
   j["tokenizer"] = m.tok.empty() ? "none" : fmt::format("{} pieces", m.tok.size());
@@ -76,6 +77,7 @@ void register_inspect(CLI::App& app) {
     for (const char* k : {"dim", "layers", "heads", "kv_heads", "head_dim", "hidden", "vocab", "outputs", "max_seq",
                           "norm", "activation", "positions", "post_norm", "causal", "tied_head", "tokenizer"})
       fmt::print("  {:<11} {}\n", k, j[k].dump());
+    if (m.cfg.sliding_window > 0) fmt::print("  {:<11} {}\n", "window", m.cfg.sliding_window);
     std::string types;
     for (auto& [type, n] : j["parameters_by_type"].items()) types += fmt::format("{}{} {}", types.empty() ? "" : ", ", type, n.get<int64_t>());
     fmt::print("  {:<11} {}\n", "types", types);

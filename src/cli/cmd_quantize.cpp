@@ -188,12 +188,24 @@ void register_quantize(CLI::App& app) {
     Model fp = std::move(src.model);
     CalibData cd;
     if (!calib.empty()) cd = load_calib(calib, fp);
+    // Provenance: which data made the plan (null: none), which data scored it, and whether they overlap.
+    nlohmann::json calib_note = cd.provenance, eval_note = nullptr, warnings = nlohmann::json::array();
+    if (eval_data) eval_note = data_provenance(*eval_data, eval_spec);
+    if (eval_data && !calib.empty()) {
+      std::string overlap = calib_eval_overlap(parse_data_spec(calib), cd.provenance, *eval_data, eval_note, fp);
+      if (!overlap.empty()) {
+        fmt::print(stderr, "quantize: warning: {}\n", overlap);
+        calib_note["overlaps_eval"] = overlap;
+        warnings.push_back(overlap);
+      }
+    }
     std::string reason = whole_model_reason(recipe, fp);
     if (reason.empty() && (whole || eval_data || !report_dir.empty() || !json_out.empty()))
       reason = whole ? "--whole" : "--eval, --report and --json evaluate the whole model";
     if (reason.empty()) {
       QuantPlan plan;
       if (src.plan && src.plan->weights.empty() && src.plan->sites.empty()) plan.passes = src.plan->passes;
+      plan.notes["calibration"] = calib_note;
       fmt::print(stderr, "quantize: recipe {} on {}\n", recipe.name, path);
       quantize_by_block(fp, recipe, cd, std::move(plan), seed, path, out);
       return;
@@ -207,6 +219,7 @@ void register_quantize(CLI::App& app) {
     QuantPlan plan;
     // A float model written by finetune or quanttune: the record of that run heads the new plan.
     if (src.plan && src.plan->weights.empty() && src.plan->sites.empty()) plan.passes = src.plan->passes;
+    plan.notes["calibration"] = calib_note;
     PassContext ctx{m, plan, cd, seed};
     fmt::print(stderr, "quantize: recipe {} on {}\n", recipe.name, path);
     const auto t0 = std::chrono::steady_clock::now();
@@ -223,7 +236,8 @@ void register_quantize(CLI::App& app) {
                                               {"bits_per_weight", size.bits_per_weight}}}};
     nlohmann::json figures = {{"recipe", recipe.name}, {"model_bytes", size.model_bytes},
                               {"bits_per_weight", size.bits_per_weight}, {"fp32_bytes", size.fp32_bytes},
-                              {"quantize_seconds", quantize_s}, {"peak_rss_bytes_after_quantize", (int64_t)ru.ru_maxrss * 1024}};
+                              {"quantize_seconds", quantize_s}, {"peak_rss_bytes_after_quantize", (int64_t)ru.ru_maxrss * 1024},
+                              {"calibration", calib_note}, {"evaluation", eval_note}, {"warnings", warnings}};
     if (plan.notes.contains("hqq")) {  // both accountings of HQQ's bits (docs/methods.md §3.2)
       figures["hqq_bits_per_weight"] = plan.notes["hqq"]["bits_per_weight"];
       headline["quantized"]["hqq_bits_per_weight"] = plan.notes["hqq"]["bits_per_weight"];
@@ -256,6 +270,9 @@ void register_quantize(CLI::App& app) {
                           {"recipe", recipe.name},
                           {"passes", plan.passes},
                           {"headline", headline},
+                          {"calibration", calib_note},
+                          {"evaluation", eval_note},
+                          {"warnings", warnings},
                           {"saturated", saturated},
                           {"weights", weight_errors(m, q, plan)},
                           {"sites", sites},

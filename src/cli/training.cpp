@@ -60,8 +60,8 @@ static bool gguf_output(const TrainFlags& f) {
 }
 
 void check_output(const Model& m, const TrainFlags& f) {
-  TQ_CHECK_INPUT(!gguf_output(f) || m.cfg.arch == "llama", "-o {}: GGUF output holds LLaMA models, not {}; name a "
-                 "directory instead", f.out, m.cfg.arch);
+  TQ_CHECK_INPUT(!gguf_output(f) || m.cfg.arch == "llama" || m.cfg.arch == "qwen2",
+                 "-o {}: GGUF output holds LLaMA models (llama, qwen2), not {}; name a directory instead", f.out, m.cfg.arch);
 }
 
 void write_outputs(const Model& m, const std::vector<StepLog>& log, const TrainFlags& f, const nlohmann::json& pass) {

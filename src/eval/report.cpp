@@ -185,6 +185,21 @@ std::vector<FoldRow> fold_rows(const nlohmann::json& notes) {
   return out;
 }
 
+// Lines naming the calibration and evaluation data (spec, bytes, sha256) and the warnings.
+std::vector<std::string> data_lines(const nlohmann::json& r) {
+  std::vector<std::string> out;
+  for (auto [key, what] : {std::pair{"calibration", "Calibration data"}, std::pair{"evaluation", "Evaluation data"}}) {
+    const auto it = r.find(key);
+    if (it == r.end() || !it->is_object()) continue;
+    out.push_back(fmt::format("{}: {} ({} bytes, sha256 {})", what, it->value("spec", std::string("?")),
+                              it->value("bytes", nlohmann::json()).dump(), it->value("sha256", std::string("?"))));
+  }
+  if (r.contains("warnings") && r["warnings"].is_array())
+    for (auto& w : r["warnings"])
+      if (w.is_string()) out.push_back("Warning: " + w.get<std::string>());
+  return out;
+}
+
 }  // namespace
 
 void write_report(const std::string& dir, const nlohmann::json& r) {
@@ -204,6 +219,7 @@ void write_report(const std::string& dir, const nlohmann::json& r) {
                       num(x.value("bits_per_weight", nlohmann::json()), 2));
   }
   md += "\nRecipe: `" + r.value("recipe", std::string("?")) + "`. Passes: `" + r["passes"].dump() + "`\n";
+  for (auto& line : data_lines(r)) md += "\n" + line + "\n";
   if (r.contains("saturated")) md += fmt::format("\nValues clamped by static ranges during evaluation: {}\n", r["saturated"].dump());
   md += "\n## Worst sites (lowest SQNR)\n\n| site | bits | scheme | calibrator | SQNR dB | clamped |\n|---|---|---|---|---|---|\n";
   std::vector<nlohmann::json> sites(r["sites"].begin(), r["sites"].end());
@@ -236,6 +252,7 @@ void write_report(const std::string& dir, const nlohmann::json& r) {
   }
   h += "</table><p>Recipe <code>" + html_escape(r.value("recipe", std::string("?"))) + "</code>; passes <code>" +
        html_escape(r["passes"].dump()) + "</code></p>";
+  for (auto& line : data_lines(r)) h += "<p>" + html_escape(line) + "</p>";
   std::vector<std::pair<std::string, double>> wbars, sbars;
   for (auto& w : r["weights"]) wbars.push_back({w["name"].get<std::string>(), w["sqnr_db"].get<double>()});
   for (auto& s : r["sites"]) sbars.push_back({s["key"].get<std::string>(), s["sqnr_db"].get<double>()});

@@ -91,7 +91,9 @@ const char* st_dtype(uint32_t type) { return type == ggml_f32 ? "F32" : type == 
 void write_hf(const std::string& dir, const GenerateOptions& opt, const std::vector<Planned>& ts, const Model& m) {
   const Config& c = opt.cfg;
   AtomicDir out(dir);
-  nlohmann::json config = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"},
+  const char* family = c.arch == "qwen2" ? "qwen2" : c.sliding_window > 0 ? "mistral" : "llama";
+  const char* arch = c.arch == "qwen2" ? "Qwen2ForCausalLM" : c.sliding_window > 0 ? "MistralForCausalLM" : "LlamaForCausalLM";
+  nlohmann::json config = {{"architectures", {arch}}, {"model_type", family},
                            {"hidden_size", c.dim}, {"num_hidden_layers", c.n_layers},
                            {"num_attention_heads", c.n_heads}, {"num_key_value_heads", c.n_kv_heads},
                            {"intermediate_size", c.hidden}, {"vocab_size", c.vocab},
@@ -99,6 +101,7 @@ void write_hf(const std::string& dir, const GenerateOptions& opt, const std::vec
                            {"rope_theta", c.rope_theta}, {"hidden_act", "silu"}, {"tie_word_embeddings", false},
                            {"torch_dtype", opt.type == ggml_f32 ? "float32" : opt.type == ggml_f16 ? "float16" : "bfloat16"},
                            {"bos_token_id", m.tok.bos}, {"eos_token_id", m.tok.eos}};
+  if (c.sliding_window > 0) config["sliding_window"] = c.sliding_window;
   write_file_atomic(out.file("config.json"), config.dump(2) + "\n");
   nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
   for (int i = 0; i < m.tok.size(); i++) {
@@ -148,11 +151,17 @@ void write_hf(const std::string& dir, const GenerateOptions& opt, const std::vec
 void write_random_model(const std::string& path, const GenerateOptions& opt) {
   TQ_CHECK_INPUT(opt.type == ggml_f32 || opt.type == ggml_f16 || opt.type == ggml_bf16,
                  "generated models are F32, F16 or BF16");
-  TQ_CHECK_INPUT(opt.cfg.arch == "llama", "generated models are LLaMA-family");
+  TQ_CHECK_INPUT(opt.cfg.arch == "llama" || opt.cfg.arch == "qwen2", "generated models are LLaMA or Qwen2");
+  TQ_CHECK_INPUT(opt.cfg.arch != "qwen2" || opt.cfg.sliding_window == 0, "generated Qwen2 models have no window");
   validate_config(opt.cfg, INT64_MAX);
   Model m;  // shapes only: the one list of tensors and their names
   m.cfg = opt.cfg;
-  allocate(m, false, false, false);
+  const bool qwen2 = opt.cfg.arch == "qwen2";
+  allocate(m, qwen2, false, false);
+  if (qwen2) {  // biases on q, k and v only
+    for (Block& b : m.blocks) b.o.b = b.gate.b = b.up.b = b.down.b = Tensor();
+    m.head.b = Tensor();
+  }
   m.tok = byte_tokenizer(opt.cfg.vocab);
   const auto ts = plan_tensors(opt, m);
   if (opt.format == "hf") return write_hf(path, opt, ts, m);

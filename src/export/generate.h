@@ -13,7 +13,8 @@
 namespace tq {
 
 struct GenerateOptions {
-  Config cfg;                 // a LLaMA-family config (llama_config)
+  Config cfg;                 // a LLaMA-family config (llama_config); arch "qwen2" adds q/k/v biases
+                              // (rope_layout halves), sliding_window > 0 makes a Mistral
   uint32_t type = ggml_f16;   // type of the matrices: ggml_f32, ggml_f16 or ggml_bf16 (norms stay F32)
   uint64_t seed = 1;
   // "gguf": one file; "hf": a Hugging Face directory (config.json, model.safetensors or shards

@@ -10,6 +10,7 @@
 #include "export/gguf_writer.h"
 #include "io/ggml_quants.h"
 #include "io/ggml_types.h"
+#include "nn/block.h"
 
 namespace tq {
 
@@ -87,11 +88,16 @@ std::string plan_name(const QuantSpec& s) {
 std::vector<GgufTensorReport> export_gguf(const Model& m, const QuantPlan& plan, const std::string& path,
                                           const GgufExportOptions& opt) {
   TQ_CHECK_INPUT(opt.types == "exact" || opt.types == "kquant", "GGUF types policy '{}' (exact, kquant)", opt.types);
-  for (auto& nt : named_tensors(const_cast<Model&>(m)))
-    if (nt.name.size() > 5 && nt.name.compare(nt.name.size() - 5, 5, ".bias") == 0)
-      bad_input("GGUF export: '{}': llama.cpp's llama architecture has no biases (a fold may have added it); "
+  for (auto& nt : named_tensors(const_cast<Model&>(m))) {
+    if (nt.name.size() <= 5 || nt.name.compare(nt.name.size() - 5, 5, ".bias") != 0) continue;
+    auto split = split_block_key(nt.name, m.cfg.n_layers);
+    const bool qkv = split && (split->second == "attn_q.bias" || split->second == "attn_k.bias" ||
+                               split->second == "attn_v.bias");
+    if (m.cfg.arch != "qwen2" || !qkv)
+      bad_input("GGUF export: '{}': llama.cpp's {} architecture has no such bias (a fold may have added it); "
                 "keep this model in tquant's own format",
-                nt.name);
+                nt.name, m.cfg.arch);
+  }
   for (auto& [key, s] : plan.sites)
     if (!s.pre_inv.empty())
       bad_input("GGUF export: site {} carries a channel pre-transform that a GGUF model cannot express", key);

@@ -137,20 +137,25 @@ void GgufWriter::write(const std::string& path, uint32_t alignment) const {
 
 void add_llama_metadata(GgufWriter& w, const Model& m) {
   const Config& c = m.cfg;
-  TQ_CHECK_INPUT(c.arch == "llama", "GGUF export supports the LLaMA family, not {}", c.arch);
-  TQ_CHECK_INPUT(c.rope_layout == RopeLayout::pairs || c.pos != PosKind::rope,
-                 "GGUF export needs q/k in the pair RoPE layout");
-  w.add_str("general.architecture", "llama");
+  TQ_CHECK_INPUT(c.arch == "llama" || c.arch == "qwen2", "GGUF export supports the LLaMA family and Qwen2, not {}",
+                 c.arch);
+  // llama.cpp ropes llama's q/k in pairs and qwen2's in halves (its converter permutes only llama's).
+  const RopeLayout rope = c.arch == "llama" ? RopeLayout::pairs : RopeLayout::halves;
+  TQ_CHECK_INPUT(c.rope_layout == rope || c.pos != PosKind::rope, "GGUF export of {} needs q/k in the {} RoPE layout",
+                 c.arch, rope == RopeLayout::pairs ? "pair" : "rotate-half");
+  const std::string a = c.arch;
+  w.add_str("general.architecture", a);
   w.add_str("general.name", "tquant export");
-  w.add_u32("llama.context_length", c.max_seq);
-  w.add_u32("llama.embedding_length", c.dim);
-  w.add_u32("llama.block_count", c.n_layers);
-  w.add_u32("llama.feed_forward_length", c.hidden);
-  w.add_u32("llama.attention.head_count", c.n_heads);
-  w.add_u32("llama.attention.head_count_kv", c.n_kv_heads);
-  w.add_u32("llama.rope.dimension_count", c.head_dim);
-  w.add_f32("llama.rope.freq_base", c.rope_theta);
-  w.add_f32("llama.attention.layer_norm_rms_epsilon", c.norm_eps);
+  w.add_u32(a + ".context_length", c.max_seq);
+  w.add_u32(a + ".embedding_length", c.dim);
+  w.add_u32(a + ".block_count", c.n_layers);
+  w.add_u32(a + ".feed_forward_length", c.hidden);
+  w.add_u32(a + ".attention.head_count", c.n_heads);
+  w.add_u32(a + ".attention.head_count_kv", c.n_kv_heads);
+  w.add_u32(a + ".rope.dimension_count", c.head_dim);
+  w.add_f32(a + ".rope.freq_base", c.rope_theta);
+  w.add_f32(a + ".attention.layer_norm_rms_epsilon", c.norm_eps);
+  if (c.sliding_window > 0) w.add_u32(a + ".attention.sliding_window", c.sliding_window);
   if (!m.tok.empty()) {
     const Tokenizer& t = m.tok;
     TQ_CHECK_INPUT(t.kind == TokKind::spm, "GGUF export writes SentencePiece tokenizers only");

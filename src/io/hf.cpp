@@ -199,10 +199,12 @@ std::string hf_string(const nlohmann::json& j, const char* key, const std::strin
   return JsonAt(j, "config.json").string(key, fallback);
 }
 
-static Model load_hf_llama(const std::string& dir, const nlohmann::json& j, bool lazy) {
+// LLaMA and the families that are LLaMA with a switch: Mistral (a sliding window of
+// attention), Qwen2 (biases on q, k and v: the optional rules below).
+static Model load_hf_llama(const std::string& dir, const nlohmann::json& j, bool lazy, const std::string& family) {
   Model m;
   Config& c = m.cfg;
-  c.arch = "llama";
+  c.arch = family == "qwen2" ? "qwen2" : "llama";
   c.dim = hf_int(j, "hidden_size");
   c.n_layers = hf_int(j, "num_hidden_layers");
   c.n_heads = hf_int(j, "num_attention_heads");
@@ -222,6 +224,18 @@ static Model load_hf_llama(const std::string& dir, const nlohmann::json& j, bool
   if (act != "silu") bad_input("config.json hidden_act '{}' is not supported for LLaMA (silu is)", act);
   c.act = ActKind::silu;
   c.tied_head = hf_bool(j, "tie_word_embeddings", false);
+  if (family == "mistral" && j.contains("sliding_window") && !j["sliding_window"].is_null())
+    c.sliding_window = hf_int(j, "sliding_window");  // null: full attention (Mistral v0.2 on)
+  // Qwen2 windows the layers from max_window_layers on, and only with use_sliding_window: one
+  // window for every layer (or none) is a config switch, a window on some layers is refused.
+  if (family == "qwen2" && hf_bool(j, "use_sliding_window", false) && j.contains("sliding_window") &&
+      !j["sliding_window"].is_null()) {
+    const int from = hf_int(j, "max_window_layers", 28), layers = hf_int(j, "num_hidden_layers");
+    if (from == 0) c.sliding_window = hf_int(j, "sliding_window");
+    else if (from < layers)
+      bad_input("config.json: a sliding window on layers {} to {} only (max_window_layers {}) is not supported for "
+                "Qwen2 (one window on every layer is)", from, layers - 1, from);
+  }
   HfWeights w = read_hf_weights(dir, lazy);
   if (!c.tied_head && !w.find("lm_head.weight")) c.tied_head = true;
   validate_config(c, w.total_values());
@@ -242,8 +256,9 @@ Model load_hf_model(const std::string& dir, bool lazy) {
         j["architectures"][0].is_string())
       arch = j["architectures"][0].get<std::string>();
     type = hf_string(j, "model_type", "");
-    if (arch == "LlamaForCausalLM" || arch == "MistralForCausalLM" || type == "llama" || type == "mistral")
-      return load_hf_llama(dir, j, lazy);
+    if (arch == "MistralForCausalLM" || type == "mistral") return load_hf_llama(dir, j, lazy, "mistral");
+    if (arch == "Qwen2ForCausalLM" || type == "qwen2") return load_hf_llama(dir, j, lazy, "qwen2");
+    if (arch == "LlamaForCausalLM" || type == "llama") return load_hf_llama(dir, j, lazy, "llama");
     if (arch == "OPTForCausalLM" || (arch.empty() && type == "opt")) return load_hf_opt(dir, j, lazy);
     if (arch == "GPT2LMHeadModel" || (arch.empty() && type == "gpt2")) return load_hf_gpt2(dir, j);
     if (arch == "BertForSequenceClassification") return load_hf_bert(dir, j);

@@ -52,10 +52,12 @@ static Tokenizer gguf_tokenizer(const GgufFile& g) {
 Model model_from_gguf(const GgufFile& g, bool lazy) {
   {
     std::string arch = g.get_str("general.architecture");
-    if (arch != "llama") bad_input("GGUF architecture '{}' is not supported (llama is)", arch);
+    // qwen2 is llama with q/k/v biases (optional tensors below) and q/k rows as HF has them
+    // (llama.cpp's converter permutes llama's into the pair layout, not qwen2's).
+    if (arch != "llama" && arch != "qwen2") bad_input("GGUF architecture '{}' is not supported (llama, qwen2 are)", arch);
     Model m;
     Config& c = m.cfg;
-    c.arch = "llama";
+    c.arch = arch;
     auto key = [&](const char* k) { return arch + "." + k; };
     // Sizes narrowed with a check: block_count 2^32 + 1 must not load as one layer.
     auto size = [&](const char* k, int64_t fallback = -1) {
@@ -73,7 +75,8 @@ Model model_from_gguf(const GgufFile& g, bool lazy) {
     c.norm = NormKind::rms;
     c.norm_eps = (float)g.get_float(key("attention.layer_norm_rms_epsilon"), 1e-5);
     c.rope_theta = (float)g.get_float(key("rope.freq_base"), 10000.0);
-    c.rope_layout = RopeLayout::pairs;  // llama.cpp's converter permutes q/k into the pair layout
+    c.rope_layout = arch == "llama" ? RopeLayout::pairs : RopeLayout::halves;
+    c.sliding_window = size("attention.sliding_window", 0);  // written by tquant for Mistral (llama.cpp ignores it)
     c.pos = PosKind::rope;
     c.act = ActKind::silu;
     c.gated = true;

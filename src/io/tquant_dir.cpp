@@ -48,6 +48,7 @@ nlohmann::json config_to_json(const Config& c) {
           {"n_kv_heads", c.n_kv_heads}, {"head_dim", c.head_dim}, {"hidden", c.hidden}, {"vocab", c.vocab},
           {"n_out", c.n_out}, {"max_seq", c.max_seq}, {"norm", ename(c.norm, NORMS)}, {"norm_eps", c.norm_eps},
           {"act", ename(c.act, ACTS)}, {"gated", c.gated}, {"post_norm", c.post_norm}, {"causal", c.causal},
+          {"sliding_window", c.sliding_window},
           {"pos", ename(c.pos, POSS)}, {"rope_layout", ename(c.rope_layout, ROPES)}, {"rope_theta", c.rope_theta},
           {"pos_offset", c.pos_offset}, {"embed", ename(c.embed, EMBEDS)}, {"patch_dim", c.patch_dim},
           {"image_size", c.image_size}, {"patch_size", c.patch_size}, {"channels", c.channels},
@@ -75,6 +76,7 @@ Config config_from_json(const JsonAt& j) {
   c.gated = j["gated"].boolean();
   c.post_norm = j["post_norm"].boolean();
   c.causal = j["causal"].boolean();
+  c.sliding_window = (int)j.integer("sliding_window", 0, 1 << 24, 0);
   c.pos = evalue<PosKind>(j, "pos", POSS);
   c.rope_layout = evalue<RopeLayout>(j, "rope_layout", ROPES);
   c.rope_theta = (float)j["rope_theta"].number();

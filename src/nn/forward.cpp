@@ -176,7 +176,7 @@ static void block_forward(const Model& m, int l, Workspace& ws, Hooks& hooks, KV
     Sk = pos0 + S;
     kv_batch_stride = (int64_t)cache->max_seq * kvd;
   }
-  AttnShape shp{S, Sk, H, c.n_kv_heads, hd, Sk - S, c.causal};
+  AttnShape shp{S, Sk, H, c.n_kv_heads, hd, Sk - S, c.causal, c.sliding_window};
   float* att = need(A.att, {N, qd});
   if (bl.attn_exec) {
     for (int b = 0; b < B; b++)
@@ -373,7 +373,7 @@ static void block_backward(const Model& m, Model& gm, int l, Workspace& ws, Hook
   std::vector<float> datt((size_t)N * qd);
   lin_backward(bl.o, gb.o, datt.data(), dh.data(), A.att.ptr(), N, false, scratch);
   hooks.backward(Site::o_in, l, datt.data(), N, qd);
-  AttnShape shp{S, S, H, c.n_kv_heads, hd, 0, c.causal};
+  AttnShape shp{S, S, H, c.n_kv_heads, hd, 0, c.causal, c.sliding_window};
   const int64_t psz = (int64_t)H * S * S;
   std::vector<float> dP((size_t)B * psz), dq((size_t)N * qd), dk((size_t)N * kvd, 0.0f), dv((size_t)N * kvd, 0.0f);
   for (int b = 0; b < B; b++)

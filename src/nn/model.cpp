@@ -130,6 +130,8 @@ void validate_config(const Config& c, int64_t max_params) {
                  "model dimensions are implausibly large (dim {}, hidden {}, layers {}, vocab {}, {} heads of {})",
                  c.dim, c.hidden, c.n_layers, c.vocab, c.n_heads, c.head_dim);
   TQ_CHECK_INPUT(c.max_seq > 0, "model config has context length {}, expected at least 1", c.max_seq);
+  TQ_CHECK_INPUT(c.sliding_window >= 0 && c.sliding_window <= (1 << 24), "sliding window {} is out of range [0, 2^24]",
+                 c.sliding_window);
   TQ_CHECK_INPUT(c.pos_offset >= 0 && c.pos_offset <= (1 << 16), "position offset {} is out of range [0, 65536]",
                  c.pos_offset);
   TQ_CHECK_INPUT(c.n_types >= 0 && c.n_types <= (1 << 16), "{} token types is out of range [0, 65536]", c.n_types);

@@ -30,6 +30,7 @@ struct Config {
   bool gated = true;        // FFN = down(act(gate x) * up x) instead of down(act(up x))
   bool post_norm = false;   // x = norm(x + f(x)) instead of x + f(norm(x))
   bool causal = true;
+  int sliding_window = 0;   // a query sees itself and the sliding_window − 1 positions before it (Mistral); 0: all
   PosKind pos = PosKind::rope;
   RopeLayout rope_layout = RopeLayout::pairs;
   float rope_theta = 10000.0f;

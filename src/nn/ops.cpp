@@ -221,7 +221,9 @@ void rope_backward(T* dx, int N, int seq, int pos0, int H, int hd, float theta, 
   rope_rotate(dx, N, seq, pos0, H, hd, theta, layout, T(-1));
 }
 
-static inline bool masked(const AttnShape& s, int i, int j) { return s.causal && j > s.past + i; }
+static inline bool masked(const AttnShape& s, int i, int j) {
+  return (s.causal && j > s.past + i) || (s.window > 0 && s.past + i - j >= s.window);
+}
 
 template <class T>
 void attention_scores_forward(T* P, const T* q, const T* k, const AttnShape& s, int q_stride, int kv_stride) {

@@ -55,6 +55,7 @@ void rope_backward(T* dx, int N, int seq, int pos0, int n_heads, int head_dim, f
 struct AttnShape {
   int Sq, Sk, H, KV, hd, past;
   bool causal;
+  int window = 0;  // > 0: query i (position past + i) sees keys j with past + i − j < window
 };
 template <class T>
 void attention_scores_forward(T* P, const T* q, const T* k, const AttnShape& s, int q_stride, int kv_stride);

@@ -203,7 +203,8 @@ std::string llama_quantize_args(const std::vector<GgufChoice>& choices) {
 
 GgufQuantResult gguf_quantize(Model& m, QuantPlan& plan, const CalibData& calib, const GgufQuantOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
-  TQ_CHECK_INPUT(m.cfg.arch == "llama", "GGUF quantization writes llama models, not {}", m.cfg.arch);
+  TQ_CHECK_INPUT(m.cfg.arch == "llama" || m.cfg.arch == "qwen2", "GGUF quantization writes llama and qwen2 models, not {}",
+                 m.cfg.arch);
   TQ_CHECK_INPUT(!calib.empty(), "GGUF quantization needs calibration data (--calib)");
   TQ_CHECK_INPUT(opt.method == "auto" || opt.method == "rtn" || opt.method == "gptq",
                  "GGUF method '{}' (auto, rtn, gptq)", opt.method);

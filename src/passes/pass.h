@@ -21,13 +21,26 @@ namespace tq {
 struct CalibData {
   std::vector<Batch> batches;
   std::string source = {};  // the --calib spec they were read from, when known (quanttune's default data)
+  nlohmann::json provenance = nullptr;  // data_provenance() of that spec, with the batch count
   bool empty() const { return batches.empty(); }
 };
 
 // Calibration batches from a data spec (text: one sequence per batch); from its text, also
-// recorded as the source.
+// recorded as the source, with its provenance.
 CalibData load_calib(const DataSpec& spec, const Model& m);
 CalibData load_calib(const std::string& spec, const Model& m);
+
+// Which data a spec reads: {"spec", "kind", "path", "slice": {from, to, offset, limit[, protocol,
+// ctx]}, "bytes", "sha256"}. The bytes and hash are of the file, or of a directory's regular
+// files in name order (each file's name, then its bytes).
+nlohmann::json data_provenance(const DataSpec& spec, const std::string& text);
+
+// Where the --calib and --eval slices of one file overlap: empty when the files differ (by
+// content: bytes and hash) or the slices are disjoint, else a one-line warning. Slices count
+// the same sequences when kind, protocol and (chunks) ctx agree, and the overlap is then
+// exact; otherwise both are compared as fractions of the file's sequences, approximately.
+std::string calib_eval_overlap(const DataSpec& calib, const nlohmann::json& calib_prov, const DataSpec& eval,
+                               const nlohmann::json& eval_prov, const Model& m);
 
 struct PassContext {
   PassContext(Model& m, QuantPlan& p, const CalibData& c, uint64_t s = 0) : model(m), plan(p), calib(c), seed(s) {}

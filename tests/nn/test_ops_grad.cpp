@@ -143,10 +143,12 @@ TEST(OpsGrad, AttentionScoresSoftmaxCausalAndBidirectionalWithGqa) {
     const char* name;
     int Sq, Sk;
     bool causal;
+    int window = 0;
   };
-  // Sk > Sq: queries after keys already in a cache.
-  for (Case cs : {Case{"causal", 5, 5, true}, Case{"bidirectional", 5, 5, false}, Case{"causal+past", 3, 5, true}}) {
-    AttnShape s{cs.Sq, cs.Sk, H, KV, hd, cs.Sk - cs.Sq, cs.causal};
+  // Sk > Sq: queries after keys already in a cache. A sliding window of 2 (Mistral) masks keys further back.
+  for (Case cs : {Case{"causal", 5, 5, true}, Case{"bidirectional", 5, 5, false}, Case{"causal+past", 3, 5, true},
+                  Case{"window+past", 3, 5, true, 2}}) {
+    AttnShape s{cs.Sq, cs.Sk, H, KV, hd, cs.Sk - cs.Sq, cs.causal, cs.window};
     Vec q = randn(cs.Sq * H * hd, rng), k = randn(cs.Sk * KV * hd, rng), w = randn(H * cs.Sq * cs.Sk, rng);
     auto loss = [&] {
       Vec P(H * cs.Sq * cs.Sk);
@@ -157,6 +159,11 @@ TEST(OpsGrad, AttentionScoresSoftmaxCausalAndBidirectionalWithGqa) {
     attention_scores_forward(P.data(), q.data(), k.data(), s, H * hd, KV * hd);
     if (cs.causal) {
       EXPECT_EQ(P[cs.Sk - 1], 0.0);  // the first query does not see the last key
+    }
+    if (cs.window) {  // the last query (position 4) sees keys 3 and 4 only
+      const double* last = P.data() + (int64_t)(cs.Sq - 1) * cs.Sk;
+      EXPECT_EQ(last[2], 0.0);
+      EXPECT_GT(last[3], 0.0);
     }
     attention_scores_backward(dq.data(), dk.data(), w.data(), P.data(), q.data(), k.data(), s, H * hd, KV * hd);
     check(cs.name, loss, {{"q", &q, dq}, {"k", &k, dk}});

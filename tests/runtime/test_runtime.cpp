@@ -29,8 +29,10 @@ struct Quantized {
 
 // A small LLaMA (GQA, SwiGLU, untied head; hidden 96 = 64 + a short group of 32) quantized by a recipe.
 // post_norm: LayerNorm after the residual with biases, so folds live in the quantize op (pre_inv).
-Quantized quantize(const std::string& recipe, const std::string& text, bool post_norm = false) {
+// window: a sliding window of attention (Mistral).
+Quantized quantize(const std::string& recipe, const std::string& text, bool post_norm = false, int window = 0) {
   Config c = llama_config(64, 2, 4, 2, 96, 300, 64);
+  c.sliding_window = window;
   if (post_norm) {
     c.norm = NormKind::layer;
     c.post_norm = true;
@@ -467,6 +469,36 @@ TEST(IntegerRuntime, IntegerAttentionDecodesLikeSimulation) {
               (long long)in.rt.saturated(), (long long)sim.saturated);
   EXPECT_LE(test::rel_err(a, b), 1e-4);
   EXPECT_EQ(in.rt.saturated(), sim.saturated);
+}
+
+// A sliding window (Mistral) on the integer attention: the kernels' scores go through the
+// forward's masked softmax, so the window is the simulation's, in prefill and in decode.
+TEST(IntegerRuntime, SlidingWindowOnIntegerAttentionMatchesSimulation) {
+  test::TempDir d;
+  std::string text = test::write_sample_text(d);
+  const std::string per_tensor = d.file("repqvit-tensor.json");
+  write_file_atomic(per_tensor, R"({"passes": [{"pass": "repquant", "w_bits": 8, "a_bits": 8, "clip_steps": 0,
+                                 "recon_steps": 0, "other_sites": "tensor"}]})");
+  Quantized q = quantize(per_tensor, text, false, 5);
+  const auto toks = some_tokens(2 * 24);
+  Integer in = integer(q);
+  ASSERT_EQ(in.rt.n_attention, 2);
+  std::vector<float> got = logits(in.m, in.rt.hooks(), toks, 2), sim = simulated(q, toks, 2);
+  EXPECT_LE(test::rel_err(got, sim), 1e-4);
+  in.m.cfg.sliding_window = 0;  // the window matters at 24 tokens
+  EXPECT_GT(test::rel_err(logits(in.m, in.rt.hooks(), toks, 2), got), 1e-3);
+  in.m.cfg.sliding_window = 5;
+  KVCache cache;
+  cache.init(in.m.cfg, 1, 24);
+  Workspace ws;
+  std::vector<float> step;
+  for (int t = 0; t < 24; t++) {
+    forward(in.m, Input{1, 1, toks.data() + t}, ws, in.rt.hooks(), &cache);
+    cache.len++;
+    step.insert(step.end(), ws.logits.data.begin(), ws.logits.data.end());
+  }
+  const std::vector<int32_t> first(toks.begin(), toks.begin() + 24);
+  EXPECT_LE(test::rel_err(step, simulated(q, first, 1)), 1e-4);
 }
 
 // A tquant directory runs the same: the codes re-derived from its dequantized weights are the stored ones.
