@@ -68,10 +68,10 @@ void check_int8_call(const Int8Acts& a, int64_t O, int64_t C, int64_t ldy) {
 // dst[0..n) = src ^ flip, then zeros up to width.
 static void copy_codes(uint8_t* dst, const uint8_t* src, int64_t n, int64_t width, uint8_t flip) {
   if (n == 64) std::memcpy(dst, src, 64);  // the common case, as vector moves
-  else std::memcpy(dst, src, n);
+  else if (n > 0) std::memcpy(dst, src, n);  // (src may be null when there is nothing to copy)
   if (flip)
     for (int64_t i = 0; i < n; i++) dst[i] ^= flip;
-  std::memset(dst + n, 0, width - n);
+  if (width > n) std::memset(dst + n, 0, width - n);
 }
 
 static void run_int8(const Int8Acts& a, const Int8Packed& w, float* y, int32_t* d, int64_t ldy, Isa isa) {

@@ -15,7 +15,7 @@ bool site_scalable(const Model& m, Site site) {
 }
 
 std::vector<NamedLinear> site_readers(Block& b, Site site) {
-  if (site == Site::down_in) return {{"ffn_down", &b.down}};
+  if (site == Site::down_in) return {{linear_def(Slot::down).name, &b.down, Slot::down}};
   return site_consumers(b, site);
 }
 
