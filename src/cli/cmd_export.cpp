@@ -33,7 +33,8 @@ void register_export(CLI::App& app) {
   add_common(cmd, common);
   cmd->callback([] {
     Loaded l = load_with_plan(path, common);
-    QuantPlan plan = l.plan.value_or(QuantPlan{});
+    static const QuantPlan none;
+    const QuantPlan& plan = l.plan ? *l.plan : none;  // not a copy: a large model's scales are hundreds of MB
     auto report = export_gguf(l.model, plan, gguf, opt);
     int64_t exact = 0;
     for (auto& r : report) exact += r.exact();

@@ -463,7 +463,7 @@ static void own_values(Tensor& w) {
 
 Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& opt) {
   Runtime rt;
-  rt.sim_plan = plan;
+  rt.sim_plan.sites = plan.sites;  // the sites only: the hook does not read weights, and their scales are large
   const Isa isa = resolve_isa(opt.isa);
   auto planned = [&](const std::string& name) -> const QuantSpec* {
     auto it = plan.weights.find(name);
@@ -554,6 +554,7 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
   if (opt.drop_float)
     for (Linear* l : packed) {  // the executor holds weight and bias; the shape stays for in() and out()
       l->w.data = std::vector<float>();
+      l->w.stored.reset();  // a stored weight's decoder holds a copy of its scales
       l->b = Tensor();
     }
   rt.n_layers = m.cfg.n_layers;
