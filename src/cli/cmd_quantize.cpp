@@ -111,7 +111,7 @@ static void quantize_by_block(Model& m, const Recipe& recipe, const CalibData& c
       auto it = plan.weights.find(nt.name);
       if (it != plan.weights.end()) it->second.scale.clear(), it->second.zero.clear();
     }
-    if (!next.empty() && l + 1 < L) {
+    if (!next.empty()) {  // after the last block: the head's input, for a run resumed at the head
       std::vector<SafeTensorOut> ts;
       for (size_t b = 0; b < next.size(); b++) ts.push_back(f32_tensor(fmt::format("batch.{}", b), next[b]));
       write_safetensors(streams_path, ts);

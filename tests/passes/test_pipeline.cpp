@@ -121,6 +121,19 @@ TEST(Pipeline, AKilledRunResumesToTheSameBits) {
   }
 }
 
+// Killed after the last block: the resumed run plans only the head, on the streams the checkpoint kept.
+TEST(Pipeline, ARunKilledAfterItsLastBlockResumesAtTheHead) {
+  Fixture f;
+  auto full = f.quantize("w8a8-rtn", "full");  // the head_in site takes a static range from the head's input
+  ASSERT_EQ(full.status, 0) << full.err;
+  ASSERT_NE(killed_run(f, "w8a8-rtn", "q", 2).status, 0);
+  auto resumed = f.quantize("w8a8-rtn", "q");
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("resuming from block 3 of 3"), std::string::npos) << resumed.err;
+  EXPECT_EQ(read_text_file(f.d.file("q/model.safetensors")), read_text_file(f.d.file("full/model.safetensors")));
+  EXPECT_EQ(read_text_file(f.d.file("q/plan.json")), read_text_file(f.d.file("full/plan.json")));
+}
+
 TEST(Pipeline, ACheckpointOfAnotherRunIsRefused) {
   Fixture f;
   auto killed = killed_run(f, "w8a8-rtn", "q", 0);
