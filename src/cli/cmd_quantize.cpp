@@ -98,6 +98,8 @@ static void quantize_by_block(Model& m, const Recipe& recipe, const CalibData& c
     }
     fmt::print(stderr, "quantize: resuming from block {} of {} ({})\n", first, L, dir.tmp());
   } else {
+    for (auto& e : std::filesystem::directory_iterator(dir.tmp()))  // what a run killed before its first
+      std::filesystem::remove_all(e.path());                          // checkpoint left is not resumable
     inputs = embed_calibration(m, cd);
   }
   fmt::print(stderr, "quantize: block-sequential, {} blocks; estimated peak {:.0f} MiB beside the mapped file\n", L,
