@@ -402,10 +402,11 @@ bool attach_attention(Block& b, int l, Runtime& rt, Isa isa) {
 std::vector<std::string> Runtime::kernel_lines() const {
   // Tensors by kernel, in first-seen order; "blk.N." folded when every layer agrees.
   std::vector<std::pair<std::string, std::vector<std::string>>> by_kernel;
-  for (auto& [name, kernel] : kernels) {
+  for (auto& entry : kernels) {  // (not a structured binding: clang 14 refuses capturing one)
+    const std::string& kernel = entry.second;
     auto it = std::find_if(by_kernel.begin(), by_kernel.end(), [&](auto& e) { return e.first == kernel; });
     if (it == by_kernel.end()) it = by_kernel.insert(by_kernel.end(), {kernel, {}});
-    it->second.push_back(name);
+    it->second.push_back(entry.first);
   }
   std::vector<std::string> out;
   for (auto& [kernel, names] : by_kernel) {
