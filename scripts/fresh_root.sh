@@ -45,11 +45,11 @@ echo "fresh_root: making a Debian 12 root in $root" >&2
 $sudo mmdebstrap --quiet --variant=apt --include=ca-certificates,sudo,git,make bookworm "$root"
 echo "fresh_root: root made in $(( $(date +%s) - t0 )) s" >&2
 
-$sudo mkdir -p "$root/work"
-$sudo git clone --quiet --no-local "$repo" "$root/work/tquant"
-$sudo git -C "$root/work/tquant" checkout --quiet "$commit"
+$sudo mkdir -p "$root/srv"
+$sudo git clone --quiet --no-local "$repo" "$root/srv/tquant"
+$sudo git -C "$root/srv/tquant" checkout --quiet "$commit"
 if [ -d "$shared" ]; then
-  $sudo cp -a "$shared" "$root/work/shared"
+  $sudo cp -a "$shared" "$root/srv/shared"
 else
   echo "fresh_root: no ../shared beside the repository; tests that need it will say skipped" >&2
 fi
@@ -62,7 +62,7 @@ for cmd in "${commands[@]}"; do
   echo "fresh_root: == $cmd (commit ${commit:0:12})" >&2
   t=$(date +%s)
   $sudo chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 /bin/bash -c "cd /work/tquant && $cmd"
+    LANG=C.UTF-8 /bin/bash -c "cd /srv/tquant && $cmd"
   echo "fresh_root: '$cmd' passed in $(( $(date +%s) - t )) s" >&2
 done
 echo "fresh_root: all passed in $(( $(date +%s) - t0 )) s" >&2
