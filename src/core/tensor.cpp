@@ -1,5 +1,7 @@
 #include "core/tensor.h"
 
+#include "core/parallel.h"
+
 #include <fmt/format.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -34,7 +36,12 @@ const std::vector<float>& Tensor::values() const { return const_cast<Tensor*>(th
 void Tensor::load_values() {
   if (has_values() || !stored) return;
   data.resize(numel());
-  stored->rows_to_f32(0, stored->rows, data.data());
+  constexpr int64_t kRows = 64;  // conversion is per row: chunks of rows in parallel
+  const Stored& s = *stored;
+  parallel_for((s.rows + kRows - 1) / kRows, [&](int64_t b) {
+    const int64_t r0 = b * kRows;
+    s.rows_to_f32(r0, std::min(kRows, s.rows - r0), data.data() + r0 * s.cols);
+  });
 }
 
 void Tensor::drop_values() {

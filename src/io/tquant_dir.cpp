@@ -9,12 +9,17 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/mmap.h"
+#include "core/parallel.h"
 #include "io/atomic_file.h"
 #include "io/ggml_types.h"
+#include "io/hf.h"
 #include "io/safetensors.h"
 #include "io/utf8.h"
 
 namespace tq {
+
+// 2: 4-bit codes two to a byte; the tensors in model.safetensors or in shards with an index.
+static const char* const kFormat = "tquant-model-2";
 
 bool is_tquant_dir(const std::string& path) {
   return is_directory(path) && file_exists(path + "/plan.json") && file_exists(path + "/config.json");
@@ -156,6 +161,36 @@ static SafeTensorOut float_tensor(const std::string& name, const Tensor& t) {
           }};
 }
 
+// Codes in model.safetensors: one byte each (I8 for symmetric, U8 otherwise; a log
+// quantizer's zero code -1 as 0xFF), or, for affine quantizers of at most 4 bits, two to a
+// byte (U8, the first code in the low nibble, a symmetric code as its 4-bit two's
+// complement, every row starting on a byte): half the bytes to write and to map.
+static bool packs_nibbles(const QuantSpec& q) {
+  return q.bits <= 4 && (q.scheme == Scheme::sym || q.scheme == Scheme::asym);
+}
+static int64_t code_row_bytes(const QuantSpec& q, int64_t cols) { return packs_nibbles(q) ? (cols + 1) / 2 : cols; }
+static const char* code_dtype(const QuantSpec& q) { return q.scheme == Scheme::sym && !packs_nibbles(q) ? "I8" : "U8"; }
+
+static void pack_code_row(const int32_t* c, int64_t cols, const QuantSpec& q, uint8_t* out) {
+  if (!packs_nibbles(q)) {
+    for (int64_t i = 0; i < cols; i++) out[i] = (uint8_t)(c[i] & 0xff);
+    return;
+  }
+  for (int64_t i = 0; i < cols; i += 2)
+    out[i / 2] = (uint8_t)((c[i] & 0xf) | (i + 1 < cols ? (c[i + 1] & 0xf) << 4 : 0));
+}
+static void unpack_code_row(const uint8_t* b, int64_t cols, const QuantSpec& q, int32_t* out) {
+  const bool sym = q.scheme == Scheme::sym, log = q.scheme == Scheme::log2 || q.scheme == Scheme::logsqrt2;
+  if (!packs_nibbles(q)) {
+    for (int64_t i = 0; i < cols; i++) out[i] = sym ? (int32_t)(int8_t)b[i] : (log && b[i] == 0xff) ? -1 : (int32_t)b[i];
+    return;
+  }
+  for (int64_t i = 0; i < cols; i++) {
+    int32_t v = (b[i / 2] >> (i % 2 * 4)) & 0xf;
+    out[i] = sym && v >= 8 ? v - 16 : v;
+  }
+}
+
 std::vector<SafeTensorOut> encode_tensors(const std::vector<NamedTensor>& tensors, const QuantPlan& plan) {
   std::vector<SafeTensorOut> ts;
   for (auto& nt : tensors) {
@@ -172,13 +207,20 @@ std::vector<SafeTensorOut> encode_tensors(const std::vector<NamedTensor>& tensor
     }
     const QuantSpec& q = it->second;
     const Tensor& w = *nt.t;
-    int rows = (int)w.rows(), cols = (int)w.cols();
-    std::vector<int32_t> codes(w.numel());
-    quantize_codes(w.ptr(), rows, cols, q, codes.data());
-    bool is_signed = q.scheme == Scheme::sym;
-    SafeTensorOut c{nt.name, is_signed ? "I8" : "U8", w.shape, std::vector<uint8_t>(codes.size())};
-    for (size_t i = 0; i < codes.size(); i++) c.bytes[i] = (uint8_t)(codes[i] & 0xff);  // log zero code -1 → 0xFF
-    ts.push_back(std::move(c));
+    const int64_t rows = w.rows(), cols = w.cols(), row_bytes = code_row_bytes(q, cols);
+    std::vector<int64_t> shape = packs_nibbles(q) ? std::vector<int64_t>{rows, row_bytes} : w.shape;
+    // Made while the file is written, so a tensor's codes never exist as int32 all at once.
+    ts.push_back({nt.name, code_dtype(q), shape, {}, [&w, &q, rows, cols, row_bytes](uint8_t* dst) {
+                    constexpr int64_t kRows = 64;
+                    parallel_for((rows + kRows - 1) / kRows, [&](int64_t b) {
+                      const int64_t r0 = b * kRows, n = std::min(kRows, rows - r0);
+                      QuantSpec part = q.rows(r0, n, cols);
+                      std::vector<int32_t> codes((size_t)(n * cols));
+                      quantize_codes(w.ptr() + r0 * cols, (int)n, (int)cols, part, codes.data());
+                      for (int64_t r = 0; r < n; r++)
+                        pack_code_row(codes.data() + r * cols, cols, q, dst + (r0 + r) * row_bytes);
+                    });
+                  }});
     Tensor sc({(int64_t)q.scale.size()});
     sc.data = q.scale;
     ts.push_back(f32_tensor(nt.name + ".scale", sc));
@@ -193,7 +235,7 @@ std::vector<SafeTensorOut> encode_tensors(const std::vector<NamedTensor>& tensor
 
 static void write_tquant_json(const AtomicDir& out, const Model& fp, const QuantPlan& plan,
                               const nlohmann::json& extra) {
-  nlohmann::json cfg = {{"format", "tquant-model-1"}, {"config", config_to_json(fp.cfg)}, {"labels", fp.labels}};
+  nlohmann::json cfg = {{"format", kFormat}, {"config", config_to_json(fp.cfg)}, {"labels", fp.labels}};
   if (!fp.tok.empty()) cfg["tokenizer"] = tokenizer_to_json(fp.tok);
   for (auto& [k, v] : extra.items()) cfg[k] = v;
   write_file_atomic(out.file("config.json"), cfg.dump(1) + "\n");
@@ -204,58 +246,38 @@ void save_tquant_dir(const std::string& dir, const Model& fp, const QuantPlan& p
   AtomicDir out(dir);
   write_tquant_json(out, fp, plan, extra);
   write_safetensors(out.file("model.safetensors"), encode_tensors(named_tensors(const_cast<Model&>(fp)), plan),
-                    {{"format", "tquant-model-1"}});
+                    {{"format", kFormat}});
   out.commit();
 }
 
 void finish_tquant_dir(AtomicDir& out, const std::vector<std::string>& shards, const Model& fp,
                        const QuantPlan& plan, const nlohmann::json& extra) {
-  // One model.safetensors from the shards, copied tensor by tensor from their mappings
-  // (the fills run in order, so one shard is open at a time).
-  std::vector<SafeTensorOut> ts;
-  std::vector<size_t> shard_of;
-  for (size_t s = 0; s < shards.size(); s++) {
-    SafetensorsFile f = read_safetensors(shards[s]);
-    for (auto& t : f.tensors) {
-      ts.push_back({t.name, t.dtype, t.shape, {}, nullptr});
-      shard_of.push_back(s);
-    }
+  // The shards stay as they are (copying them into one file would write the model twice);
+  // model.safetensors.index.json names the shard of every tensor, as Hugging Face's does.
+  nlohmann::json map = nlohmann::json::object();
+  for (auto& s : shards) {
+    const std::string file = std::filesystem::path(s).filename().string();
+    for (auto& t : read_safetensors(s).tensors) map[t.name] = file;
   }
-  auto open = std::make_shared<std::pair<size_t, SafetensorsFile>>(SIZE_MAX, SafetensorsFile{});
-  for (size_t i = 0; i < ts.size(); i++)
-    ts[i].fill = [&shards, open, s = shard_of[i], name = ts[i].name](uint8_t* dst) {
-      if (open->first != s) *open = {s, read_safetensors(shards[s])};
-      const SafeTensor* t = open->second.find(name);
-      TQ_ASSERT(t, "shard {} lost tensor {}", shards[s], name);
-      std::memcpy(dst, t->bytes.data(), t->bytes.size());
-    };
-  write_safetensors(out.file("model.safetensors"), ts, {{"format", "tquant-model-1"}});
-  open->second = SafetensorsFile{};
-  for (auto& s : shards) std::filesystem::remove(s);
+  write_file_atomic(out.file("model.safetensors.index.json"),
+                    nlohmann::json{{"metadata", {{"format", kFormat}}}, {"weight_map", map}}.dump(1) + "\n");
   write_tquant_json(out, fp, plan, extra);
   out.commit();
 }
 
 // The codes of a quantized weight left in the file: rows decode to exactly the values
 // dequantize_codes gives for the whole tensor.
-static Tensor stored_codes(const SafeTensor& t, const QuantSpec& q, std::shared_ptr<const void> keep) {
-  static const GgmlTypeInfo i8{"I8 codes", 1, 1, nullptr, nullptr}, u8{"U8 codes", 1, 1, nullptr, nullptr};
-  const bool sym = q.scheme == Scheme::sym, log = q.scheme == Scheme::log2 || q.scheme == Scheme::logsqrt2;
-  Tensor out = stored_tensor(t.shape, sym ? &i8 : &u8, t.bytes.data(), std::move(keep));
+static Tensor stored_codes(const SafeTensor& t, const std::vector<int64_t>& shape, const QuantSpec& q,
+                           std::shared_ptr<const void> keep) {
+  static const GgmlTypeInfo codes_type{"codes", 1, 1, nullptr, nullptr};
+  Tensor out = stored_tensor(shape, &codes_type, t.bytes.data(), std::move(keep));
   auto s = std::make_shared<Stored>(*out.stored);
-  const int64_t cols = s->cols;
-  const int64_t per_row = q.gran == Gran::group ? (cols + q.group - 1) / q.group : 1;
-  s->decode = [bytes = t.bytes.data(), cols, per_row, q, sym, log](int64_t r0, int64_t n, float* dst) {
-    QuantSpec rows = q;  // the parameters of rows [r0, r0 + n)
-    if (q.gran == Gran::row || q.gran == Gran::group) {
-      rows.scale.assign(q.scale.begin() + r0 * per_row, q.scale.begin() + (r0 + n) * per_row);
-      if (!q.zero.empty()) rows.zero.assign(q.zero.begin() + r0 * per_row, q.zero.begin() + (r0 + n) * per_row);
-    }
+  const int64_t cols = s->cols, row_bytes = code_row_bytes(q, cols);
+  s->row_bytes = row_bytes;  // what evict() releases: the packed rows, not a byte per value
+  s->decode = [bytes = t.bytes.data(), cols, row_bytes, q](int64_t r0, int64_t n, float* dst) {
     std::vector<int32_t> codes((size_t)(n * cols));
-    const uint8_t* b = bytes + r0 * cols;
-    for (size_t i = 0; i < codes.size(); i++)
-      codes[i] = sym ? (int32_t)(int8_t)b[i] : (log && b[i] == 0xff) ? -1 : (int32_t)b[i];
-    dequantize_codes(codes.data(), (int)n, (int)cols, rows, dst);
+    for (int64_t r = 0; r < n; r++) unpack_code_row(bytes + (r0 + r) * row_bytes, cols, q, codes.data() + r * cols);
+    dequantize_codes(codes.data(), (int)n, (int)cols, q.rows(r0, n, cols), dst);
   };
   out.stored = std::move(s);
   return out;
@@ -266,17 +288,27 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out, bool lazy) {
   const std::string cfg_path = dir + "/config.json", plan_path = dir + "/plan.json";
   nlohmann::json cfg_doc = read_json_file(cfg_path), plan_doc = read_json_file(plan_path);
   JsonAt cfg(cfg_doc, cfg_path);
-  if (cfg.object().string("format", "") != "tquant-model-1") bad_input("{} is not a tquant model", cfg_path);
+  const std::string format = cfg.object().string("format", "");
+  if (format == "tquant-model-1")
+    bad_input("{}: written by an earlier tquant (a byte per 4-bit code, one model.safetensors); quantize the model "
+              "again", cfg_path);
+  if (format != kFormat) bad_input("{} is not a tquant model", cfg_path);
   Model m;
   m.cfg = config_from_json(cfg["config"]);
   QuantPlan plan = QuantPlan::from_json(JsonAt(plan_doc, plan_path));
-  SafetensorsFile st = read_safetensors(dir + "/model.safetensors");
-  int64_t values = 0;  // what the file holds, ggml rows counted as the values they decode to
-  for (auto& t : st.tensors) {
-    auto g = plan.ggml.find(t.name);
-    const GgmlTypeInfo* ti = g != plan.ggml.end() ? ggml_type_info(g->second.type) : nullptr;
-    values += ti ? t.numel() / ti->bytes * ti->block : t.numel();
-  }
+  // model.safetensors, or (a block-sequential run) a shard per block and model.safetensors.index.json
+  HfWeights st = read_hf_weights(dir, lazy);
+  int64_t values = 0;  // what the files hold, ggml rows counted as the values they decode to
+  std::set<std::string> names;
+  for (auto& f : st.files)
+    for (auto& t : f.tensors) {
+      if (!names.insert(t.name).second) bad_input("{}: '{}' is stored twice", dir, t.name);
+      auto g = plan.ggml.find(t.name);
+      const GgmlTypeInfo* ti = g != plan.ggml.end() ? ggml_type_info(g->second.type) : nullptr;
+      auto w = plan.weights.find(t.name);
+      const bool nibbles = w != plan.weights.end() && w->second.enabled() && packs_nibbles(w->second);
+      values += ti ? t.numel() / ti->bytes * ti->block : nibbles ? 2 * t.numel() : t.numel();
+    }
   try {
     validate_config(m.cfg, values);
   } catch (const Error& e) {
@@ -311,54 +343,54 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out, bool lazy) {
       *nt.t = decode_ggml(g->second, nt.t->shape);
       continue;
     }
-    if (t->shape != nt.t->shape)
-      bad_input("{}: '{}' has shape {}, expected {}", dir, nt.name, shape_str(t->shape), shape_str(nt.t->shape));
     auto it = plan.weights.find(nt.name);
     if (it == plan.weights.end() || !it->second.enabled()) {
+      if (t->shape != nt.t->shape)
+        bad_input("{}: '{}' has shape {}, expected {}", dir, nt.name, shape_str(t->shape), shape_str(nt.t->shape));
       if (dtype_size(t->dtype) && t->dtype.find('F') == std::string::npos)
         bad_input("{}: '{}' holds {} codes, but plan.json has no weight quantizer for it", dir, nt.name, t->dtype);
-      *nt.t = lazy && runs_stored(nt.name) ? st.stored(*t) : st.read_f32(*t);
+      *nt.t = lazy && runs_stored(nt.name) ? st.owner(t).stored(*t) : st.owner(t).read_f32(*t);
       continue;
     }
     QuantSpec& q = it->second;
-    int rows = (int)nt.t->rows(), cols = (int)nt.t->cols();
+    const int64_t rows = nt.t->rows(), cols = nt.t->cols(), row_bytes = code_row_bytes(q, cols);
+    const std::vector<int64_t> want = row_bytes == cols ? nt.t->shape : std::vector<int64_t>{rows, row_bytes};
+    if (t->shape != want)
+      bad_input("{}: codes of '{}' have shape {}, expected {}", dir, nt.name, shape_str(t->shape), shape_str(want));
     const SafeTensor* sc = st.find(nt.name + ".scale");
     const SafeTensor* zp = st.find(nt.name + ".zero");
-    int64_t np = q.n_params(rows, cols);
+    int64_t np = q.n_params((int)rows, (int)cols);
     if (!sc || sc->numel() != np || (q.scheme == Scheme::asym && (!zp || zp->numel() != np)))
       bad_input("{}: quantizer parameters of '{}' are missing or the wrong size", dir, nt.name);
-    if (t->dtype != (q.scheme == Scheme::sym ? "I8" : "U8")) bad_input("{}: codes of '{}' have dtype {}", dir, nt.name, t->dtype);
-    q.scale = st.read_f32(*sc).data;
-    if (zp) q.zero = st.read_f32(*zp).data;
+    if (t->dtype != code_dtype(q)) bad_input("{}: codes of '{}' have dtype {}", dir, nt.name, t->dtype);
+    q.scale = st.owner(sc).read_f32(*sc).data;
+    if (zp) q.zero = st.owner(zp).read_f32(*zp).data;
     for (float v : q.scale)
       if (!(v > 0) || !std::isfinite(v))
         bad_input("{}: '{}.scale' holds {}; steps must be positive and finite", dir, nt.name, v);
     for (float v : q.zero)
       if (!std::isfinite(v)) bad_input("{}: '{}.zero' holds {}; zero points must be finite", dir, nt.name, v);
-    bool is_log = q.scheme == Scheme::log2 || q.scheme == Scheme::logsqrt2;
-    auto code = [&](uint8_t b) {
-      return q.scheme == Scheme::sym ? (int32_t)(int8_t)b : (is_log && b == 0xff) ? -1 : (int32_t)b;
-    };
-    if (!is_log)
-      for (int64_t i = 0; i < t->numel(); i++) {
-        int32_t c = code(t->bytes[i]);
+    const bool is_log = q.scheme == Scheme::log2 || q.scheme == Scheme::logsqrt2;
+    std::vector<int32_t> codes((size_t)cols);
+    for (int64_t r = 0; r < rows && !is_log; r++) {
+      unpack_code_row(t->bytes.data() + r * row_bytes, cols, q, codes.data());
+      for (int32_t c : codes)
         if (c > q.qmax() || c < q.qmin())
           bad_input("{}: code {} of '{}' is outside the {}-bit range", dir, c, nt.name, q.bits);
-      }
+    }
+    *nt.t = stored_codes(*t, nt.t->shape, q, st.owner(t).file);
     if (lazy && runs_stored(nt.name)) {  // checked; the codes stay in the file and decode row by row when used
-      *nt.t = stored_codes(*t, q, st.file);
       nt.t->stored->evict();
       continue;
     }
-    std::vector<int32_t> codes(t->numel());
-    for (int64_t i = 0; i < t->numel(); i++) codes[i] = code(t->bytes[i]);
-    dequantize_codes(codes.data(), rows, cols, q, nt.t->ptr());
+    nt.t->load_values();
+    nt.t->stored.reset();
   }
   for (auto& [name, t] : plan.ggml)
     if (t.data.empty()) bad_input("{}: plan.json stores '{}' as {}, which the model has no place for", dir, name,
                                   ggml_type_info(t.type)->name);
-  for (auto& t : st.tensors)  // a tensor the model has no place for would be lost silently
-    if (!used.count(t.name)) bad_input("{}: model.safetensors has '{}', which the config has no place for", dir, t.name);
+  for (auto& name : names)  // a tensor the model has no place for would be lost silently
+    if (!used.count(name)) bad_input("{}: model.safetensors has '{}', which the config has no place for", dir, name);
   if (cfg.has("tokenizer")) m.tok = tokenizer_from_json(cfg["tokenizer"]);
   if (cfg.has("labels")) m.labels = cfg["labels"].strings();
   try {

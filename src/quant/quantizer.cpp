@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace tq {
 
@@ -44,6 +45,17 @@ int64_t QuantSpec::n_params(int rows, int cols) const {
     case Gran::group: return (int64_t)rows * ((cols + group - 1) / group);
   }
   return 1;
+}
+
+QuantSpec QuantSpec::rows(int64_t r0, int64_t n, int64_t cols) const {
+  if (gran != Gran::row && gran != Gran::group) return *this;
+  const int64_t per_row = gran == Gran::group ? (cols + group - 1) / group : 1;
+  QuantSpec part;
+  part.bits = bits, part.scheme = scheme, part.gran = gran, part.group = group, part.dynamic = dynamic;
+  part.pre_inv = pre_inv, part.pre_shift = pre_shift, part.calibrator = calibrator;
+  part.scale.assign(scale.begin() + r0 * per_row, scale.begin() + (r0 + n) * per_row);
+  if (!zero.empty()) part.zero.assign(zero.begin() + r0 * per_row, zero.begin() + (r0 + n) * per_row);
+  return part;
 }
 
 float sym_step(float T, int bits, float amax) {
@@ -181,46 +193,100 @@ int64_t fake_quant(float* x, int rows, int cols, const QuantSpec& s) {
   return sat;
 }
 
+// Calls run(c0, c1, p) for each run [c0, c1) of row r's elements that share parameter p
+// (a whole row, a group, or single columns), so the loops below keep the parameter and
+// the scheme out of their inner loop.
+template <class Run>
+static void for_each_run(const QuantSpec& s, int64_t r, int64_t cols, Run&& run) {
+  switch (s.gran) {
+    case Gran::tensor: return run(0, cols, 0);
+    case Gran::row: return run(0, cols, r);
+    case Gran::col:
+      for (int64_t c = 0; c < cols; c++) run(c, c + 1, c);
+      return;
+    case Gran::group: {
+      const int64_t per_row = (cols + s.group - 1) / s.group;
+      for (int64_t g = 0; g < per_row; g++) run(g * s.group, std::min(cols, (g + 1) * s.group), r * per_row + g);
+      return;
+    }
+  }
+}
+
+// Rows are independent (every parameter belongs to one row, or is shared read-only), so
+// the loops below run over rows in parallel and give the same bits on any thread count.
 void quantize_codes(const float* x, int rows, int cols, const QuantSpec& s, int32_t* codes) {
   TQ_CHECK_INPUT(!s.dynamic && s.enabled() && s.pre_inv.empty(), "codes need a static quantizer without transform");
   TQ_CHECK_INPUT((int64_t)s.scale.size() == s.n_params(rows, cols), "quantizer parameters do not fit the tensor");
-  for (int r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++) {
-      int64_t i = (int64_t)r * cols + c, p = s.param_index(r, c, cols);
+  parallel_for(rows, [&](int64_t r) {
+    const float* xr = x + r * cols;
+    int32_t* q = codes + r * cols;
+    for_each_run(s, r, cols, [&](int64_t c0, int64_t c1, int64_t p) {
+      const float step = s.scale[p];
       switch (s.scheme) {
-        case Scheme::sym: codes[i] = q_sym(x[i], s.scale[p], s.bits); break;
-        case Scheme::asym: codes[i] = q_asym(x[i], s.scale[p], s.zero[p], s.bits); break;
-        case Scheme::log2: codes[i] = q_log2(x[i], s.scale[p], s.bits); break;
-        case Scheme::logsqrt2: codes[i] = q_logsqrt2(x[i], s.scale[p], s.bits); break;
+        case Scheme::sym:
+          for (int64_t c = c0; c < c1; c++) q[c] = q_sym(xr[c], step, s.bits);
+          break;
+        case Scheme::asym:
+          for (int64_t c = c0; c < c1; c++) q[c] = q_asym(xr[c], step, s.zero[p], s.bits);
+          break;
+        case Scheme::log2:
+          for (int64_t c = c0; c < c1; c++) q[c] = q_log2(xr[c], step, s.bits);
+          break;
+        case Scheme::logsqrt2:
+          for (int64_t c = c0; c < c1; c++) q[c] = q_logsqrt2(xr[c], step, s.bits);
+          break;
       }
-    }
+    });
+  }, 16);
 }
 
 void dequantize_codes(const int32_t* codes, int rows, int cols, const QuantSpec& s, float* x) {
   TQ_CHECK_INPUT((int64_t)s.scale.size() == s.n_params(rows, cols), "quantizer parameters do not fit the tensor");
-  for (int r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++) {
-      int64_t i = (int64_t)r * cols + c, p = s.param_index(r, c, cols);
+  parallel_for(rows, [&](int64_t r) {
+    const int32_t* q = codes + r * cols;
+    float* xr = x + r * cols;
+    for_each_run(s, r, cols, [&](int64_t c0, int64_t c1, int64_t p) {
+      const float step = s.scale[p];
       switch (s.scheme) {
-        case Scheme::sym: x[i] = s.scale[p] * (float)codes[i]; break;
-        case Scheme::asym: x[i] = s.scale[p] * ((float)codes[i] - s.zero[p]); break;
-        case Scheme::log2: x[i] = dq_log2(codes[i], s.scale[p]); break;
-        case Scheme::logsqrt2: x[i] = dq_logsqrt2(codes[i], s.scale[p]); break;
+        case Scheme::sym:
+          for (int64_t c = c0; c < c1; c++) xr[c] = step * (float)q[c];
+          break;
+        case Scheme::asym:
+          for (int64_t c = c0; c < c1; c++) xr[c] = step * ((float)q[c] - s.zero[p]);
+          break;
+        case Scheme::log2:
+          for (int64_t c = c0; c < c1; c++) xr[c] = dq_log2(q[c], step);
+          break;
+        case Scheme::logsqrt2:
+          for (int64_t c = c0; c < c1; c++) xr[c] = dq_logsqrt2(q[c], step);
+          break;
       }
-    }
+    });
+  }, 16);
 }
 
 void fit_minmax(const float* x, int rows, int cols, QuantSpec& s) {
   int64_t np = s.n_params(rows, cols);
   std::vector<float> mn(np, INFINITY), mx(np, -INFINITY);
-  for (int r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++) {
-      float v = x[(int64_t)r * cols + c];
-      if (!std::isfinite(v)) bad_input("cannot quantize a tensor holding {}", v);
-      int64_t p = s.param_index(r, c, cols);
-      mn[p] = std::min(mn[p], v);
-      mx[p] = std::max(mx[p], v);
-    }
+  auto row = [&](int64_t r) {
+    const float* xr = x + r * cols;
+    for_each_run(s, r, cols, [&](int64_t c0, int64_t c1, int64_t p) {
+      float lo = mn[p], hi = mx[p];
+      bool finite = true;
+      for (int64_t c = c0; c < c1; c++) {
+        finite &= std::isfinite(xr[c]);
+        lo = std::min(lo, xr[c]);
+        hi = std::max(hi, xr[c]);
+      }
+      if (!finite)
+        for (int64_t c = c0; c < c1; c++)
+          if (!std::isfinite(xr[c])) bad_input("cannot quantize a tensor holding {}", xr[c]);
+      mn[p] = lo, mx[p] = hi;
+    });
+  };
+  // Per-row and per-group parameters belong to one row each: rows in parallel. The
+  // others are shared by rows, so one thread (min and max give the same bits in any order).
+  parallel_for(rows, row, 16, s.gran == Gran::row || s.gran == Gran::group);
   s.scale.assign(np, 1.0f);
   s.zero.assign(s.scheme == Scheme::asym ? np : 0, 0.0f);
   for (int64_t p = 0; p < np; p++) {

@@ -47,6 +47,9 @@ struct QuantSpec {
     }
     return 0;
   }
+  // The quantizer of rows [r0, r0 + n) of a [rows, cols] matrix (its own slice of per-row
+  // and per-group parameters), without copying the rest.
+  QuantSpec rows(int64_t r0, int64_t n, int64_t cols) const;
 };
 
 // Parameters from a range, with docs/methods.md's degenerate-range rules.

@@ -8,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "kernels/attn_scores.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/gemm_lowbit.h"
@@ -168,20 +169,37 @@ struct LowbitExec final : LinearExec {
   int64_t bytes() const override { return (int64_t)w.bytes(); }
 };
 
-std::vector<int32_t> weight_codes(const Linear& l, const QuantSpec& s) {
-  std::vector<int32_t> codes(l.w.numel());
-  quantize_codes(l.w.ptr(), l.out(), l.in(), s, codes.data());
-  return codes;
+// The plan's codes of a weight, each plus `add`, as bytes. A weight left in its file
+// (lazy loading) is read a few rows at a time, so neither its f32 values nor its
+// codes as int32 are ever held whole (a 32000 × 4096 head would need 1 GB for them).
+std::vector<uint8_t> weight_code_bytes(const Linear& l, const QuantSpec& s, int add) {
+  const int64_t O = l.out(), C = l.in();
+  constexpr int64_t kRows = 64;
+  std::vector<uint8_t> bytes((size_t)(O * C));
+  parallel_for_with((O + kRows - 1) / kRows, [&] { return std::pair<std::vector<float>, std::vector<int32_t>>(); },
+                    [&](auto& buf, int64_t b) {
+                      const int64_t r0 = b * kRows, n = std::min(kRows, O - r0);
+                      auto& [x, codes] = buf;
+                      const float* rows = l.w.has_values() ? l.w.ptr() + r0 * C : nullptr;
+                      if (!rows) {
+                        x.resize((size_t)(n * C));
+                        l.w.stored->rows_to_f32(r0, n, x.data());
+                        rows = x.data();
+                      }
+                      codes.resize((size_t)(n * C));
+                      quantize_codes(rows, (int)n, (int)C, s.rows(r0, n, C), codes.data());
+                      for (int64_t i = 0; i < n * C; i++) bytes[r0 * C + i] = (uint8_t)(codes[i] + add);
+                    });
+  if (!l.w.has_values() && l.w.stored) l.w.stored->evict();
+  return bytes;
 }
 
 std::shared_ptr<Int8Exec> make_int8(const Linear& l, const QuantSpec& ws, const QuantSpec& site, const Runtime& rt,
                                     bool counts, Isa isa) {
   const int O = l.out(), C = l.in();
-  std::vector<int32_t> codes = weight_codes(l, ws);
   // 8-bit asymmetric codes [0, 255] move to s8 with their zero point: (q − zw) is unchanged.
   const int shift = ws.scheme == Scheme::asym && ws.bits == 8 ? 128 : 0;
-  std::vector<int8_t> q(codes.size());
-  for (size_t i = 0; i < codes.size(); i++) q[i] = (int8_t)(codes[i] - shift);
+  std::vector<uint8_t> q = weight_code_bytes(l, ws, -shift);  // two's complement: the s8 codes' bits
   std::vector<float> scale(O);
   std::vector<int32_t> zero(ws.scheme == Scheme::asym ? O : 0);
   for (int o = 0; o < O; o++) {
@@ -190,7 +208,7 @@ std::shared_ptr<Int8Exec> make_int8(const Linear& l, const QuantSpec& ws, const 
     if (!zero.empty()) zero[o] = (int32_t)ws.zero[p] - shift;
   }
   auto e = std::make_shared<Int8Exec>();
-  e->w = pack_int8({q.data(), O, C, scale.data(), l.b.empty() ? nullptr : l.b.ptr(), zero.empty() ? nullptr : zero.data()});
+  e->w = pack_int8({reinterpret_cast<const int8_t*>(q.data()), O, C, scale.data(), l.b.empty() ? nullptr : l.b.ptr(), zero.empty() ? nullptr : zero.data()});
   e->act = site;
   e->act.pre_inv.clear();
   e->act.pre_shift.clear();
@@ -202,14 +220,12 @@ std::shared_ptr<Int8Exec> make_int8(const Linear& l, const QuantSpec& ws, const 
 // The plan's codes of a weight in K4's layout (lowbit_problem(ws) is empty).
 LowbitPacked pack_plan_lowbit(const Linear& l, const QuantSpec& ws) {
   const int O = l.out(), C = l.in();
-  std::vector<int32_t> codes = weight_codes(l, ws);
   const int bits = std::max(ws.bits, 2);  // 1-bit codes ride in the 2-bit layout
   // Symmetric codes [−2^(b−1), 2^(b−1)) become unsigned with the zero point 2^(b−1).
   const int off = ws.scheme == Scheme::sym ? 1 << (ws.bits - 1) : 0;
   const int group = ws.gran == Gran::group ? ws.group : (C + 31) / 32 * 32;
   const int64_t groups = (C + group - 1) / group;
-  std::vector<uint8_t> q(codes.size());
-  for (size_t i = 0; i < codes.size(); i++) q[i] = (uint8_t)(codes[i] + off);
+  std::vector<uint8_t> q = weight_code_bytes(l, ws, off);
   std::vector<uint16_t> scale(O * groups), zero(O * groups);
   for (int o = 0; o < O; o++)
     for (int64_t g = 0; g < groups; g++) {
@@ -446,16 +462,6 @@ std::string Runtime::summary() const {
   return fmt::format("int8 {}, lowbit-a8 {}, lowbit {}, float {} linears", n_int8, n_lowbit_a8, n_lowbit, n_float);
 }
 
-// A lazily loaded weight in f32 while an executor packs it, stored-only again after: a
-// model is packed one linear at a time.
-struct StoredWeightValues {
-  Tensor& w;
-  explicit StoredWeightValues(Tensor& t) : w(t) { w.load_values(); }
-  ~StoredWeightValues() {
-    if (w.stored) w.drop_values();
-  }
-};
-
 // A weight whose values the runtime changes (fake-quantized in place) no longer reads from its file.
 static void own_values(Tensor& w) {
   w.load_values();
@@ -488,7 +494,6 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
       for (auto& [name, lin] : sl.lins) {
         const QuantSpec& ws = *planned(name);
         const bool counts = lin == sl.lins[0].second;
-        StoredWeightValues values(lin->w);
         if (int8_weight(ws)) {
           lin->exec = make_int8(*lin, ws, *site, rt, counts, isa);
           rt.n_int8++;
@@ -520,7 +525,6 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
       std::string why = lowbit_problem(*ws);
       const char* acts = site ? "fake-quantized f32" : "f32";
       if (why.empty()) {
-        StoredWeightValues values(lin->w);
         lin->exec = make_lowbit(*lin, *ws, isa);
         packed.push_back(lin);
         rt.n_lowbit++;

@@ -210,7 +210,12 @@ TEST(RepQuant, PerChannelBeforeAndPerTensorAfterTheFoldAgree) {
     }
     std::printf("%s A4 at qkv_in/up_in: per-channel vs folded per-tensor logits rel diff %.2e (quantization error %.2e)\n",
                 c.name.c_str(), diff, err);
-    EXPECT_LT(diff, 1e-5) << c.name;
+    // Post-norm folds transform the site value ((x − shift)·inv) before it is rounded, so
+    // codes at ties may move by one step (the code-level test above bounds them); whether
+    // any sits at a tie depends on the BLAS kernels' rounding (none with OpenBLAS's
+    // SkylakeX kernels, a few with its Haswell ones: 5.3e-3). A wrong fold is off by the
+    // quantization error itself.
+    EXPECT_LT(diff, c.name.find("post-norm") != std::string::npos ? 0.1 * err : 1e-5) << c.name;
     EXPECT_GT(err, 1e-3) << c.name;
   }
 }

@@ -314,7 +314,13 @@ TEST(IntegerRuntime, EveryLowbitA8FormMatchesSimulation) {
     EXPECT_EQ(in.rt.n_int8, f.group ? 0 : 15) << f.name << ": row weights of ≤ 8 bits stay on K1–K3";
     EXPECT_LE(worst, 1e-5) << f.name;
     EXPECT_GT(worst, 0) << f.name;
-    EXPECT_LE(err, 1e-4) << f.name;
+    // End to end, a per-token 8-bit step re-derived from an input that differs by float
+    // rounding moves codes at ties, and each such move is a whole step downstream: with
+    // 8-bit row weights the float sums of the simulation are inexact, and where OpenBLAS
+    // runs its Haswell kernels the logits then differ by 2.9e-3 (1e-7 with its SkylakeX
+    // ones). The exactness claim is the per-linear one above; the logits only must not
+    // be off by a quantization error (a wrong kernel gives 1e-1).
+    EXPECT_LE(err, f.w_bits == 8 && f.dynamic ? 1e-2 : 1e-4) << f.name;
   }
 }
 
