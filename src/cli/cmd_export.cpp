@@ -6,6 +6,7 @@
 // tquant export MODEL --safetensors DIR: a W8A8 or weight-only plan to a Hugging
 // Face directory in the compressed-tensors format (vLLM).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "cli/common.h"
 #include "core/error.h"
@@ -49,7 +50,9 @@ void register_export(CLI::App& app) {
     const QuantPlan& plan = l.plan ? *l.plan : none;  // not a copy: a large model's scales are hundreds of MB
     if (!st_dir.empty()) {
       auto r = export_safetensors(l.model, plan, st_dir, st_opt);
-      for (auto& site : r.dropped_sites) fmt::print(stderr, "export: site {} left in float (--float-attention)\n", site);
+      if (!r.dropped_sites.empty())
+        fmt::print(stderr, "export: {} quantizers inside attention left in float (--float-attention): {}\n",
+                   r.dropped_sites.size(), fmt::join(r.dropped_sites, ", "));
       if (!json_out.empty())
         write_json(json_out, {{"safetensors", st_dir}, {"quantization_config", r.quantization_config}});
       if (json_out == "-") return;

@@ -302,6 +302,28 @@ TEST(SafetensorsExport, OutlierTuneExportsWithoutSymmetrizationAndAttentionInFlo
   EXPECT_EQ(tok, 2 * 2);   // o, down
 }
 
+// The case: W8A8 OutlierTune of stories260K on its calibration slice (README), without
+// symmetrization and with attention left in float, reads back to the plan's codes and scales.
+TEST(SafetensorsExport, StoriesOutlierTuneReadsBackToThePlan) {
+  TQ_REQUIRE_SHARED("models/stories260K/stories260K.gguf");
+  test::TempDir d;
+  Model m = load_model(test::shared("models/stories260K/stories260K.gguf"));
+  Quantized q;
+  CalibData cd = load_calib(test::shared("data/tinystories/tinystories_valid_head.txt") + "?from=0.9&limit=128", m);
+  Recipe r = parse_recipe("w8a8-outliertune");
+  override_param(r, "symmetrize", false);
+  PassContext ctx(m, q.plan, cd);
+  run_recipe(r, ctx);
+  q.sim = simulate_weights(m, q.plan);
+  SafetensorsExportOptions opt;
+  opt.float_attention = true;
+  nlohmann::json qc;
+  export_and_check(q, d, qc, opt);
+  EXPECT_EQ(qc["format"], "int-quantized");
+  EXPECT_EQ(qc["config_groups"].size(), 2u);  // static per-tensor inputs (qkv_in, up_in), per-token (o_in, down_in)
+  EXPECT_EQ(qc["ignore"], nlohmann::json::array({"lm_head"}));
+}
+
 TEST(SafetensorsExport, RefusesWhatTheFormatCannotHold) {
   test::TempDir d;
   Quantized hqq = quantize(parse_recipe("w4-hqq-g32"));
