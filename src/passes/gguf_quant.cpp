@@ -304,6 +304,13 @@ GgufQuantResult gguf_quantize(Model& m, QuantPlan& plan, const CalibData& calib,
     }
     std::vector<uint32_t> types = automatic ? allowed_types(w.t->cols())
                                             : std::vector<uint32_t>{llama_rule_type(w.name, w.t->cols(), base)};
+    if (const TensorRule* r = find_rule(opt.tensor_types, w.name)) {
+      const GgmlTypeInfo* ti = ggml_type_info(r->type);
+      if (w.t->cols() % ti->block)
+        bad_input("tensor_types: '{}' puts {} in {}, whose blocks of {} do not divide its {} columns", r->match,
+                  w.name, ti->name, ti->block, w.t->cols());
+      types = {r->type};
+    }
     for (uint32_t t : types) {
       if (!ggml_grid(t)) {
         items[i].push_back({t, "f16"});
@@ -386,6 +393,9 @@ void run_gguf(PassContext& ctx, const nlohmann::json& p) {
   o.method = p["method"];
   o.imatrix = p["imatrix"];
   o.imatrix_file = p["imatrix_file"];
+  o.tensor_types = parse_tensor_rules(JsonAt(p["tensor_types"], "tensor_types"));
+  for (auto& r : o.tensor_types)
+    TQ_CHECK_INPUT(r.type, "tensor_types: the rule for '{}' needs a ggml \"type\"", r.match);
   o.awq = p["awq"];
   o.gptq.damp = p["damp"];
   o.gptq.act_order = p["act_order"];
@@ -436,6 +446,8 @@ PassDef gguf_pass() {
                                 "without an imatrix)"},
               {"imatrix_file", "", "an importance matrix of llama.cpp (imatrix.gguf or .dat) that weighs the scale "
                                    "search for the tensors it holds"},
+              {"tensor_types", nlohmann::json::array(), "{\"match\": REGEX, \"type\": T} rules: matching tensors in "
+                                                        "ggml type T (a recipe's \"rules\" with a type land here)"},
               {"awq", true, "AWQ's activation-aware scales at qkv_in, up_in, down_in first"},
               {"damp", 0.01, "GPTQ dampening (fraction of the mean Hessian diagonal)", {}, 0, 10},
               {"act_order", true, "GPTQ in order of decreasing input energy"},

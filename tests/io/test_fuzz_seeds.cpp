@@ -124,6 +124,17 @@ void write_seeds(const std::string& dir) {
     }
     put(dir + "/recipe/" + name + ".json", nlohmann::json({{"name", name}, {"passes", passes}}).dump());
   }
+  put(dir + "/recipe/rules.json",
+      nlohmann::json({{"name", "rules"},
+                      {"passes", {{{"recipe", "w4a16-g32-rtn"}}}},
+                      {"rules", {{{"match", "blk\\.[0-3]\\.ffn_down"}, {"bits", 8}, {"group", 32}},
+                                 {{"match", "attn_v"}, {"bits", 6}, {"scheme", "sym"}}}}})
+          .dump());
+  put(dir + "/recipe/gguf-rules.json",
+      nlohmann::json({{"name", "gguf-rules"},
+                      {"passes", {{{"recipe", "gguf-Q4_K"}}}},
+                      {"rules", {{{"match", "ffn_down"}, {"type", "q6_K"}}}}})
+          .dump());
   // llama2.c: u32 checkpoint length, checkpoint, tokenizer (fuzz_llama2c.cpp).
   {
     Model lm = random_model(llama_config(8, 1, 2, 2, 16, 16, 8), 2);
