@@ -1,17 +1,19 @@
 // tquant diagnose MODEL --calib SPEC --report DIR: for every site, how much of
 // the per-tensor quantization error comes from range amplification by outliers
 // (docs/methods.md §4.5), ranked, with the channels responsible (eval/diagnose.h).
+// --imatrix-out FILE also writes the calibration's importance matrix for llama.cpp.
 #include <fmt/format.h>
 
 #include "cli/common.h"
 #include "eval/diagnose.h"
+#include "export/imatrix_export.h"
 #include "passes/pass.h"
 
 namespace tq::cli {
 
 void register_diagnose(CLI::App& app) {
   auto* cmd = app.add_subcommand("diagnose", "find where quantization error comes from: outliers or rounding");
-  static std::string path, calib, report_dir, json_out;
+  static std::string path, calib, report_dir, json_out, imatrix_out;
   static int bits = 8, top = 5;
   static double k = 3.0;
   static Common common;
@@ -22,10 +24,19 @@ void register_diagnose(CLI::App& app) {
   cmd->add_option("--k", k, "outlier band in standard deviations")->check(CLI::Range(0.5, 20.0));
   cmd->add_option("--top", top, "channels to name per site")->check(CLI::Range(0, 100));
   cmd->add_option("--json", json_out, "write the diagnosis as JSON to FILE ('-' for stdout)");
+  cmd->add_option("--imatrix-out", imatrix_out,
+                  "also write the calibration's importance matrix (sum of x^2 per linear input channel) as "
+                  "llama.cpp's imatrix.gguf, for llama-quantize --imatrix or --set imatrix_file=");
   add_common(cmd, common);
   cmd->callback([] {
     Model m = load(path, common);
     CalibData cd = load_calib(calib, m);
+    if (!imatrix_out.empty()) {
+      Imatrix im = collect_imatrix(m, cd, calib);
+      write_imatrix(imatrix_out, im);
+      fmt::print(stderr, "diagnose: importance matrix of {} weights over {} calibration sequences -> {}\n",
+                 im.entries.size(), im.chunk_count, imatrix_out);
+    }
     DiagnoseHook h(bits, k);
     run_calibration(m, cd, h);
     nlohmann::json d = diagnose_json(h, top);

@@ -12,6 +12,7 @@
 #include "export/gguf_writer.h"
 #include "io/atomic_file.h"
 #include "io/ggml_types.h"
+#include "io/hf.h"
 #include "io/safetensors.h"
 #include "nn/random_model.h"
 
@@ -62,23 +63,6 @@ std::vector<Planned> plan_tensors(const GenerateOptions& opt, Model& shapes) {
   return out;
 }
 
-std::string hf_name(const std::string& ours) {
-  // blk.L.x.weight → model.layers.L.<hf>.weight (the LLaMA map of io/hf.cpp)
-  static const std::pair<const char*, const char*> map[] = {
-      {"attn_norm", "input_layernorm"},    {"attn_q", "self_attn.q_proj"}, {"attn_k", "self_attn.k_proj"},
-      {"attn_v", "self_attn.v_proj"},      {"attn_output", "self_attn.o_proj"},
-      {"ffn_norm", "post_attention_layernorm"}, {"ffn_gate", "mlp.gate_proj"}, {"ffn_up", "mlp.up_proj"},
-      {"ffn_down", "mlp.down_proj"}};
-  if (ours == "token_embd.weight") return "model.embed_tokens.weight";
-  if (ours == "output_norm.weight") return "model.norm.weight";
-  if (ours == "output.weight") return "lm_head.weight";
-  size_t a = ours.find('.', 4), b = ours.rfind('.');
-  std::string layer = ours.substr(4, a - 4), part = ours.substr(a + 1, b - a - 1);
-  for (auto& [o, h] : map)
-    if (part == o) return fmt::format("model.layers.{}.{}{}", layer, h, ours.substr(b));
-  run_failed("internal: no Hugging Face name for {}", ours);
-}
-
 int64_t mib(const Planned& t) { return Tensor::count(t.shape) * ggml_type_info(t.type)->bytes >> 20; }
 int64_t total_mib(const std::vector<Planned>& ts) {
   int64_t n = 0;
@@ -89,29 +73,11 @@ int64_t total_mib(const std::vector<Planned>& ts) {
 const char* st_dtype(uint32_t type) { return type == ggml_f32 ? "F32" : type == ggml_f16 ? "F16" : "BF16"; }
 
 void write_hf(const std::string& dir, const GenerateOptions& opt, const std::vector<Planned>& ts, const Model& m) {
-  const Config& c = opt.cfg;
   AtomicDir out(dir);
-  const char* family = c.arch == "qwen2" ? "qwen2" : c.sliding_window > 0 ? "mistral" : "llama";
-  const char* arch = c.arch == "qwen2" ? "Qwen2ForCausalLM" : c.sliding_window > 0 ? "MistralForCausalLM" : "LlamaForCausalLM";
-  nlohmann::json config = {{"architectures", {arch}}, {"model_type", family},
-                           {"hidden_size", c.dim}, {"num_hidden_layers", c.n_layers},
-                           {"num_attention_heads", c.n_heads}, {"num_key_value_heads", c.n_kv_heads},
-                           {"intermediate_size", c.hidden}, {"vocab_size", c.vocab},
-                           {"max_position_embeddings", c.max_seq}, {"rms_norm_eps", c.norm_eps},
-                           {"rope_theta", c.rope_theta}, {"hidden_act", "silu"}, {"tie_word_embeddings", false},
-                           {"torch_dtype", opt.type == ggml_f32 ? "float32" : opt.type == ggml_f16 ? "float16" : "bfloat16"},
-                           {"bos_token_id", m.tok.bos}, {"eos_token_id", m.tok.eos}};
-  if (c.sliding_window > 0) config["sliding_window"] = c.sliding_window;
+  const nlohmann::json config =
+      hf_llama_config(m, opt.type == ggml_f32 ? "float32" : opt.type == ggml_f16 ? "float16" : "bfloat16");
   write_file_atomic(out.file("config.json"), config.dump(2) + "\n");
-  nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
-  for (int i = 0; i < m.tok.size(); i++) {
-    vocab[m.tok.pieces[i]] = i;
-    if (m.tok.types[i] == tok_control || m.tok.types[i] == tok_unknown)
-      added.push_back({{"id", i}, {"content", m.tok.pieces[i]}, {"special", true}});
-  }
-  nlohmann::json tj = {{"model", {{"type", "BPE"}, {"byte_fallback", true}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
-                       {"added_tokens", added}};
-  write_file_atomic(out.file("tokenizer.json"), tj.dump() + "\n");
+  write_file_atomic(out.file("tokenizer.json"), hf_tokenizer_json(m.tok).dump() + "\n");
   // Shards of at most shard_bytes, in tensor order.
   std::vector<std::vector<SafeTensorOut>> shards(1);
   int64_t in_shard = 0;
@@ -125,7 +91,7 @@ void write_hf(const std::string& dir, const GenerateOptions& opt, const std::vec
       in_shard = 0;
     }
     in_shard += bytes;
-    SafeTensorOut o{hf_name(t.name), st_dtype(t.type), t.shape, {}, {}};
+    SafeTensorOut o{*hf_name(llama_hf_rules(), t.name, m.cfg.n_layers), st_dtype(t.type), t.shape, {}, {}};
     o.fill = [=, &prog](uint8_t* dst) {
       fill_random(dst, ti, (int64_t)i, Tensor::count(t.shape) / t.shape.back(), t.shape.back(), t.gain, opt.seed);
       prog.add(mib(t));

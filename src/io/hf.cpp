@@ -155,7 +155,7 @@ void fold_pre_linears(Model& m, const HfWeights& w, const std::vector<HfPreLinea
     }
 }
 
-static const std::vector<HfNameRule>& llama_rules() {
+const std::vector<HfNameRule>& llama_hf_rules() {
   static const std::vector<HfNameRule> r = {
       {"token_embd.weight", "model.embed_tokens.weight"},
       {"blk.{L}.attn_norm.weight", "model.layers.{L}.input_layernorm.weight"},
@@ -179,6 +179,38 @@ static const std::vector<HfNameRule>& llama_rules() {
       {"output.bias", "lm_head.bias", HfTransform::none, true},
   };
   return r;
+}
+
+std::optional<std::string> hf_name(const std::vector<HfNameRule>& rules, const std::string& ours, int n_layers) {
+  int layer = -1;
+  std::string key = ours;
+  if (auto split = split_block_key(ours, n_layers)) {
+    layer = split->first;
+    key = "blk.{L}." + std::string(split->second);
+  }
+  for (auto& r : rules)
+    if (r.ours == key) return subst(r.hf, layer);
+  return std::nullopt;
+}
+
+nlohmann::json hf_llama_config(const Model& m, const std::string& torch_dtype) {
+  const Config& c = m.cfg;
+  const bool qwen2 = c.arch == "qwen2", mistral = !qwen2 && c.sliding_window > 0;
+  nlohmann::json j = {{"architectures", {qwen2 ? "Qwen2ForCausalLM" : mistral ? "MistralForCausalLM" : "LlamaForCausalLM"}},
+                      {"model_type", qwen2 ? "qwen2" : mistral ? "mistral" : "llama"},
+                      {"hidden_size", c.dim}, {"num_hidden_layers", c.n_layers},
+                      {"num_attention_heads", c.n_heads}, {"num_key_value_heads", c.n_kv_heads},
+                      {"head_dim", c.head_dim}, {"intermediate_size", c.hidden}, {"vocab_size", c.vocab},
+                      {"max_position_embeddings", c.max_seq}, {"rms_norm_eps", c.norm_eps},
+                      {"rope_theta", c.rope_theta}, {"hidden_act", "silu"}, {"tie_word_embeddings", c.tied_head},
+                      {"torch_dtype", torch_dtype}, {"bos_token_id", m.tok.bos}, {"eos_token_id", m.tok.eos}};
+  if (mistral) j["sliding_window"] = c.sliding_window;
+  if (qwen2 && c.sliding_window > 0) {  // one window on every layer: how load_hf_llama reads it back
+    j["use_sliding_window"] = true;
+    j["sliding_window"] = c.sliding_window;
+    j["max_window_layers"] = 0;
+  }
+  return j;
 }
 
 int hf_int(const nlohmann::json& j, const char* key, int fallback) {
@@ -240,7 +272,7 @@ static Model load_hf_llama(const std::string& dir, const nlohmann::json& j, bool
   if (!c.tied_head && !w.find("lm_head.weight")) c.tied_head = true;
   validate_config(c, w.total_values());
   allocate(m, true, false, false);  // shapes; biases are optional rules: absent ones are dropped
-  fill_from_rules(m, w, llama_rules());
+  fill_from_rules(m, w, llama_hf_rules());
   m.tok = load_hf_tokenizer(dir, j);
   validate(m);
   return m;

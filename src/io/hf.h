@@ -3,6 +3,7 @@
 // the map from its tensor names to ours.
 #pragma once
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -66,5 +67,16 @@ Model load_hf_bert(const std::string& dir, const nlohmann::json& config);
 Model load_hf_vit(const std::string& dir, const nlohmann::json& config);
 
 Tokenizer load_hf_tokenizer(const std::string& dir, const nlohmann::json& config);
+
+// Writing HF directories (the export and generated models).
+// The LLaMA family's rules (Mistral and Qwen2 share them), and the HF name of one of our tensors
+// under rules (nullopt: no rule holds it).
+const std::vector<HfNameRule>& llama_hf_rules();
+std::optional<std::string> hf_name(const std::vector<HfNameRule>& rules, const std::string& ours, int n_layers);
+// config.json of a LLaMA, Mistral (sliding window) or Qwen2 model.
+nlohmann::json hf_llama_config(const Model& m, const std::string& torch_dtype);
+// tokenizer.json for a SentencePiece-kind tokenizer (a BPE model with byte fallback whose merges
+// rank the pieces by score, as load_hf_tokenizer reads it back) or a GPT-2 byte-level BPE.
+nlohmann::json hf_tokenizer_json(const Tokenizer& t);
 
 }  // namespace tq

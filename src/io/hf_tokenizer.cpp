@@ -5,6 +5,7 @@
 //   vocab.txt                       WordPiece (BERT), lower-casing from tokenizer_config.json
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
 #include <optional>
 #include <unordered_map>
 
@@ -266,5 +267,83 @@ Tokenizer load_hf_tokenizer(const std::string& dir, const nlohmann::json& config
   return tok;
 }
 
+// SentencePiece writes U+2581 where our pieces hold a space.
+static std::string spm_escape(const std::string& piece) {
+  std::string out;
+  for (char ch : piece) out += ch == ' ' ? std::string("\xe2\x96\x81") : std::string(1, ch);
+  return out;
+}
+
+// The merges of a SentencePiece vocabulary: every split of a normal piece into two pieces of the
+// vocabulary, pieces by falling score (ties by id) — the rank order the reader turns back into scores.
+static json spm_merges(const Tokenizer& t) {
+  std::unordered_map<std::string, int> id_of;
+  for (int i = 0; i < t.size(); i++) id_of.emplace(t.pieces[i], i);
+  std::vector<int> order;
+  for (int i = 0; i < t.size(); i++)
+    if (t.types[i] == tok_normal && t.pieces[i].size() > 1) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return t.scores[a] > t.scores[b]; });
+  json merges = json::array();
+  for (int i : order) {
+    const std::string& p = t.pieces[i];
+    std::vector<std::pair<int, int>> splits;
+    for (size_t k = 1; k < p.size(); k++) {
+      if (((unsigned char)p[k] & 0xC0) == 0x80) continue;  // inside a UTF-8 character
+      auto a = id_of.find(p.substr(0, k)), b = id_of.find(p.substr(k));
+      if (a != id_of.end() && b != id_of.end()) splits.push_back({a->second, b->second});
+    }
+    std::sort(splits.begin(), splits.end());
+    for (auto [a, b] : splits) merges.push_back(spm_escape(t.pieces[a]) + " " + spm_escape(t.pieces[b]));
+  }
+  return merges;
+}
+
+json hf_tokenizer_json(const Tokenizer& t) {
+  TQ_CHECK_INPUT(t.kind == TokKind::spm || t.kind == TokKind::bpe,
+                 "tokenizer.json is written for SentencePiece and byte-level BPE tokenizers only");
+  json vocab = json::object(), added = json::array();
+  const bool spm = t.kind == TokKind::spm;
+  for (int i = 0; i < t.size(); i++) {
+    vocab[spm ? spm_escape(t.pieces[i]) : t.pieces[i]] = i;
+    const int type = t.types.empty() ? tok_normal : t.types[i];
+    if (type == tok_control || type == tok_unknown)
+      added.push_back({{"id", i}, {"content", t.pieces[i]}, {"single_word", false}, {"lstrip", false},
+                       {"rstrip", false}, {"normalized", false}, {"special", true}});
+  }
+  if (!spm) {
+    json merges = json::array();
+    for (auto& m : t.merges) merges.push_back(m);
+    return {{"version", "1.0"}, {"added_tokens", added},
+            {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", t.add_space_prefix}, {"trim_offsets", true},
+                               {"use_regex", true}}},
+            {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
+            {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}};
+  }
+  const std::string sp = "\xe2\x96\x81";
+  json normalizers = json::array();
+  if (t.add_space_prefix) normalizers.push_back({{"type", "Prepend"}, {"prepend", sp}});
+  normalizers.push_back({{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", sp}});
+  json decoders = {{{"type", "Replace"}, {"pattern", {{"String", sp}}}, {"content", " "}},
+                   {{"type", "ByteFallback"}},
+                   {{"type", "Fuse"}}};
+  if (t.add_space_prefix) decoders.push_back({{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
+  json j = {{"version", "1.0"}, {"added_tokens", added},
+            {"normalizer", {{"type", "Sequence"}, {"normalizers", normalizers}}}, {"pre_tokenizer", nullptr},
+            {"decoder", {{"type", "Sequence"}, {"decoders", decoders}}},
+            {"model", {{"type", "BPE"}, {"byte_fallback", true}, {"fuse_unk", true}, {"vocab", vocab},
+                       {"merges", spm_merges(t)}}}};
+  if (t.unk >= 0) j["model"]["unk_token"] = t.pieces[t.unk];
+  if (t.bos >= 0 && t.add_bos) {  // the BOS the encoder adds, as HF's fast tokenizer adds it
+    const std::string& b = t.pieces[t.bos];
+    j["post_processor"] = {
+        {"type", "TemplateProcessing"},
+        {"single", {{{"SpecialToken", {{"id", b}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+        {"pair",
+         {{{"SpecialToken", {{"id", b}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+          {{"SpecialToken", {{"id", b}, {"type_id", 1}}}}, {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
+        {"special_tokens", {{b, {{"id", b}, {"ids", {t.bos}}, {"tokens", {b}}}}}}};
+  }
+  return j;
+}
 
 }  // namespace tq

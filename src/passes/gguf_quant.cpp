@@ -6,11 +6,13 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "core/error.h"
 #include "core/progress.h"
 #include "export/gguf_export.h"
 #include "io/ggml_types.h"
+#include "io/imatrix.h"
 #include "passes/awq.h"
 #include "passes/site_scale.h"
 #include "quant/fisher.h"
@@ -79,6 +81,7 @@ struct TensorStats {
   const GptqFactor* factor = nullptr;
   const Tensor* fisher = nullptr;
   std::vector<double> row_weight;   // φ (site tensors)
+  std::vector<float> importance;    // E[x²] per input channel: the scale search's weights
 };
 
 GgmlTensor encode_candidate(const Weight& w, const Candidate& c, const TensorStats& st) {
@@ -92,7 +95,7 @@ GgmlTensor encode_candidate(const Weight& w, const Candidate& c, const TensorSta
     GgmlGptqGrid grid(c.type, (int)w.t->rows(), (int)w.t->cols());
     return grid.encode(gptq(*w.t, *st.factor, grid).w);
   }
-  return encode_ggml(c.type, *w.t, st.h ? st.h->mean_square() : std::vector<float>{});
+  return encode_ggml(c.type, *w.t, st.importance);
 }
 
 // The estimated output KL a candidate adds: ½ Σ_o φ_o Δw_o E[xxᵀ] Δw_oᵀ for a linear, ½ Σ F Δw²
@@ -232,6 +235,7 @@ GgufQuantResult gguf_quantize(Model& m, QuantPlan& plan, const CalibData& calib,
     return fisher_row_weights(fisher.f.at(w.name), hs.at(w.site).mean_square());
   };
 
+  std::map<std::string, std::vector<double>> awq_scales;  // by site: its inputs were multiplied by s
   if (opt.awq) {
     const uint32_t ref = automatic ? reference_type(m, max_bytes) : base;
     AwqQuantizer q = [&](const std::string& name, const Tensor& w, const std::vector<float>& imp) {
@@ -247,6 +251,7 @@ GgufQuantResult gguf_quantize(Model& m, QuantPlan& plan, const CalibData& calib,
       std::map<std::string, std::vector<double>> scales;
       nlohmann::json r = awq_block(m, plan, l, hs, q, {}, rows, &scales);
       res.awq.update(r);
+      awq_scales.insert(scales.begin(), scales.end());
       // The Fisher of the folded weights: a reader's columns ÷ s give F·s², up's rows ⊙ s give F/s².
       for (auto& [key, s] : scales) {
         bool down = key.size() > 7 && key.compare(key.size() - 7, 7, "down_in") == 0;
@@ -268,6 +273,18 @@ GgufQuantResult gguf_quantize(Model& m, QuantPlan& plan, const CalibData& calib,
 
   // Candidates: (type, method) per tensor with their size and estimated KL.
   std::vector<Weight> weights = file_weights(m);
+  std::optional<Imatrix> imatrix;
+  if (!opt.imatrix_file.empty()) imatrix = read_imatrix(opt.imatrix_file);
+  // E[x²] of a weight's input: the file's (of the unfolded model: times s² where AWQ scaled the
+  // input by s), or the calibration's.
+  auto importance = [&](const Weight& w, const Hessian& h) {
+    if (!imatrix || !imatrix->entries.count(w.name)) return h.mean_square();
+    std::vector<float> e = imatrix->mean_square(w.name, w.t->cols());
+    auto s = awq_scales.find(w.site);
+    if (s != awq_scales.end())
+      for (size_t c = 0; c < e.size(); c++) e[c] = (float)((double)e[c] * s->second[c] * s->second[c]);
+    return e;
+  };
   std::map<std::string, GptqFactor> factors;
   std::vector<TensorStats> stats(weights.size());
   std::vector<std::vector<Candidate>> items(weights.size());
@@ -278,6 +295,7 @@ GgufQuantResult gguf_quantize(Model& m, QuantPlan& plan, const CalibData& calib,
     st.fisher = &fisher.f.at(w.name);
     if (!w.site.empty()) {
       st.h = &hs.at(w.site);
+      st.importance = importance(w, *st.h);
       if (!w.lookup) {
         st.row_weight = row_weights(w);
         if (!factors.count(w.site)) factors.emplace(w.site, gptq_factor(*st.h, opt.gptq));
@@ -286,6 +304,13 @@ GgufQuantResult gguf_quantize(Model& m, QuantPlan& plan, const CalibData& calib,
     }
     std::vector<uint32_t> types = automatic ? allowed_types(w.t->cols())
                                             : std::vector<uint32_t>{llama_rule_type(w.name, w.t->cols(), base)};
+    if (const TensorRule* r = find_rule(opt.tensor_types, w.name)) {
+      const GgmlTypeInfo* ti = ggml_type_info(r->type);
+      if (w.t->cols() % ti->block)
+        bad_input("tensor_types: '{}' puts {} in {}, whose blocks of {} do not divide its {} columns", r->match,
+                  w.name, ti->name, ti->block, w.t->cols());
+      types = {r->type};
+    }
     for (uint32_t t : types) {
       if (!ggml_grid(t)) {
         items[i].push_back({t, "f16"});
@@ -367,6 +392,10 @@ void run_gguf(PassContext& ctx, const nlohmann::json& p) {
   o.max_bpw = p["max_bpw"];
   o.method = p["method"];
   o.imatrix = p["imatrix"];
+  o.imatrix_file = p["imatrix_file"];
+  o.tensor_types = parse_tensor_rules(JsonAt(p["tensor_types"], "tensor_types"));
+  for (auto& r : o.tensor_types)
+    TQ_CHECK_INPUT(r.type, "tensor_types: the rule for '{}' needs a ggml \"type\"", r.match);
   o.awq = p["awq"];
   o.gptq.damp = p["damp"];
   o.gptq.act_order = p["act_order"];
@@ -415,6 +444,10 @@ PassDef gguf_pass() {
               {"method", "auto", "rtn, gptq, or auto (the lower estimate per tensor and type)", {"auto", "rtn", "gptq"}},
               {"imatrix", true, "activation-weighted scale search (false: ggml's reference encoders, as llama-quantize "
                                 "without an imatrix)"},
+              {"imatrix_file", "", "an importance matrix of llama.cpp (imatrix.gguf or .dat) that weighs the scale "
+                                   "search for the tensors it holds"},
+              {"tensor_types", nlohmann::json::array(), "{\"match\": REGEX, \"type\": T} rules: matching tensors in "
+                                                        "ggml type T (a recipe's \"rules\" with a type land here)"},
               {"awq", true, "AWQ's activation-aware scales at qkv_in, up_in, down_in first"},
               {"damp", 0.01, "GPTQ dampening (fraction of the mean Hessian diagonal)", {}, 0, 10},
               {"act_order", true, "GPTQ in order of decreasing input energy"},

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "passes/pass.h"
+#include "passes/rules.h"
 #include "quant/gptq.h"
 
 namespace tq {
@@ -28,6 +29,9 @@ struct GgufQuantOptions {
   double max_bpw = 0;          // auto: or bits per parameter of the whole file
   std::string method = "auto"; // rtn, gptq, or auto (per tensor and type the lower estimate)
   bool imatrix = true;         // rtn: activation-weighted scale search (off: ggml's reference encoders)
+  std::string imatrix_file;    // rtn: the search weighs channels by this importance matrix (llama.cpp's
+                               // imatrix.gguf or .dat) for the tensors it holds, by the calibration's others
+  std::vector<TensorRule> tensor_types;  // {"match", "type"} rules: these tensors in that type (before any choice)
   bool awq = true;             // AWQ's scales at qkv_in, up_in, down_in before quantizing
   GptqOptions gptq;
   int fisher_batches = 32;     // calibration batches with a backward pass for the Fisher (0: all)

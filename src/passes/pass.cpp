@@ -21,12 +21,13 @@ PassDef quanttune_pass();    // passes/quanttune.cpp
 PassDef gguf_pass();         // passes/gguf_quant.cpp
 PassDef gptq_pass();         // passes/gptq.cpp
 PassDef awq_pass();          // passes/awq.cpp
+PassDef rules_pass();        // passes/rules.cpp
 
 const std::vector<PassDef>& all_passes() {
   static const std::vector<PassDef> passes = {rtn_pass(),       smoothquant_pass(), symmetrize_pass(), step_fold_pass(),
                                               hqq_pass(),       boost_pass(),       budget_pass(),
                                               repquant_pass(),  quanttune_pass(),   gguf_pass(),
-                                              gptq_pass(),      awq_pass()};
+                                              gptq_pass(),      awq_pass(),         rules_pass()};
   return passes;
 }
 

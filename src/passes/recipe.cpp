@@ -12,6 +12,7 @@
 #include "core/mmap.h"
 #include "io/ggml_types.h"
 #include "passes/pass.h"
+#include "passes/rules.h"
 
 namespace tq {
 
@@ -127,7 +128,9 @@ std::string recipe_help() {
                        : fmt::format("  {}  {}\n", n.letter, n.what);
   for (auto& r : builtin_recipes()) s += fmt::format("  {:<18} {}\n", r.pattern, r.help);
   s += "Or a JSON file: {\"name\": ..., \"passes\": [{\"pass\": NAME, PARAM: VALUE, ...}, "
-       "{\"recipe\": BUILT-IN}, ...]}\nwith the passes:\n";
+       "{\"recipe\": BUILT-IN}, ...],\n  \"rules\": [{\"match\": REGEX, \"bits\": B, \"group\": G}, "
+       "{\"match\": REGEX, \"type\": GGML_TYPE}, ...]}\n(rules: the first match per tensor applies after the passes "
+       "chose; types for GGUF recipes) with the passes:\n";
   for (auto& p : all_passes()) s += fmt::format("  {:<18} {}\n", p.name, p.help);
   return s;
 }
@@ -160,12 +163,13 @@ nlohmann::json complete_params(const PassDef& p, const nlohmann::json& given) {
     nlohmann::json v = given.contains(d.name) ? given[d.name] : d.fallback;
     bool type_ok = (d.fallback.is_number_integer() && v.is_number_integer()) ||
                    (d.fallback.is_number_float() && v.is_number()) || (d.fallback.is_string() && v.is_string()) ||
-                   (d.fallback.is_boolean() && v.is_boolean());
+                   (d.fallback.is_boolean() && v.is_boolean()) || (d.fallback.is_array() && v.is_array());
     if (!type_ok)
       bad_input("pass '{}' parameter '{}' must be {}, got {}", p.name, d.name,
                 d.fallback.is_number_integer() ? "an integer"
                 : d.fallback.is_number()       ? "a number"
                 : d.fallback.is_string()       ? "a string"
+                : d.fallback.is_array()        ? "a list"
                                                : "true or false",
                 v.dump());
     if (v.is_number() && (v.get<double>() < d.min || v.get<double>() > d.max))
@@ -230,6 +234,24 @@ std::string builtin_patterns() {
   return s;
 }
 
+// A recipe's per-tensor rules (passes/rules.h): ggml type rules go to its gguf steps' tensor_types,
+// bits rules to a last "rules" step, after every pass has chosen.
+void add_rules(Recipe& r, const JsonAt& rules) {
+  nlohmann::json types = nlohmann::json::array(), bits = nlohmann::json::array();
+  const std::vector<TensorRule> parsed = parse_tensor_rules(rules);
+  for (size_t i = 0; i < parsed.size(); i++) (parsed[i].type ? types : bits).push_back(rules[i].json());
+  bool gguf = false;
+  for (auto& [p, params] : r.steps)
+    if (p->name == "gguf") {
+      gguf = true;
+      for (auto& t : types) params["tensor_types"].push_back(t);
+    }
+  if (!types.empty() && !gguf) bad_input("{}: a ggml \"type\" rule needs a GGUF recipe (a gguf step)", rules.where());
+  if (!bits.empty() && gguf)
+    bad_input("{}: a GGUF recipe takes {{\"match\", \"type\"}} rules, not bits", rules.where());
+  if (!bits.empty()) r.steps.push_back({&find_pass("rules"), complete_params(find_pass("rules"), {{"rules", bits}})});
+}
+
 }  // namespace
 
 Recipe recipe_from_json(const nlohmann::json& j, const std::string& name) {
@@ -258,6 +280,7 @@ Recipe recipe_from_json(const nlohmann::json& j, const std::string& name) {
       throw Error(e.exit_code, fmt::format("recipe {}: passes[{}]: {}", name, i, e.what()));
     }
   }
+  if (j.contains("rules")) add_rules(r, JsonAt(j, "recipe " + name)["rules"]);
   return r;
 }
 

@@ -14,6 +14,8 @@
 #include "core/json.h"
 #include "core/mmap.h"
 #include "export/gguf_writer.h"
+#include "export/imatrix_export.h"
+#include "io/imatrix.h"
 #include "io/atomic_file.h"
 #include "io/gguf.h"
 #include "io/hf.h"
@@ -122,6 +124,17 @@ void write_seeds(const std::string& dir) {
     }
     put(dir + "/recipe/" + name + ".json", nlohmann::json({{"name", name}, {"passes", passes}}).dump());
   }
+  put(dir + "/recipe/rules.json",
+      nlohmann::json({{"name", "rules"},
+                      {"passes", {{{"recipe", "w4a16-g32-rtn"}}}},
+                      {"rules", {{{"match", "blk\\.[0-3]\\.ffn_down"}, {"bits", 8}, {"group", 32}},
+                                 {{"match", "attn_v"}, {"bits", 6}, {"scheme", "sym"}}}}})
+          .dump());
+  put(dir + "/recipe/gguf-rules.json",
+      nlohmann::json({{"name", "gguf-rules"},
+                      {"passes", {{{"recipe", "gguf-Q4_K"}}}},
+                      {"rules", {{{"match", "ffn_down"}, {"type", "q6_K"}}}}})
+          .dump());
   // llama2.c: u32 checkpoint length, checkpoint, tokenizer (fuzz_llama2c.cpp).
   {
     Model lm = random_model(llama_config(8, 1, 2, 2, 16, 16, 8), 2);
@@ -159,6 +172,30 @@ void write_seeds(const std::string& dir) {
   for (int i = 0; i < 8; i++) text += "a line of text number " + std::to_string(i) + " for the seeds\n";
   put(dir + "/data/chunks.txt", "text:FILE?protocol=chunks&ctx=8&offset=1\n" + text);
   put(dir + "/data/sst2.txt", "sst2:FILE?offset=1&limit=1\nsentence\tlabel\na fine film \t1\nbleak \t0\n");
+  // Importance matrices (fuzz_imatrix.cpp): llama.cpp's GGUF form, from a calibration of the tiny
+  // model, and the older .dat form.
+  {
+    Model m = plan_model();
+    CalibData cd;
+    cd.batches.push_back({1, 6, {3, 9, 14, 2, 27, 5}, {}, {}, {}});
+    Imatrix im = collect_imatrix(m, cd, "seed.txt");
+    for (auto it = im.entries.begin(); it != im.entries.end();)  // two entries keep the seed small
+      it = it->first == "blk.0.attn_q.weight" || it->first == "blk.0.ffn_down.weight" ? std::next(it) : im.entries.erase(it);
+    make_dirs(dir + "/imatrix");
+    write_imatrix(dir + "/imatrix/calib.gguf", im);
+    std::string dat;
+    auto i32 = [&](int32_t v) { dat.append((const char*)&v, 4); };
+    i32(1);
+    i32(19);
+    dat += "blk.0.attn_q.weight";
+    i32(3);
+    i32(4);
+    for (float v : {0.5f, 1.0f, 1.5f, 2.0f}) dat.append((const char*)&v, 4);
+    i32(3);
+    i32(4);
+    dat += "c.tx";
+    put(dir + "/imatrix/legacy.dat", dat);
+  }
 }
 
 TEST(FuzzSeeds, Write) {
@@ -217,6 +254,8 @@ TEST(FuzzSeeds, CommittedSeedsParse) {
         } else {
           EXPECT_FALSE(read_idx(tmp.file("img"), bytes[0] % 4 + 1, {}).values.empty());
         }
+      } else if (kind == "imatrix") {
+        EXPECT_FALSE(read_imatrix(path).entries.empty());
       } else if (kind == "data") {
         std::string bytes = read_text_file(path);
         size_t nl = bytes.find('\n');
