@@ -71,8 +71,6 @@ void abort_all(int code) {
   (void)code;
 }
 
-Share share_of(int64_t n, int r) { return {n * r / g_size, n * (r + 1) / g_size}; }
-
 std::vector<double> gather_all(const std::vector<double>& mine) {
 #ifdef TQ_HAVE_MPI
   if (g_mpi && g_size > 1) {

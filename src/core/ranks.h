@@ -30,9 +30,10 @@ void abort_all(int code);
 struct Share {
   int64_t begin = 0, end = 0;
 };
-// Rank r's items of n: [⌊r·n/N⌋, ⌊(r+1)·n/N⌋), so the shares tile [0, n) in rank order.
-Share share_of(int64_t n, int r);
-inline Share my_share(int64_t n) { return share_of(n, rank()); }
+// Rank r's items of n among N ranks: [⌊r·n/N⌋, ⌊(r+1)·n/N⌋), so the shares tile [0, n)
+// in rank order and differ in size by one at most.
+inline Share share_of(int64_t n, int r, int N) { return {n * r / N, n * (r + 1) / N}; }
+inline Share my_share(int64_t n) { return share_of(n, rank(), size()); }
 
 // Every rank's values, concatenated in rank order, on every rank (MPI_Allgatherv).
 // With results packed in item order per rank, the result is in item order.
