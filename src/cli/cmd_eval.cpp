@@ -6,6 +6,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/ranks.h"
 #include "core/threads.h"
 #include "eval/evaluate.h"
 
@@ -54,7 +55,8 @@ void register_eval(CLI::App& app) {
     if (m.runtime) j["executors"] = {{"int8", m.runtime->n_int8}, {"lowbit_a8", m.runtime->n_lowbit_a8},
                                      {"lowbit", m.runtime->n_lowbit},
                                      {"float", m.runtime->n_float}, {"notices", m.runtime->notices}};
-    if (m.plan) j["saturated"] = m.saturated();
+    const int64_t saturated = ranks::sum_all(m.saturated());  // each rank saw its share of the data
+    if (m.plan) j["saturated"] = saturated;
     if (!json_out.empty()) write_json(json_out, j);
     if (json_out == "-") return;
     fmt::print("{} on {}{}\n", path, data, m.plan ? fmt::format(" ({})", m.runtime ? m.runtime->summary() : "simulated") : "");
@@ -69,7 +71,7 @@ void register_eval(CLI::App& app) {
       fmt::print("  vs {} ({} {:.4f}): KLD mean {:.6f}  p99 {:.6f}  top-1 agreement {:.2f}%\n", compare, r.metric,
                  r.ref_value, j["kld_mean"].get<double>(), j["kld_p99"].get<double>(),
                  100 * j["top1_agree"].get<double>());
-    if (m.saturated()) fmt::print("  {} activation values clamped by static ranges\n", m.saturated());
+    if (saturated) fmt::print("  {} activation values clamped by static ranges\n", saturated);
   });
 }
 

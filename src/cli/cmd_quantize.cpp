@@ -8,6 +8,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/ranks.h"
 #include "core/json.h"
 #include "core/threads.h"
 #include "eval/evaluate.h"
@@ -248,7 +249,7 @@ void register_quantize(CLI::App& app) {
     if (eval_data) {
       SimHook sim(plan, q.cfg.n_layers);
       EvalResult e = evaluate(q, *eval_data, sim, &fp);
-      saturated = sim.saturated;
+      saturated = ranks::sum_all(sim.saturated);  // each rank evaluated its share
       headline["metric"] = e.metric;
       headline["fp32"]["value"] = e.ref_value;
       headline["quantized"].update(e.json);

@@ -3,6 +3,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/ranks.h"
 #include "core/threads.h"
 #include "io/atomic_file.h"
 
@@ -40,8 +41,12 @@ void write_json(const std::string& dest, const nlohmann::json& j) {
 
 }  // namespace tq::cli
 
-int main(int argc, char** argv) {
-  tq::remove_temp_outputs_on_signal();  // SIGINT, SIGTERM: no temporary output is left behind
+// Which rank failed, when there are several.
+static std::string where() {
+  return tq::ranks::size() > 1 ? fmt::format(" (rank {} of {})", tq::ranks::rank(), tq::ranks::size()) : "";
+}
+
+static int run(int argc, char** argv) {
   CLI::App app{"tquant: quantize transformer models to 8, 6 or 4 bits and run them fast on a CPU", "tquant"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "tquant 0.1");
@@ -63,17 +68,26 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   } catch (const tq::Error& e) {
-    fmt::print(stderr, "tquant: error: {}\n", e.what());
+    fmt::print(tq::ranks::errors(), "tquant: error{}: {}\n", where(), e.what());
     return e.exit_code;
   } catch (const nlohmann::json::exception& e) {
-    fmt::print(stderr, "tquant: error: bad JSON: {}\n", e.what());
+    fmt::print(tq::ranks::errors(), "tquant: error{}: bad JSON: {}\n", where(), e.what());
     return 2;
   } catch (const std::bad_alloc&) {
-    fmt::print(stderr, "tquant: error: out of memory\n");
+    fmt::print(tq::ranks::errors(), "tquant: error{}: out of memory\n", where());
     return 1;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "tquant: error: {}\n", e.what());
+    fmt::print(tq::ranks::errors(), "tquant: error{}: {}\n", where(), e.what());
     return 1;
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  tq::ranks::init(&argc, &argv);
+  tq::remove_temp_outputs_on_signal();  // SIGINT, SIGTERM: no temporary output is left behind
+  int rc = run(argc, argv);
+  if (rc != 0) tq::ranks::abort_all(rc);  // the others would wait for this rank at their next gather
+  tq::ranks::finalize();
+  return rc;
 }

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/ranks.h"
 
 namespace tq {
 
@@ -28,6 +29,16 @@ std::set<std::string>& live_temps() {
 }
 
 std::string pid_suffix(const char* kind) { return std::string(kind) + std::to_string(getpid()); }
+
+// Ranks other than 0 compute the same outputs but keep none (ranks.h): a file is
+// discarded at commit unless it goes into one of this process's temporary
+// directories (which that directory's own commit discards), so it can be read back.
+bool discarded(const std::string& target) {
+  if (ranks::root()) return false;
+  for (auto& t : live_temps())
+    if (target.rfind(t + "/", 0) == 0) return false;
+  return true;
+}
 
 }  // namespace
 
@@ -91,7 +102,9 @@ void AtomicFile::commit() {
   std::lock_guard<std::mutex> lock(g_mu);  // after the (slow) fsync: an interrupt during it still removes the file
   std::fclose(f_);
   f_ = nullptr;
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+  if (discarded(path_)) {
+    std::remove(tmp_.c_str());
+  } else if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
     std::remove(tmp_.c_str());
     run_failed("cannot rename {} to {}: {}", tmp_, path_, std::strerror(errno));
   }
@@ -115,6 +128,7 @@ AtomicDir::AtomicDir(std::string dir) : dir_(std::move(dir)) {
 }
 
 AtomicDir AtomicDir::resumable(std::string dir) {
+  if (!ranks::root()) return AtomicDir(std::move(dir));  // OUT.partial is rank 0's alone
   AtomicDir d;
   d.dir_ = std::move(dir);
   while (d.dir_.size() > 1 && d.dir_.back() == '/') d.dir_.pop_back();
@@ -138,6 +152,12 @@ AtomicDir::~AtomicDir() {
 
 void AtomicDir::commit() {
   std::lock_guard<std::mutex> lock(g_mu);
+  if (!ranks::root()) {
+    remove_tree(tmp_);
+    live_temps().erase(tmp_);
+    done_ = true;
+    return;
+  }
   std::error_code ec;
   std::string old = dir_ + pid_suffix(".old-");
   bool had = fs::exists(dir_, ec);

@@ -4,6 +4,7 @@
 // destroyed without commit (an error), when the process is interrupted
 // (SIGINT, SIGTERM: see remove_temp_outputs_on_signal), and, after a SIGKILL,
 // by the next run writing the same target, once that pid is gone.
+// Under mpirun only rank 0 keeps what it commits (core/ranks.h).
 #pragma once
 #include <cstdio>
 #include <string>

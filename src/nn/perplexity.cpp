@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "core/ranks.h"
 #include "core/threads.h"
 #include "nn/kld.h"
 #include "nn/ops.h"
@@ -41,6 +42,27 @@ struct SeqResult {
   int64_t tokens = 0, top1_same = 0;
   std::vector<float> kld;
 };
+
+// Every rank's results on every rank, in sequence order; as doubles (exact for the
+// counts and the float KLDs): per sequence five figures, the KLD count, the KLDs.
+void gather_results(std::vector<SeqResult>& res, ranks::Share mine) {
+  if (ranks::size() == 1) return;
+  std::vector<double> v;
+  for (int64_t k = mine.begin; k < mine.end; k++) {
+    const SeqResult& r = res[k];
+    v.insert(v.end(), {r.nll_sum, r.nll_sq, r.ref_nll_sum, (double)r.tokens, (double)r.top1_same, (double)r.kld.size()});
+    v.insert(v.end(), r.kld.begin(), r.kld.end());
+  }
+  std::vector<double> all = ranks::gather_all(v);
+  size_t at = 0;
+  for (SeqResult& r : res) {
+    r.nll_sum = all[at], r.nll_sq = all[at + 1], r.ref_nll_sum = all[at + 2];
+    r.tokens = (int64_t)all[at + 3], r.top1_same = (int64_t)all[at + 4];
+    r.kld.assign(all.begin() + at + 6, all.begin() + at + 6 + (size_t)all[at + 5]);
+    at += 6 + (size_t)all[at + 5];
+  }
+  TQ_ASSERT(at == all.size(), "the ranks gathered {} values, {} expected", all.size(), at);
+}
 }  // namespace
 
 LmEval eval_lm(const Model& m, const std::vector<TextSeq>& seqs, Hooks& hooks, const Model* ref, Hooks* ref_hooks,
@@ -51,13 +73,16 @@ LmEval eval_lm(const Model& m, const std::vector<TextSeq>& seqs, Hooks& hooks, c
   for (const TextSeq& s : seqs)
     TQ_CHECK_INPUT((int)s.tokens.size() <= m.cfg.max_seq || m.cfg.pos != PosKind::learned,
                    "a sequence of {} tokens is longer than the model's {} positions", s.tokens.size(), m.cfg.max_seq);
+  // Under mpirun each rank scores its share of the sequences (core/ranks.h).
+  const ranks::Share mine = ranks::my_share((int64_t)seqs.size());
   int64_t total = 0, longest = 0;
-  for (auto& s : seqs) {
-    total += (int64_t)s.tokens.size() - 1 - s.score_from;
-    longest = std::max<int64_t>(longest, s.tokens.size());
+  for (int64_t k = mine.begin; k < mine.end; k++) {
+    total += (int64_t)seqs[k].tokens.size() - 1 - seqs[k].score_from;
+    longest = std::max<int64_t>(longest, seqs[k].tokens.size());
   }
   if (longest > 0)  // every thread holds a workspace (two when comparing): refuse before any work
-    check_forward_memory(m.cfg, 1, longest, false, (int)std::min<int64_t>(num_threads(), seqs.size()) * (ref ? 2 : 1));
+    check_forward_memory(m.cfg, 1, longest, false,
+                         (int)std::min<int64_t>(num_threads(), mine.end - mine.begin) * (ref ? 2 : 1));
   Progress prog(label, total, "tok");
   std::vector<SeqResult> res(seqs.size());
   // Each thread scores whole sequences with single-threaded BLAS; results are
@@ -68,8 +93,9 @@ LmEval eval_lm(const Model& m, const std::vector<TextSeq>& seqs, Hooks& hooks, c
     std::vector<double> lp, lq;
   };
   parallel_for_with(
-      (int64_t)seqs.size(), [&] { return ThreadState{{}, {}, std::vector<double>(V), std::vector<double>(V)}; },
-      [&](ThreadState& t, int64_t k) {
+      mine.end - mine.begin, [&] { return ThreadState{{}, {}, std::vector<double>(V), std::vector<double>(V)}; },
+      [&](ThreadState& t, int64_t i_mine) {
+        const int64_t k = mine.begin + i_mine;
         const TextSeq& s = seqs[k];
         SeqResult& r = res[k];
         Input in;
@@ -100,6 +126,7 @@ LmEval eval_lm(const Model& m, const std::vector<TextSeq>& seqs, Hooks& hooks, c
         prog.add(r.tokens);
       });
   prog.finish();
+  gather_results(res, mine);
   LmEval out;
   out.compared = ref != nullptr;
   for (auto& r : res) {

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/ranks.h"
 #include "nn/kld.h"
 #include "passes/hqq.h"
 #include "quant/budget.h"
@@ -55,25 +56,31 @@ std::vector<std::vector<double>> output_kl_errors(Model& m, const std::vector<Ba
   };
   std::vector<std::vector<double>> ref(nb);
   for (size_t b = 0; b < nb; b++) ref[b] = log_probs(calib[b]);
-  std::vector<std::vector<double>> err(refs.size());
-  Progress prog("budget: output KL", (int64_t)(refs.size() * specs[0].size()), "probe");
-  for (size_t i = 0; i < refs.size(); i++) {
+  // Each probe (linear i at rung k, index i·rungs + k) starts from the fp32 weights, so under mpirun
+  // the probes split over the ranks and their results gather in probe order (core/ranks.h).
+  const size_t rungs = specs[0].size();
+  const ranks::Share mine = ranks::my_share((int64_t)(refs.size() * rungs));
+  std::vector<double> mine_err;
+  Progress prog("budget: output KL", mine.end - mine.begin, "probe");
+  for (int64_t probe = mine.begin; probe < mine.end; probe++) {
+    const size_t i = probe / rungs, k = probe % rungs;
     Tensor& w = const_cast<Tensor&>(*refs[i].w);
     const Tensor fp = w;
-    for (const QuantSpec& q : specs[i]) {
-      fake_quant(w.ptr(), (int)w.dim(0), (int)w.dim(1), q);
-      double kl = 0, rows = 0;
-      for (size_t b = 0; b < nb; b++) {
-        std::vector<double> lp = log_probs(calib[b]);
-        const int R = (int)ws.logits.dim(0), V = (int)ws.logits.dim(1);
-        for (int r = 0; r < R; r++) kl += kl_logprobs(&ref[b][(size_t)r * V], &lp[(size_t)r * V], V);
-        rows += R;
-      }
-      err[i].push_back(kl / std::max(rows, 1.0));
-      w = fp;
-      prog.add();
+    fake_quant(w.ptr(), (int)w.dim(0), (int)w.dim(1), specs[i][k]);
+    double kl = 0, rows = 0;
+    for (size_t b = 0; b < nb; b++) {
+      std::vector<double> lp = log_probs(calib[b]);
+      const int R = (int)ws.logits.dim(0), V = (int)ws.logits.dim(1);
+      for (int r = 0; r < R; r++) kl += kl_logprobs(&ref[b][(size_t)r * V], &lp[(size_t)r * V], V);
+      rows += R;
     }
+    mine_err.push_back(kl / std::max(rows, 1.0));
+    w = fp;
+    prog.add();
   }
+  const std::vector<double> all = ranks::gather_all(mine_err);
+  std::vector<std::vector<double>> err(refs.size());
+  for (size_t i = 0; i < refs.size(); i++) err[i].assign(all.begin() + i * rungs, all.begin() + (i + 1) * rungs);
   return err;
 }
 
