@@ -1,9 +1,14 @@
 // tquant bench: kernel and end-to-end figures, each a ratio of two things
 // measured in the same run.
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <malloc.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <omp.h>
 
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -13,6 +18,7 @@
 #include "core/mmap.h"
 #include "core/threads.h"
 #include "eval/bench.h"
+#include "export/generate.h"
 #include "kernels/bench_gemm.h"
 #include "io/load.h"
 #include "nn/forward.h"
@@ -118,6 +124,80 @@ static std::vector<BenchCase> bench_e2e(const std::function<Model()>& make, cons
   return out;
 }
 
+// A scratch directory removed with everything in it when it goes out of scope.
+struct ScratchDir {
+  std::string path;
+  ScratchDir() {
+    std::string tmpl = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : "/tmp") + "/tquant-bench-XXXXXX";
+    if (!mkdtemp(tmpl.data())) run_failed("bench: cannot make a directory in {}", tmpl);
+    path = tmpl;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+// This binary run again with args, its output into log; its exit status and peak RSS.
+struct ChildRun {
+  int status = -1;
+  int64_t peak_rss_bytes = 0;
+};
+static ChildRun run_self(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<char*> argv = {const_cast<char*>("tquant")};
+  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  fflush(nullptr);
+  pid_t pid = fork();
+  if (pid < 0) run_failed("bench: fork failed");
+  if (pid == 0) {
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
+    execv("/proc/self/exe", argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  rusage ru{};
+  if (wait4(pid, &status, 0, &ru) != pid) run_failed("bench: lost the child process");
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), (int64_t)ru.ru_maxrss * 1024};
+}
+
+// Quantization against model size (issue 14): `tquant quantize` of generated F16 LLaMAs
+// of 1, 2, 4 … blocks, each in a child process so that its peak RSS is its own
+// (wait4's ru_maxrss). The ratio is the throughput (F16 MB/s) against the smallest
+// model's: 1 means time grows with the size, no worse; the RSS stays that of one block.
+static std::vector<BenchCase> bench_quantize(const Config& base, const std::vector<int>& layers,
+                                             const std::string& recipe) {
+  ScratchDir dir;
+  std::vector<BenchCase> out;
+  double base_mbps = 0;
+  for (int L : layers) {
+    GenerateOptions g;
+    g.cfg = base;
+    g.cfg.n_layers = L;
+    const std::string model = dir.path + fmt::format("/m{}.gguf", L), q = dir.path + fmt::format("/q{}", L);
+    write_random_model(model, g);
+    const double mb = std::filesystem::file_size(model) / 1e6;
+    const std::vector<std::string> args = {"quantize", model, "--recipe", recipe, "-o", q, "--threads",
+                                           std::to_string(num_threads())};
+    const double t0 = clock_seconds(false);
+    const ChildRun r = run_self(args, dir.path + "/log");
+    const double secs = clock_seconds(false) - t0;
+    if (r.status != 0)
+      run_failed("bench: quantize of the {}-block model failed (exit {}): {}", L, r.status, read_text_file(dir.path + "/log"));
+    std::filesystem::remove_all(q);
+    std::filesystem::remove(model);
+    const double mbps = mb / secs;
+    if (base_mbps == 0) base_mbps = mbps;
+    BenchCase c{"quantize", fmt::format("{} d{} L{} ({:.0f} MB F16)", recipe, base.dim, L, mb),
+                fmt::format("MB/s at L{}", L), fmt::format("MB/s at L{}", layers[0]), mbps, base_mbps, "MB/s"};
+    c.extra = {{"seconds", secs}, {"model_bytes", (int64_t)(mb * 1e6)}, {"peak_rss_bytes", r.peak_rss_bytes}};
+    c.note = fmt::format("{:.1f} s, peak RSS {:.0f} MB for a {:.0f} MB model", secs, r.peak_rss_bytes / 1e6, mb);
+    out.push_back(c);
+  }
+  return out;
+}
+
 // The clock /proc/cpuinfo reads ("cpu MHz" of the first core; on virtual machines the
 // nominal one), in GHz, or 0.
 static double nominal_clock_ghz() {
@@ -209,6 +289,12 @@ void register_bench(CLI::App& app) {
       std::string label = fmt::format("llama d{} L{} F{} V{}", c.dim, c.n_layers, c.hidden, c.vocab);
       for (auto& bc :
            bench_e2e([&] { return random_model(c, 1); }, label, quick ? 64 : 128, quick ? 8 : 32, cpu_clock, kernel_report))
+        report(bc);
+    }
+    if (want("quantize")) {
+      Config c = quick ? llama_config(256, 1, 4, 4, 704, 4096, 1024)
+                       : llama_config(e2e_dim, 1, e2e_dim / 128, e2e_dim / 128, e2e_dim * 11 / 4, 32000, 1024);
+      for (auto& bc : bench_quantize(c, quick ? std::vector<int>{1, 2} : std::vector<int>{1, 2, 4, 8}, "w4a16-g64-rtn"))
         report(bc);
     }
     if (!json_out.empty()) {
