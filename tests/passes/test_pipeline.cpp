@@ -175,5 +175,22 @@ TEST(Pipeline, LazyTquantDirHasThePlainValuesAndExportsTheSameFile) {
   }
 }
 
+// tquant bench's quantize cases: a generated model per size, quantized in a child process,
+// each with its time, its peak RSS (that child's) and its throughput against the smallest.
+TEST(Pipeline, BenchReportsQuantizeAgainstModelSize) {
+  auto r = run_cli("bench --filter quantize --quick -t 1 --json -");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 2u) << r.out;
+  EXPECT_DOUBLE_EQ(j[0]["ratio"].get<double>(), 1.0);
+  for (auto& c : j) {
+    EXPECT_EQ(c["name"], "quantize");
+    EXPECT_GT(c["seconds"].get<double>(), 0) << c.dump();
+    EXPECT_GT(c["peak_rss_bytes"].get<int64_t>(), 1 << 20) << c.dump();
+    EXPECT_GT(c["ratio"].get<double>(), 0) << c.dump();
+  }
+  EXPECT_GT(j[1]["model_bytes"].get<int64_t>(), j[0]["model_bytes"].get<int64_t>());
+}
+
 }  // namespace
 }  // namespace tq::test
