@@ -18,25 +18,14 @@
 #include "nn/block.h"
 #include "nn/random_model.h"
 #include "passes/pass.h"
+#include "small_inputs.h"
 #include "test_util.h"
 
 namespace tq {
 
 namespace {
 
-// f() throws a one-line Error whose message holds `part`.
-template <class F>
-void expect_refusal(F f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one with: " << part;
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    EXPECT_NE(msg.find(part), std::string::npos) << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-    EXPECT_EQ(e.exit_code, 2) << msg;
-  }
-}
+using test::expect_refusal;
 
 struct Quantized {
   Model sim;

@@ -17,36 +17,18 @@
 #include "passes/pass.h"
 #include "quant/hessian.h"
 #include "quant/observer.h"
+#include "small_inputs.h"
 #include "test_util.h"
 
 namespace tq {
 
 namespace {
 
-CalibData some_calib() {
-  CalibData cd;
-  for (int b = 0; b < 5; b++) {
-    Batch x{1, 20, std::vector<int32_t>(20), {}, {}, {}};
-    for (int t = 0; t < 20; t++) x.tokens[t] = 3 + (b * 53 + t * 29 + 7) % 290;
-    cd.batches.push_back(x);
-  }
-  return cd;
-}
+CalibData some_calib() { return test::token_calib(5, 20, 53, 29, 7); }
 
 Model small_llama() { return random_model(llama_config(64, 2, 4, 2, 96, 300, 64), 5, 0.2f); }
 
-template <class F>
-void expect_refusal(F f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one with: " << part;
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    EXPECT_NE(msg.find(part), std::string::npos) << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-    EXPECT_EQ(e.exit_code, 2) << msg;
-  }
-}
+using test::expect_refusal;
 
 void put_i32(std::string& s, int32_t v) { s.append((const char*)&v, 4); }
 

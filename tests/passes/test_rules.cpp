@@ -8,21 +8,14 @@
 #include "io/ggml_types.h"
 #include "nn/random_model.h"
 #include "passes/pass.h"
+#include "small_inputs.h"
 #include "test_util.h"
 
 namespace tq {
 
 namespace {
 
-CalibData rules_calib() {
-  CalibData cd;
-  for (int b = 0; b < 4; b++) {
-    Batch x{1, 16, std::vector<int32_t>(16), {}, {}, {}};
-    for (int t = 0; t < 16; t++) x.tokens[t] = 3 + (b * 71 + t * 13 + 5) % 290;
-    cd.batches.push_back(x);
-  }
-  return cd;
-}
+CalibData rules_calib() { return test::token_calib(4, 16, 71, 13, 5); }
 
 Recipe recipe_file(const test::TempDir& d, const nlohmann::json& j) {
   std::ofstream(d.file("r.json"), std::ios::trunc) << j.dump();
@@ -38,18 +31,7 @@ QuantPlan run(const Recipe& r) {
   return plan;
 }
 
-template <class F>
-void expect_refusal(F f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one with: " << part;
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    EXPECT_NE(msg.find(part), std::string::npos) << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-    EXPECT_EQ(e.exit_code, 2) << msg;
-  }
-}
+using test::expect_refusal;
 
 }  // namespace
 
