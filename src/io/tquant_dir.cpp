@@ -169,6 +169,12 @@ static bool packs_nibbles(const QuantSpec& q) {
   return q.bits <= 4 && (q.scheme == Scheme::sym || q.scheme == Scheme::asym);
 }
 static int64_t code_row_bytes(const QuantSpec& q, int64_t cols) { return packs_nibbles(q) ? (cols + 1) / 2 : cols; }
+// The stored shape of a [rows, cols] weight's codes: its own, or [rows, packed row bytes].
+static std::vector<int64_t> code_shape(const QuantSpec& q, const std::vector<int64_t>& shape, int64_t rows,
+                                       int64_t cols) {
+  const int64_t row_bytes = code_row_bytes(q, cols);
+  return row_bytes == cols ? shape : std::vector<int64_t>{rows, row_bytes};
+}
 static const char* code_dtype(const QuantSpec& q) { return q.scheme == Scheme::sym && !packs_nibbles(q) ? "I8" : "U8"; }
 
 static void pack_code_row(const int32_t* c, int64_t cols, const QuantSpec& q, uint8_t* out) {
@@ -208,19 +214,17 @@ std::vector<SafeTensorOut> encode_tensors(const std::vector<NamedTensor>& tensor
     const QuantSpec& q = it->second;
     const Tensor& w = *nt.t;
     const int64_t rows = w.rows(), cols = w.cols(), row_bytes = code_row_bytes(q, cols);
-    std::vector<int64_t> shape = packs_nibbles(q) ? std::vector<int64_t>{rows, row_bytes} : w.shape;
     // Made while the file is written, so a tensor's codes never exist as int32 all at once.
-    ts.push_back({nt.name, code_dtype(q), shape, {}, [&w, &q, rows, cols, row_bytes](uint8_t* dst) {
-                    constexpr int64_t kRows = 64;
-                    parallel_for((rows + kRows - 1) / kRows, [&](int64_t b) {
-                      const int64_t r0 = b * kRows, n = std::min(kRows, rows - r0);
-                      QuantSpec part = q.rows(r0, n, cols);
-                      std::vector<int32_t> codes((size_t)(n * cols));
-                      quantize_codes(w.ptr() + r0 * cols, (int)n, (int)cols, part, codes.data());
-                      for (int64_t r = 0; r < n; r++)
-                        pack_code_row(codes.data() + r * cols, cols, q, dst + (r0 + r) * row_bytes);
-                    });
-                  }});
+    const auto fill = [&w, &q, rows, cols, row_bytes](uint8_t* dst) {
+      constexpr int64_t kRows = 64;
+      parallel_for((rows + kRows - 1) / kRows, [&](int64_t b) {
+        const int64_t r0 = b * kRows, n = std::min(kRows, rows - r0);
+        std::vector<int32_t> codes((size_t)(n * cols));
+        quantize_codes(w.ptr() + r0 * cols, (int)n, (int)cols, q.rows(r0, n, cols), codes.data());
+        for (int64_t r = 0; r < n; r++) pack_code_row(codes.data() + r * cols, cols, q, dst + (r0 + r) * row_bytes);
+      });
+    };
+    ts.push_back({nt.name, code_dtype(q), code_shape(q, w.shape, rows, cols), {}, fill});
     Tensor sc({(int64_t)q.scale.size()});
     sc.data = q.scale;
     ts.push_back(f32_tensor(nt.name + ".scale", sc));
@@ -354,7 +358,7 @@ Model load_tquant_dir(const std::string& dir, QuantPlan* plan_out, bool lazy) {
     }
     QuantSpec& q = it->second;
     const int64_t rows = nt.t->rows(), cols = nt.t->cols(), row_bytes = code_row_bytes(q, cols);
-    const std::vector<int64_t> want = row_bytes == cols ? nt.t->shape : std::vector<int64_t>{rows, row_bytes};
+    const std::vector<int64_t> want = code_shape(q, nt.t->shape, rows, cols);
     if (t->shape != want)
       bad_input("{}: codes of '{}' have shape {}, expected {}", dir, nt.name, shape_str(t->shape), shape_str(want));
     const SafeTensor* sc = st.find(nt.name + ".scale");
