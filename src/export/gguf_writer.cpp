@@ -158,16 +158,27 @@ void add_llama_metadata(GgufWriter& w, const Model& m) {
   if (c.sliding_window > 0) w.add_u32(a + ".attention.sliding_window", c.sliding_window);
   if (!m.tok.empty()) {
     const Tokenizer& t = m.tok;
-    TQ_CHECK_INPUT(t.kind == TokKind::spm, "GGUF export writes SentencePiece tokenizers only");
-    w.add_str("tokenizer.ggml.model", "llama");
-    std::vector<std::string> pieces;
-    for (auto& p : t.pieces) {
-      std::string q;
-      for (char ch : p) q += ch == ' ' ? std::string("\xe2\x96\x81") : std::string(1, ch);
-      pieces.push_back(q);
+    TQ_CHECK_INPUT(t.kind == TokKind::spm || t.kind == TokKind::bpe,
+                   "GGUF export writes SentencePiece and byte-level BPE tokenizers only");
+    if (t.kind == TokKind::spm) {
+      w.add_str("tokenizer.ggml.model", "llama");
+      std::vector<std::string> pieces;
+      for (auto& p : t.pieces) {
+        std::string q;
+        for (char ch : p) q += ch == ' ' ? std::string("\xe2\x96\x81") : std::string(1, ch);
+        pieces.push_back(q);
+      }
+      w.add_str_array("tokenizer.ggml.tokens", pieces);
+      w.add_f32_array("tokenizer.ggml.scores", t.scores.empty() ? std::vector<float>(t.size(), 0.0f) : t.scores);
+    } else {  // llama.cpp's names: the split is tokenizer.ggml.pre, merges as "a b"
+      // GGUF has no field for these: its readers derive them from the split, as load_gguf does.
+      TQ_CHECK_INPUT(t.ignore_merges == (t.split == BpeSplit::llama3) && t.nfc == (t.split == BpeSplit::qwen2),
+                     "GGUF ties ignore_merges to the Llama-3 split and NFC to Qwen2's; this tokenizer differs");
+      w.add_str("tokenizer.ggml.model", "gpt2");
+      w.add_str("tokenizer.ggml.pre", bpe_split_name(t.split));
+      w.add_str_array("tokenizer.ggml.tokens", t.pieces);
+      w.add_str_array("tokenizer.ggml.merges", t.merges);
     }
-    w.add_str_array("tokenizer.ggml.tokens", pieces);
-    w.add_f32_array("tokenizer.ggml.scores", t.scores.empty() ? std::vector<float>(t.size(), 0.0f) : t.scores);
     w.add_i32_array("tokenizer.ggml.token_type",
                     t.types.empty() ? std::vector<int32_t>(t.size(), tok_normal) : t.types);
     if (t.bos >= 0) w.add_u32("tokenizer.ggml.bos_token_id", t.bos);

@@ -1,6 +1,7 @@
 // Tokenizer files of Hugging Face directories:
 //   tokenizer.model                 SentencePiece (LLaMA)
-//   tokenizer.json                  BPE with byte fallback (LLaMA), byte-level BPE (GPT-2, OPT), WordPiece (BERT)
+//   tokenizer.json                  BPE with byte fallback (LLaMA), byte-level BPE (GPT-2, OPT, Llama-3, Qwen2),
+//                                   WordPiece (BERT)
 //   vocab.json + merges.txt         byte-level BPE (GPT-2, OPT)
 //   vocab.txt                       WordPiece (BERT), lower-casing from tokenizer_config.json
 #include <sentencepiece_processor.h>
@@ -75,16 +76,46 @@ static std::optional<JsonAt> added_tokens(const JsonAt& j) {
   return j["added_tokens"];
 }
 
-// tokenizer.json of the GPT-2 kind: a BPE model behind the ByteLevel pre-tokenizer.
+// The pre-tokenizer of a byte-level BPE: GPT-2's ByteLevel with its own pattern, or (Llama-3,
+// Qwen2) a Sequence of a Split by the family's pattern and a ByteLevel without one.
+static void bpe_pre_tokenizer(Tokenizer& tok, const JsonAt& j) {
+  if (!j.has("pre_tokenizer")) bad_input("a BPE model without byte fallback needs a ByteLevel pre-tokenizer");
+  JsonAt pre = j["pre_tokenizer"];
+  const std::string type = pre.object().string("type", "");
+  if (type == "ByteLevel") {
+    if (!pre.boolean("use_regex", true)) pre.fail("ByteLevel without GPT-2's split pattern and no Split before it");
+    tok.add_space_prefix = pre.boolean("add_prefix_space", false);
+    return;
+  }
+  if (type != "Sequence") pre.fail("pre-tokenizer '{}' is not supported (ByteLevel, Sequence of Split and ByteLevel are)", type);
+  auto steps = pre["pretokenizers"].elements();
+  if (steps.size() != 2 || steps[0].object().string("type", "") != "Split" ||
+      steps[1].object().string("type", "") != "ByteLevel")
+    pre.fail("a Sequence pre-tokenizer other than Split then ByteLevel (Llama-3, Qwen2) is not supported");
+  const JsonAt& split = steps[0];
+  const std::string regex = split["pattern"].object()["Regex"].string();
+  if (regex == bpe_split_regex(BpeSplit::llama3)) tok.split = BpeSplit::llama3;
+  else if (regex == bpe_split_regex(BpeSplit::qwen2)) tok.split = BpeSplit::qwen2;
+  else split["pattern"].fail("Split pattern is neither Llama-3's nor Qwen2's");
+  if (split.string("behavior", "") != "Isolated" || split.boolean("invert", false))
+    split.fail("a Split that does not keep each match as its own piece (behavior Isolated, invert false)");
+  if (steps[1].boolean("use_regex", true)) steps[1].fail("ByteLevel after a Split must not split again (use_regex false)");
+  tok.add_space_prefix = steps[1].boolean("add_prefix_space", false);
+}
+
+// tokenizer.json of the byte-level kind (GPT-2, Llama-3, Qwen2): a BPE model behind a ByteLevel
+// pre-tokenizer, with no normaliser or NFC's.
 static Tokenizer bpe_from_tokenizer_json(const JsonAt& j) {
   JsonAt model = j["model"];
-  if (!j.has("pre_tokenizer") || j["pre_tokenizer"].object().string("type", "") != "ByteLevel")
-    bad_input("a BPE model without byte fallback needs the ByteLevel pre-tokenizer (GPT-2 style)");
-  JsonAt pre = j["pre_tokenizer"];
-  if (!pre.boolean("use_regex", true)) bad_input("ByteLevel without GPT-2's split pattern is not supported");
   Tokenizer tok;
   tok.kind = TokKind::bpe;
-  tok.add_space_prefix = pre.boolean("add_prefix_space", false);
+  bpe_pre_tokenizer(tok, j);
+  if (j.has("normalizer")) {
+    const std::string type = j["normalizer"].object().string("type", "");
+    if (type != "NFC") j["normalizer"].fail("normalizer '{}' before a byte-level BPE is not supported (NFC is)", type);
+    tok.nfc = true;
+  }
+  tok.ignore_merges = model.boolean("ignore_merges", false);
   pieces_from_vocab(tok, model["vocab"], added_tokens(j));
   for (auto& mg : model["merges"].elements()) {
     auto [a, b] = merge_pair(mg);
@@ -313,11 +344,20 @@ json hf_tokenizer_json(const Tokenizer& t) {
   if (!spm) {
     json merges = json::array();
     for (auto& m : t.merges) merges.push_back(m);
+    const bool gpt2 = t.split == BpeSplit::gpt2;
+    json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", t.add_space_prefix}, {"trim_offsets", true},
+                       {"use_regex", gpt2}};
+    json pre = byte_level;
+    if (!gpt2) {
+      json split = {{"type", "Split"},
+                    {"pattern", {{"Regex", bpe_split_regex(t.split)}}},
+                    {"behavior", "Isolated"}, {"invert", false}};
+      pre = {{"type", "Sequence"}, {"pretokenizers", {split, byte_level}}};
+    }
     return {{"version", "1.0"}, {"added_tokens", added},
-            {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", t.add_space_prefix}, {"trim_offsets", true},
-                               {"use_regex", true}}},
+            {"normalizer", t.nfc ? json{{"type", "NFC"}} : json(nullptr)}, {"pre_tokenizer", pre},
             {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
-            {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}};
+            {"model", {{"type", "BPE"}, {"ignore_merges", t.ignore_merges}, {"vocab", vocab}, {"merges", merges}}}};
   }
   const std::string sp = "\xe2\x96\x81";
   json normalizers = json::array();

@@ -43,8 +43,14 @@ static Tokenizer gguf_tokenizer(const GgufFile& g) {
   }
   if (g.meta.contains("tokenizer.ggml.add_bos_token") && g.meta["tokenizer.ggml.add_bos_token"].is_boolean())
     tok.add_bos = g.meta["tokenizer.ggml.add_bos_token"].get<bool>();
+  tok.add_space_prefix = tok.kind == TokKind::spm;  // llama.cpp's default: only SentencePiece prepends a space
   if (g.meta.contains("tokenizer.ggml.add_space_prefix") && g.meta["tokenizer.ggml.add_space_prefix"].is_boolean())
     tok.add_space_prefix = g.meta["tokenizer.ggml.add_space_prefix"].get<bool>();
+  if (tok.kind == TokKind::bpe && g.meta.contains("tokenizer.ggml.pre") && g.meta["tokenizer.ggml.pre"].is_string()) {
+    tok.split = bpe_split_named(g.get_str("tokenizer.ggml.pre"));
+    tok.ignore_merges = tok.split == BpeSplit::llama3;  // llama.cpp's rule: Llama-3's tokenizer.json sets it
+    tok.nfc = tok.split == BpeSplit::qwen2;             // Qwen2's tokenizer.json normalises to NFC
+  }
   tok.finalize();
   return tok;
 }

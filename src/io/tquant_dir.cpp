@@ -126,7 +126,8 @@ nlohmann::json tokenizer_to_json(const Tokenizer& t) {
   return {{"kind", ename(t.kind, kTokKinds)}, {"pieces", pieces}, {"scores", t.scores}, {"types", t.types},
           {"merges", t.merges}, {"bos", t.bos}, {"eos", t.eos}, {"unk", t.unk}, {"pad", t.pad}, {"sep", t.sep},
           {"cls", t.cls}, {"mask", t.mask}, {"add_bos", t.add_bos}, {"add_space_prefix", t.add_space_prefix},
-          {"lowercase", t.lowercase}};
+          {"lowercase", t.lowercase}, {"split", bpe_split_name(t.split)}, {"ignore_merges", t.ignore_merges},
+          {"nfc", t.nfc}};
 }
 
 Tokenizer tokenizer_from_json(const JsonAt& j) {
@@ -142,6 +143,9 @@ Tokenizer tokenizer_from_json(const JsonAt& j) {
   t.add_bos = j["add_bos"].boolean();
   t.add_space_prefix = j["add_space_prefix"].boolean();
   t.lowercase = j["lowercase"].boolean();
+  t.split = bpe_split_named(j.string("split", "gpt-2"));  // absent in directories written before Llama-3's split
+  t.ignore_merges = j.boolean("ignore_merges", false);
+  t.nfc = j.boolean("nfc", false);
   t.finalize();
   return t;
 }

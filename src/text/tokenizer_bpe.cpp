@@ -1,9 +1,12 @@
-// Byte-level BPE (GPT-2, OPT): the text is split by GPT-2's pre-tokenization
-// pattern, each piece's bytes are written as printable characters (the
-// byte↔unicode table of GPT-2's encoder.py), and merges are applied by rank.
+// Byte-level BPE (GPT-2, OPT, Llama-3, Qwen2): the text is split by the
+// family's pre-tokenization pattern, each piece's bytes are written as printable
+// characters (the byte↔unicode table of GPT-2's encoder.py), and merges are
+// applied by rank.
 #include "core/error.h"
 #include "text/tokenizer.h"
 #include "text/unicode.h"
+
+#include <cctype>
 
 namespace tq {
 
@@ -32,23 +35,36 @@ const ByteMap& byte_map() {
 
 enum CharClass : uint8_t { letter, number, space, other };
 
+// The characters of text with their byte offsets (one past the last: text.size()) and classes.
+struct Chars {
+  std::vector<size_t> start;
+  std::vector<char32_t> ch;
+  std::vector<CharClass> cls;
+  size_t size() const { return ch.size(); }
+};
+Chars chars_of(std::string_view text) {
+  Chars c;
+  for (size_t i = 0; i < text.size();) {
+    c.start.push_back(i);
+    char32_t x = next_char(text, i);
+    c.ch.push_back(x);
+    c.cls.push_back(is_letter(x) ? letter : is_number(x) ? number : is_white_space(x) ? space : other);
+  }
+  c.start.push_back(text.size());
+  return c;
+}
+
 }  // namespace
 
 // GPT-2's pattern, matched by hand (alternatives in order, at each position):
 //   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 // Returns the byte ranges of the pieces.
 std::vector<std::pair<size_t, size_t>> gpt2_pretokenize(std::string_view text) {
-  std::vector<size_t> start;
-  std::vector<char32_t> ch;
-  std::vector<CharClass> cls;
-  for (size_t i = 0; i < text.size();) {
-    start.push_back(i);
-    char32_t c = next_char(text, i);
-    ch.push_back(c);
-    cls.push_back(is_letter(c) ? letter : is_number(c) ? number : is_white_space(c) ? space : other);
-  }
-  const size_t n = ch.size();
-  start.push_back(text.size());
+  const Chars c = chars_of(text);
+  const auto& ch = c.ch;
+  const auto& cls = c.cls;
+  const auto& start = c.start;
+  const size_t n = c.size();
   std::vector<std::pair<size_t, size_t>> out;
   auto emit = [&](size_t a, size_t b) { out.push_back({start[a], start[b]}); };
   for (size_t i = 0; i < n;) {
@@ -78,6 +94,85 @@ std::vector<std::pair<size_t, size_t>> gpt2_pretokenize(std::string_view text) {
     i = e;
   }
   return out;
+}
+
+// The Llama-3 pattern (Qwen2's is the same with \p{N} in place of \p{N}{1,3}), matched by hand:
+//   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*
+//   |\s*[\r\n]+|\s+(?!\S)|\s+
+std::vector<std::pair<size_t, size_t>> llama3_pretokenize(std::string_view text, int max_digits) {
+  const Chars c = chars_of(text);
+  const size_t n = c.size();
+  auto newline = [&](size_t k) { return c.ch[k] == '\r' || c.ch[k] == '\n'; };
+  auto lower = [&](size_t k) { return c.ch[k] < 0x80 ? (char32_t)std::tolower((int)c.ch[k]) : c.ch[k]; };
+  std::vector<std::pair<size_t, size_t>> out;
+  auto emit = [&](size_t a, size_t b) { out.push_back({c.start[a], c.start[b]}); };
+  for (size_t i = 0; i < n;) {
+    size_t e = i;
+    if (c.ch[i] == '\'' && i + 1 < n) {  // contractions, either case
+      char32_t a = lower(i + 1), b = i + 2 < n ? lower(i + 2) : 0;
+      e = (a == 's' || a == 't' || a == 'm' || a == 'd')                       ? i + 2
+          : ((a == 'r' || a == 'v') && b == 'e') || (a == 'l' && b == 'l') ? i + 3
+                                                                               : i;
+    }
+    if (e == i) {  // letters, led by at most one character that is not a newline, letter or number
+      size_t s = c.cls[i] == letter ? i : i + 1 < n && c.cls[i] != number && !newline(i) ? i + 1 : n;
+      if (s < n && c.cls[s] == letter) {
+        e = s;
+        while (e < n && c.cls[e] == letter) e++;
+      }
+    }
+    if (e == i && c.cls[i] == number) {  // a run of numbers, cut every max_digits
+      while (e < n && c.cls[e] == number && e - i < (size_t)max_digits) e++;
+    }
+    if (e == i) {  // other characters, led by at most one ' ', then any newlines
+      size_t s = c.ch[i] == ' ' && i + 1 < n ? i + 1 : i;
+      if (c.cls[s] == other) {
+        e = s;
+        while (e < n && c.cls[e] == other) e++;
+        while (e < n && newline(e)) e++;
+      }
+    }
+    if (e == i) {  // white space: through its last newline; else all of it, less the one before a non-space
+      size_t run = i;
+      while (run < n && c.cls[run] == space) run++;
+      for (size_t k = i; k < run; k++)
+        if (newline(k)) e = k + 1;
+      if (e == i) e = run < n && run - i >= 2 ? run - 1 : run;
+    }
+    emit(i, e);
+    i = e;
+  }
+  return out;
+}
+
+// The Split patterns of Llama-3 and Qwen2, as their tokenizer.json files write them.
+static const char* const kLlama3Split =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char* const kQwen2Split =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+const char* bpe_split_regex(BpeSplit split) {
+  return split == BpeSplit::llama3 ? kLlama3Split : split == BpeSplit::qwen2 ? kQwen2Split : "";
+}
+
+const char* bpe_split_name(BpeSplit split) {
+  return split == BpeSplit::llama3 ? "llama-bpe" : split == BpeSplit::qwen2 ? "qwen2" : "gpt-2";
+}
+
+BpeSplit bpe_split_named(const std::string& name) {
+  if (name == "gpt-2" || name == "gpt2" || name == "default") return BpeSplit::gpt2;
+  if (name == "llama-bpe" || name == "llama3" || name == "llama-v3") return BpeSplit::llama3;
+  if (name == "qwen2") return BpeSplit::qwen2;
+  bad_input("byte-level BPE split '{}' is not supported (gpt-2, llama-bpe, qwen2 are)", name);
+}
+
+std::vector<std::pair<size_t, size_t>> bpe_pretokenize(BpeSplit split, std::string_view text) {
+  switch (split) {
+    case BpeSplit::gpt2: return gpt2_pretokenize(text);
+    case BpeSplit::llama3: return llama3_pretokenize(text, 3);
+    case BpeSplit::qwen2: return llama3_pretokenize(text, 1);
+  }
+  return {};
 }
 
 // Merges the adjacent pair of lowest rank (all its occurrences, left to right) until none is known.
@@ -111,11 +206,18 @@ static void apply_merges(const Tokenizer& tok, std::vector<std::string>& sym) {
 std::vector<int32_t> encode_bpe(const Tokenizer& tok, std::string_view raw) {
   const ByteMap& bm = byte_map();
   std::string text(tok.add_space_prefix && !raw.empty() && raw[0] != ' ' ? " " : "");  // ByteLevel add_prefix_space
-  text.append(raw);
+  text.append(tok.nfc ? nfc(raw) : std::string(raw));
   std::vector<int32_t> out;
   std::vector<std::string> sym;
-  for (auto [a, b] : gpt2_pretokenize(text)) {
+  std::string whole;
+  for (auto [a, b] : bpe_pretokenize(tok.split, text)) {
     sym.clear();
+    whole.clear();
+    for (size_t i = a; i < b; i++) whole += bm.to_text[(uint8_t)text[i]];
+    if (int32_t id = tok.ignore_merges ? tok.find(whole) : -1; id >= 0) {
+      out.push_back(id);
+      continue;
+    }
     for (size_t i = a; i < b; i++) sym.push_back(bm.to_text[(uint8_t)text[i]]);
     apply_merges(tok, sym);
     for (auto& s : sym) {

@@ -5,6 +5,8 @@
 #include <unicode/ustring.h>
 #include <unicode/utf16.h>
 
+#include <vector>
+
 #include "core/error.h"
 
 namespace tq {
@@ -97,6 +99,34 @@ std::u32string nfd(char32_t c) {
   int32_t len = unorm2_getDecomposition(n, (UChar32)c, buf, 32, &err);
   if (U_FAILURE(err) || len < 0) return std::u32string(1, c);
   return from_utf16(buf, len);
+}
+
+std::string nfc(std::string_view utf8) {
+  bool ascii = true;
+  for (char ch : utf8) ascii = ascii && (uint8_t)ch < 0x80;
+  if (ascii || utf8.size() > (size_t)INT32_MAX / 4) return std::string(utf8);  // ASCII is NFC already
+  UErrorCode err = U_ZERO_ERROR;
+  const UNormalizer2* n = unorm2_getNFCInstance(&err);
+  if (U_FAILURE(err)) run_failed("ICU has no NFC data: {}", u_errorName(err));
+  std::vector<UChar> src(utf8.size() + 1), dst;
+  int32_t len = 0;
+  u_strFromUTF8(src.data(), (int32_t)src.size(), &len, utf8.data(), (int32_t)utf8.size(), &err);
+  if (U_FAILURE(err)) return std::string(utf8);  // ill-formed UTF-8
+  dst.resize((size_t)len * 3 + 16);  // NFC grows UTF-16 text by at most 3×
+  int32_t out_len = unorm2_normalize(n, src.data(), len, dst.data(), (int32_t)dst.size(), &err);
+  if (U_FAILURE(err)) run_failed("ICU NFC failed: {}", u_errorName(err));
+  std::string out(utf8.size() * 2 + 16, '\0');
+  int32_t bytes = 0;
+  err = U_ZERO_ERROR;
+  u_strToUTF8(out.data(), (int32_t)out.size(), &bytes, dst.data(), out_len, &err);
+  if (err == U_BUFFER_OVERFLOW_ERROR) {
+    out.resize(bytes);
+    err = U_ZERO_ERROR;
+    u_strToUTF8(out.data(), (int32_t)out.size(), &bytes, dst.data(), out_len, &err);
+  }
+  if (U_FAILURE(err)) run_failed("ICU NFC failed: {}", u_errorName(err));
+  out.resize(bytes);
+  return out;
 }
 
 }  // namespace tq

@@ -24,5 +24,8 @@ bool is_nonspacing_mark(char32_t c);  // Mn
 // canonical decomposition (NFD; the character itself when it has none).
 std::u32string to_lower(char32_t c);
 std::u32string nfd(char32_t c);
+// NFC of UTF-8 text (Qwen2's normaliser). Text that is not well-formed UTF-8 is returned unchanged,
+// so that a byte-level tokenizer still sees every byte.
+std::string nfc(std::string_view utf8);
 
 }  // namespace tq

@@ -82,6 +82,17 @@ void write_seeds(const std::string& dir) {
                       {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
                       {"added_tokens", {{{"id", 0}, {"content", "<|endoftext|>"}, {"special", true}}}}})
           .dump());
+  put(dir + "/tokenizer_json/bpe_split.json",  // Llama-3's Split and ignore_merges, Qwen2's NFC
+      nlohmann::json(
+          {{"model", {{"type", "BPE"}, {"vocab", bpe_vocab}, {"merges", {"l l", "ll o"}}, {"ignore_merges", true}}},
+           {"normalizer", {{"type", "NFC"}}},
+           {"pre_tokenizer",
+            {{"type", "Sequence"},
+             {"pretokenizers",
+              {{{"type", "Split"}, {"pattern", {{"Regex", bpe_split_regex(BpeSplit::llama3)}}}, {"behavior", "Isolated"},
+                {"invert", false}},
+               {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}}})
+          .dump());
   nlohmann::json spm_vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}, {"\xe2\x96\x81", 3}, {"a", 4}, {"b", 5},
                               {"ab", 6}, {"\xe2\x96\x81" "ab", 7}};
   for (int b : {0x0A, 0x20, 0x21, 0xC3, 0xA9}) spm_vocab[fmt::format("<0x{:02X}>", b)] = spm_vocab.size();
