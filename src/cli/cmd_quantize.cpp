@@ -7,6 +7,7 @@
 #include <set>
 
 #include "cli/common.h"
+#include "core/checked.h"
 #include "core/error.h"
 #include "core/ranks.h"
 #include "core/json.h"
@@ -142,7 +143,8 @@ static void quantize_by_block(Model& m, const Recipe& recipe, const CalibData& c
 void register_quantize(CLI::App& app) {
   auto* cmd = app.add_subcommand("quantize", "quantize a model with a recipe and report what was lost");
   static std::string path, recipe_name, calib, out, report_dir, eval_spec, calibrator, json_out;
-  static std::vector<std::string> sets;
+  static std::vector<std::string> sets, tensor_types;
+  static std::string imatrix;
   static uint64_t seed = 0;
   static double budget = 0, max_bpw = 0;
   static int64_t max_bytes = 0;
@@ -164,6 +166,12 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--max-bpw", max_bpw, "auto-gguf: or at most B bits per parameter of the whole file")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--set", sets, "override a pass parameter: KEY=VALUE (repeatable)");
+  cmd->add_option("--tensor-type", tensor_types,
+                  "per-tensor rule REGEX=TYPE (a ggml type such as q8_0: GGUF recipes) or REGEX=BITS (other "
+                  "recipes), as llama-quantize's; repeatable, ahead of the recipe's own rules");
+  cmd->add_option("--imatrix", imatrix,
+                  "llama.cpp importance matrix (imatrix.gguf or .dat) that weighs the GGUF recipes' scale search "
+                  "(--set imatrix_file=FILE; GPTQ candidates use the calibration's Hessian)");
   cmd->add_option("-o,--output", out, "output directory (written atomically)")->required();
   cmd->add_option("--eval", eval_spec, "data to evaluate fp32 and quantized on (for the report)");
   cmd->add_option("--report", report_dir, "write report.json, report.md and report.html here");
@@ -183,6 +191,21 @@ void register_quantize(CLI::App& app) {
       auto eq = kv.find('=');
       if (eq == std::string::npos) bad_input("--set needs KEY=VALUE, got '{}'", kv);
       override_param(recipe, kv.substr(0, eq), parse_value(kv.substr(0, eq), kv.substr(eq + 1)));
+    }
+    if (!imatrix.empty()) override_param(recipe, "imatrix_file", imatrix);
+    if (!tensor_types.empty()) {
+      nlohmann::json rules = nlohmann::json::array();
+      for (auto& kv : tensor_types) {
+        auto eq = kv.rfind('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == kv.size())
+          bad_input("--tensor-type needs REGEX=TYPE or REGEX=BITS, got '{}'", kv);
+        const std::string what = kv.substr(eq + 1);
+        const bool bits = what.find_first_not_of("0123456789") == std::string::npos;
+        rules.push_back({{"match", kv.substr(0, eq)}});
+        if (bits) rules.back()["bits"] = parse_int(what, 1, 64, "--tensor-type bits");
+        else rules.back()["type"] = what;
+      }
+      add_rules(recipe, JsonAt(rules, "--tensor-type"), true);
     }
     std::optional<DataSpec> eval_data;
     if (!eval_spec.empty()) eval_data = parse_data_spec(eval_spec);

@@ -127,6 +127,10 @@ Recipe parse_recipe(const std::string& name_or_file);
 Recipe recipe_from_json(const nlohmann::json& j, const std::string& name);
 // Sets `key` to `value` in every step whose pass has that parameter (e.g. --calibrator).
 void override_param(Recipe& r, const std::string& key, const nlohmann::json& value);
+// Adds per-tensor rules ([{"match", "bits"|"type", ...}], passes/rules.h): ggml type rules to the
+// gguf steps' tensor_types (before the ones there with first), bits rules as a last "rules" step.
+// The first type rule matching a tensor applies; a later bits step re-quantizes what it matches.
+void add_rules(Recipe& r, const JsonAt& rules, bool first);
 
 // Runs every step in order, recording each in plan.passes.
 void run_recipe(const Recipe& r, PassContext& ctx);

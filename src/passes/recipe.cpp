@@ -234,9 +234,9 @@ std::string builtin_patterns() {
   return s;
 }
 
-// A recipe's per-tensor rules (passes/rules.h): ggml type rules go to its gguf steps' tensor_types,
-// bits rules to a last "rules" step, after every pass has chosen.
-void add_rules(Recipe& r, const JsonAt& rules) {
+}  // namespace
+
+void add_rules(Recipe& r, const JsonAt& rules, bool first) {
   nlohmann::json types = nlohmann::json::array(), bits = nlohmann::json::array();
   const std::vector<TensorRule> parsed = parse_tensor_rules(rules);
   for (size_t i = 0; i < parsed.size(); i++) (parsed[i].type ? types : bits).push_back(rules[i].json());
@@ -244,15 +244,15 @@ void add_rules(Recipe& r, const JsonAt& rules) {
   for (auto& [p, params] : r.steps)
     if (p->name == "gguf") {
       gguf = true;
-      for (auto& t : types) params["tensor_types"].push_back(t);
+      nlohmann::json all = first ? types : params["tensor_types"];
+      for (auto& t : first ? params["tensor_types"] : types) all.push_back(t);
+      params["tensor_types"] = all;
     }
   if (!types.empty() && !gguf) bad_input("{}: a ggml \"type\" rule needs a GGUF recipe (a gguf step)", rules.where());
   if (!bits.empty() && gguf)
     bad_input("{}: a GGUF recipe takes {{\"match\", \"type\"}} rules, not bits", rules.where());
   if (!bits.empty()) r.steps.push_back({&find_pass("rules"), complete_params(find_pass("rules"), {{"rules", bits}})});
 }
-
-}  // namespace
 
 Recipe recipe_from_json(const nlohmann::json& j, const std::string& name) {
   if (!j.is_object() || !j.contains("passes") || !j["passes"].is_array() || j["passes"].empty())
@@ -280,7 +280,7 @@ Recipe recipe_from_json(const nlohmann::json& j, const std::string& name) {
       throw Error(e.exit_code, fmt::format("recipe {}: passes[{}]: {}", name, i, e.what()));
     }
   }
-  if (j.contains("rules")) add_rules(r, JsonAt(j, "recipe " + name)["rules"]);
+  if (j.contains("rules")) add_rules(r, JsonAt(j, "recipe " + name)["rules"], false);
   return r;
 }
 
