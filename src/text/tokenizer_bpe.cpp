@@ -211,13 +211,15 @@ std::vector<int32_t> encode_bpe(const Tokenizer& tok, std::string_view raw) {
   std::vector<std::string> sym;
   std::string whole;
   for (auto [a, b] : bpe_pretokenize(tok.split, text)) {
-    sym.clear();
-    whole.clear();
-    for (size_t i = a; i < b; i++) whole += bm.to_text[(uint8_t)text[i]];
-    if (int32_t id = tok.ignore_merges ? tok.find(whole) : -1; id >= 0) {
-      out.push_back(id);
-      continue;
+    if (tok.ignore_merges) {  // the whole piece, when the vocabulary has it
+      whole.clear();
+      for (size_t i = a; i < b; i++) whole += bm.to_text[(uint8_t)text[i]];
+      if (int32_t id = tok.find(whole); id >= 0) {
+        out.push_back(id);
+        continue;
+      }
     }
+    sym.clear();
     for (size_t i = a; i < b; i++) sym.push_back(bm.to_text[(uint8_t)text[i]]);
     apply_merges(tok, sym);
     for (auto& s : sym) {
