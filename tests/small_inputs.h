@@ -1,11 +1,15 @@
-// Helpers a few tests share: a one-line refusal check, and a few batches of token ids.
+// Helpers a few tests share: a one-line refusal check, a few batches of token ids, and a random
+// LLaMA as GGUF with text beside it for the command-line tests.
 #pragma once
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "core/error.h"
+#include "export/gguf_writer.h"
+#include "nn/random_model.h"
 #include "passes/pass.h"
+#include "test_util.h"
 
 namespace tq::test {
 
@@ -33,5 +37,15 @@ inline CalibData token_calib(int n, int T, int mb, int mt, int c) {
   }
   return cd;
 }
+
+// A random LLaMA of config c (seed 5, weights of std 0.2) in d/m.gguf, and write_sample_text's 60 lines.
+struct CliModel {
+  TempDir d;
+  std::string model, text;
+  explicit CliModel(const Config& c) : model(d.file("m.gguf")) {
+    write_gguf_f32(random_model(c, 5, 0.2f), model);
+    text = write_sample_text(d);
+  }
+};
 
 }  // namespace tq::test

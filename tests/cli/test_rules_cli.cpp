@@ -9,20 +9,15 @@
 #include "core/mmap.h"
 #include "export/gguf_writer.h"
 #include "nn/random_model.h"
+#include "small_inputs.h"
 #include "test_util.h"
 
 namespace tq {
 
 namespace {
 
-struct Fixture {
-  test::TempDir d;
-  std::string model, text;
-  Fixture() {
-    model = d.file("m.gguf");
-    write_gguf_f32(random_model(llama_config(64, 2, 4, 2, 96, 300, 64), 5, 0.2f), model);
-    text = test::write_sample_text(d);
-  }
+struct Fixture : test::CliModel {
+  Fixture() : CliModel(llama_config(64, 2, 4, 2, 96, 300, 64)) {}
   test::CliResult quantize(const std::string& recipe, const std::string& out, const std::string& extra) const {
     return test::run_cli("quantize " + model + " --recipe " + recipe + " --threads 2 --calib '" + text +
                          "?limit=8' -o " + d.file(out) + " " + extra);
