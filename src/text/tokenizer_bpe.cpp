@@ -206,7 +206,8 @@ static void apply_merges(const Tokenizer& tok, std::vector<std::string>& sym) {
 std::vector<int32_t> encode_bpe(const Tokenizer& tok, std::string_view raw) {
   const ByteMap& bm = byte_map();
   std::string text(tok.add_space_prefix && !raw.empty() && raw[0] != ' ' ? " " : "");  // ByteLevel add_prefix_space
-  text.append(tok.nfc ? nfc(raw) : std::string(raw));
+  if (tok.nfc) text += nfc(raw);
+  else text.append(raw);
   std::vector<int32_t> out;
   std::vector<std::string> sym;
   std::string whole;
