@@ -93,6 +93,28 @@ std::vector<double> gather_all(const std::vector<double>& mine) {
   return mine;
 }
 
+std::vector<std::vector<double>> gather_items(int64_t n, const std::vector<std::vector<double>>& mine) {
+  TQ_ASSERT((int64_t)mine.size() == my_share(n).end - my_share(n).begin, "{} results for a share of {} items",
+            mine.size(), my_share(n).end - my_share(n).begin);
+  if (g_size == 1) return mine;
+  std::vector<double> packed;
+  for (const auto& v : mine) {
+    packed.push_back((double)v.size());
+    packed.insert(packed.end(), v.begin(), v.end());
+  }
+  const std::vector<double> all = gather_all(packed);
+  std::vector<std::vector<double>> out;
+  size_t at = 0;
+  while (at < all.size()) {
+    const size_t len = (size_t)all[at];
+    TQ_ASSERT(len <= all.size() - at - 1, "a gathered item claims {} values, {} are left", len, all.size() - at - 1);
+    out.emplace_back(all.begin() + at + 1, all.begin() + at + 1 + len);
+    at += 1 + len;
+  }
+  TQ_ASSERT((int64_t)out.size() == n, "the ranks gathered {} items, {} expected", out.size(), n);
+  return out;
+}
+
 int64_t sum_all(int64_t mine) {
 #ifdef TQ_HAVE_MPI
   if (g_mpi && g_size > 1) {

@@ -38,6 +38,10 @@ inline Share my_share(int64_t n) { return share_of(n, rank(), size()); }
 // Every rank's values, concatenated in rank order, on every rank (MPI_Allgatherv).
 // With results packed in item order per rank, the result is in item order.
 std::vector<double> gather_all(const std::vector<double>& mine);
+// Items whose results are several values each (a fitted quantizer, a sequence's figures):
+// mine[k] holds the values of item my_share(n).begin + k; every rank gets every item's values,
+// in item order (one gather_all, each item's values after their count).
+std::vector<std::vector<double>> gather_items(int64_t n, const std::vector<std::vector<double>>& mine);
 // The sum over the ranks of an exact count (every rank gets it).
 int64_t sum_all(int64_t mine);
 

@@ -44,24 +44,23 @@ struct SeqResult {
 };
 
 // Every rank's results on every rank, in sequence order; as doubles (exact for the
-// counts and the float KLDs): per sequence five figures, the KLD count, the KLDs.
+// counts and the float KLDs): per sequence five figures, then the KLDs.
 void gather_results(std::vector<SeqResult>& res, ranks::Share mine) {
   if (ranks::size() == 1) return;
-  std::vector<double> v;
+  std::vector<std::vector<double>> v;
   for (int64_t k = mine.begin; k < mine.end; k++) {
     const SeqResult& r = res[k];
-    v.insert(v.end(), {r.nll_sum, r.nll_sq, r.ref_nll_sum, (double)r.tokens, (double)r.top1_same, (double)r.kld.size()});
-    v.insert(v.end(), r.kld.begin(), r.kld.end());
+    v.push_back({r.nll_sum, r.nll_sq, r.ref_nll_sum, (double)r.tokens, (double)r.top1_same});
+    v.back().insert(v.back().end(), r.kld.begin(), r.kld.end());
   }
-  std::vector<double> all = ranks::gather_all(v);
-  size_t at = 0;
-  for (SeqResult& r : res) {
-    r.nll_sum = all[at], r.nll_sq = all[at + 1], r.ref_nll_sum = all[at + 2];
-    r.tokens = (int64_t)all[at + 3], r.top1_same = (int64_t)all[at + 4];
-    r.kld.assign(all.begin() + at + 6, all.begin() + at + 6 + (size_t)all[at + 5]);
-    at += 6 + (size_t)all[at + 5];
+  const std::vector<std::vector<double>> all = ranks::gather_items((int64_t)res.size(), v);
+  for (size_t k = 0; k < res.size(); k++) {
+    SeqResult& r = res[k];
+    const std::vector<double>& a = all[k];
+    r.nll_sum = a[0], r.nll_sq = a[1], r.ref_nll_sum = a[2];
+    r.tokens = (int64_t)a[3], r.top1_same = (int64_t)a[4];
+    r.kld.assign(a.begin() + 5, a.end());
   }
-  TQ_ASSERT(at == all.size(), "the ranks gathered {} values, {} expected", all.size(), at);
 }
 }  // namespace
 

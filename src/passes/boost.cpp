@@ -78,14 +78,16 @@ void run_boost(PassContext& ctx, const nlohmann::json& p) {
                                {"threshold", j.threshold}, {"flagged", j.layers}, {"boosted", chosen}};
   }
   double extra_hqq = 0, extra_ours = 0;
+  std::vector<std::pair<LinearRef, Rung>> linears;
   for (auto& ref : block_weights(ctx.model)) {
     bool up = boosted[(int)ref.slot][ref.layer];
-    plan_rung(ctx, ref, ladder[up ? top : base], o);
+    linears.push_back({ref, ladder[up ? top : base]});
     if (up) {  // docs/methods.md §3.5: Σ boosted params · (bpp_new − bpp_base) / 8 bytes
       extra_hqq += (double)ref.w->numel() * (bpp_hqq(ladder[top]) - bpp_hqq(ladder[base])) / 8;
       extra_ours += (double)ref.w->numel() * (bpp_ours(ladder[top]) - bpp_ours(ladder[base])) / 8;
     }
   }
+  plan_rungs(ctx, linears, o);
   note_hqq(ctx, o);
   std::string rule = rules.count("robust")
                          ? fmt::format("robust (median/MAD, z > 2.5): {} layers < {} [ours, docs/methods.md §3.6]", L,

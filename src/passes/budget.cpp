@@ -96,28 +96,42 @@ void run_budget(PassContext& ctx, const nlohmann::json& p) {
   // through the softmax, gate/up errors through the gated activation. Each is rescaled to the block
   // output (residual units, comparable across linears) by its part's sensitivity at b4g64 over the
   // part's summed own error at b4g64. Sizes in bits, parameters as f16 scale + zero.
-  std::vector<std::vector<Choice>> items;
-  std::vector<std::vector<QuantSpec>> specs;
-  double n = 0;
-  for (auto& ref : refs) {
+  // Each fit (linear i at rung k, item i·rungs + k) is independent: under mpirun the fits split
+  // over the ranks and travel as doubles (the spec, then its own error) in item order.
+  const size_t rungs = ladder.size();
+  const ranks::Share mine = ranks::my_share((int64_t)(refs.size() * rungs));
+  std::vector<std::vector<double>> fits;
+  for (int64_t item = mine.begin; item < mine.end; item++) {
+    const LinearRef& ref = refs[item / rungs];
+    const Rung& r = ladder[item % rungs];
     const auto& [sq, rows_seen] = mom.acc.at({ref.layer, (int)linear_def(ref.slot).input});
     const Tensor& w = *ref.w;
     const int rows = (int)w.dim(0), cols = (int)w.dim(1);
+    QuantSpec q = hqq_fit(w, r.bits, r.group, o);
+    Tensor wq = w;
+    fake_quant(wq.ptr(), rows, cols, q);
+    double err = 0;
+    for (int i = 0; i < rows; i++)
+      for (int c = 0; c < cols; c++) {
+        double d = (double)w.row(i)[c] - wq.row(i)[c];
+        err += sq[c] / std::max<int64_t>(rows_seen, 1) * d * d;
+      }
+    fits.emplace_back();
+    append_doubles(q, fits.back());
+    fits.back().push_back(err);
+  }
+  fits = ranks::gather_items((int64_t)(refs.size() * rungs), fits);
+  std::vector<std::vector<Choice>> items(refs.size());
+  std::vector<std::vector<QuantSpec>> specs(refs.size());
+  double n = 0;
+  for (size_t i = 0; i < refs.size(); i++) {
+    const Tensor& w = *refs[i].w;
     n += (double)w.numel();
-    items.emplace_back();
-    specs.emplace_back();
-    for (const Rung& r : ladder) {
-      QuantSpec q = hqq_fit(w, r.bits, r.group, o);
-      Tensor wq = w;
-      fake_quant(wq.ptr(), rows, cols, q);
-      double err = 0;
-      for (int i = 0; i < rows; i++)
-        for (int c = 0; c < cols; c++) {
-          double d = (double)w.row(i)[c] - wq.row(i)[c];
-          err += sq[c] / std::max<int64_t>(rows_seen, 1) * d * d;
-        }
-      items.back().push_back({bpp_ours(r, rows, cols) * (double)w.numel(), err});
-      specs.back().push_back(std::move(q));
+    for (size_t k = 0; k < rungs; k++) {
+      const std::vector<double>& f = fits[i * rungs + k];
+      const double* at = f.data();
+      specs[i].push_back(spec_from_doubles(at, f.data() + f.size() - 1));
+      items[i].push_back({bpp_ours(ladder[k], (int)w.dim(0), (int)w.dim(1)) * (double)w.numel(), f.back()});
     }
   }
   if (p["measure"] == "output_kl") {

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/ranks.h"
 #include "export/gguf_export.h"
 #include "io/ggml_types.h"
 #include "io/imatrix.h"
@@ -329,16 +330,25 @@ GgufQuantResult gguf_quantize(Model& m, QuantPlan& plan, const CalibData& calib,
     std::vector<std::pair<size_t, size_t>> work;
     for (size_t i = 0; i < items.size(); i++)
       for (size_t c = 0; c < items[i].size(); c++) work.push_back({i, c});
-    Progress prog("gguf: candidates", n_cand, "candidate");
+    // Each candidate is scored from the float weights alone, so under mpirun the list splits
+    // over the ranks and the (bytes, error) pairs gather in candidate order (core/ranks.h).
+    const ranks::Share mine = ranks::my_share((int64_t)work.size());
+    std::vector<std::vector<double>> scored(mine.end - mine.begin);
+    Progress prog("gguf: candidates", (int64_t)scored.size(), "candidate");
 #pragma omp parallel for schedule(dynamic, 1)
-    for (size_t k = 0; k < work.size(); k++) {
+    for (int64_t k = mine.begin; k < mine.end; k++) {
       auto [i, c] = work[k];
-      Candidate& cand = items[i][c];
-      GgmlTensor g = encode_candidate(weights[i], cand, stats[i]);
-      cand.bytes = (int64_t)g.data.size();
-      cand.error = estimate(weights[i], decode_ggml(g, weights[i].t->shape), stats[i]);
+      GgmlTensor g = encode_candidate(weights[i], items[i][c], stats[i]);
+      scored[k - mine.begin] = {(double)g.data.size(), estimate(weights[i], decode_ggml(g, weights[i].t->shape), stats[i])};
 #pragma omp critical
       prog.add();
+    }
+    prog.finish();
+    scored = ranks::gather_items((int64_t)work.size(), scored);
+    for (size_t k = 0; k < work.size(); k++) {
+      Candidate& cand = items[work[k].first][work[k].second];
+      cand.bytes = (int64_t)scored[k][0];
+      cand.error = scored[k][1];
     }
   }
 

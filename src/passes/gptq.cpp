@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/ranks.h"
 #include "passes/pass.h"
 #include "quant/gptq.h"
 #include "quant/observer.h"
@@ -31,28 +32,53 @@ void run_gptq(PassContext& ctx, const nlohmann::json& p) {
   HessianObserver obs;
   if (!head) obs.sites.erase(Site::head_in);
   observe(m, ctx.plan, ctx.calib, obs);  // through the transforms earlier folds put into quantize ops
-  auto grid = [&](const std::string&, const Tensor& w) -> std::unique_ptr<GptqGrid> {
-    return std::make_unique<SpecGptqGrid>(spec, (int)w.rows(), (int)w.cols());
-  };
   nlohmann::json loss = nlohmann::json::object();
-  auto keep = [&](const std::string& name, Tensor& w, GptqLinear& g) {
+  auto keep = [&](const std::string& name, Tensor& w, const Tensor& rounded, QuantSpec fitted, double l) {
     if (ctx.plan.weights.count(name) && ctx.plan.weights.at(name).enabled())
       bad_input("gptq: {} is already quantized by an earlier pass", name);
-    w = g.result.w;  // the weights on the grid: the plan's quantizer gives back exactly these codes
-    ctx.plan.weights[name] = static_cast<SpecGptqGrid&>(*g.grid).spec;
-    loss[name] = g.result.loss;
+    w = rounded;  // the weights on the grid: the plan's quantizer gives back exactly these codes
+    ctx.plan.weights[name] = std::move(fitted);
+    loss[name] = l;
   };
+  // A layer's linears are solved independently from their inputs' Hessians: under mpirun they
+  // split over the ranks, each sending its results as doubles (the fitted spec, the loss, the
+  // rounded weights; core/ranks.h), so every rank continues with the same model.
   Progress prog("gptq", m.cfg.n_layers, "layer");
   for (int l = 0; l < m.cfg.n_layers; l++) {
-    auto done = gptq_block(m.blocks[l], l, obs.h, grid, o);
     auto lins = block_linears(m.blocks[l]);
-    for (size_t i = 0; i < done.size(); i++) keep(done[i].name, lins[i].lin->w, done[i]);
+    const ranks::Share mine = ranks::my_share((int64_t)lins.size());
+    std::map<std::string, GptqFactor> factors;  // by site, shared by the linears reading it
+    std::vector<std::vector<double>> solved;
+    for (int64_t i = mine.begin; i < mine.end; i++) {
+      const Tensor& w = lins[i].lin->w;
+      const std::string site = site_key(input_site_of(lins[i].name), l);
+      auto h = obs.h.find(site);
+      if (h == obs.h.end()) bad_input("GPTQ: calibration never reached site {}", site);
+      if (!factors.count(site)) factors.emplace(site, gptq_factor(h->second, o));
+      SpecGptqGrid g(spec, (int)w.rows(), (int)w.cols());
+      GptqResult r = gptq(w, factors.at(site), g);
+      solved.emplace_back();
+      append_doubles(g.spec, solved.back());
+      solved.back().push_back(r.loss);
+      solved.back().insert(solved.back().end(), r.w.ptr(), r.w.ptr() + r.w.numel());
+    }
+    solved = ranks::gather_items((int64_t)lins.size(), solved);
+    for (size_t i = 0; i < lins.size(); i++) {
+      Tensor& w = lins[i].lin->w;
+      const double *at = solved[i].data(), *end = at + solved[i].size();
+      QuantSpec fitted = spec_from_doubles(at, end);
+      const double l_loss = *at++;
+      TQ_ASSERT(end - at == w.numel(), "gptq: {} rounded weights came back for {}", end - at, w.numel());
+      Tensor rounded(w.shape);
+      std::copy(at, end, rounded.ptr());
+      keep(weight_name(l, lins[i].slot), w, rounded, std::move(fitted), l_loss);
+    }
     prog.add();
   }
   if (head) {
-    GptqLinear g{"output.weight", {}, grid("output", m.head.w)};
-    g.result = gptq(m.head.w, obs.h.at(site_key(Site::head_in, -1)), *g.grid, o);
-    keep(g.name, m.head.w, g);
+    SpecGptqGrid g(spec, (int)m.head.w.rows(), (int)m.head.w.cols());
+    GptqResult r = gptq(m.head.w, obs.h.at(site_key(Site::head_in, -1)), g, o);
+    keep("output.weight", m.head.w, r.w, g.spec, r.loss);
   }
   ctx.model_changed();
   ctx.plan.notes["gptq"] = {{"damp", o.damp},

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "core/ranks.h"
+
 namespace tq {
 
 HqqOptions hqq_options(const nlohmann::json& p) {
@@ -45,8 +47,18 @@ void note_hqq(PassContext& ctx, const HqqOptions& o) {
       {"short_last_group", short_groups}};
 }
 
-void plan_rung(PassContext& ctx, const LinearRef& ref, const Rung& r, const HqqOptions& o) {
-  ctx.plan.weights[ref.name()] = hqq_fit(*ref.w, r.bits, r.group, o);
+void plan_rungs(PassContext& ctx, const std::vector<std::pair<LinearRef, Rung>>& linears, const HqqOptions& o) {
+  const ranks::Share mine = ranks::my_share((int64_t)linears.size());
+  std::vector<std::vector<double>> fits(mine.end - mine.begin);
+  for (int64_t i = mine.begin; i < mine.end; i++) {
+    const auto& [ref, r] = linears[i];
+    append_doubles(hqq_fit(*ref.w, r.bits, r.group, o), fits[i - mine.begin]);
+  }
+  fits = ranks::gather_items((int64_t)linears.size(), fits);
+  for (size_t i = 0; i < linears.size(); i++) {
+    const double* at = fits[i].data();
+    ctx.plan.weights[linears[i].first.name()] = spec_from_doubles(at, fits[i].data() + fits[i].size());
+  }
 }
 
 std::vector<std::string> ladder_names() {
@@ -59,9 +71,11 @@ namespace {
 
 void run_hqq(PassContext& ctx, const nlohmann::json& p) {
   HqqOptions o = hqq_options(p);
-  Rung r{p["bits"], p["group"]};
+  const Rung r{p["bits"], p["group"]};
+  std::vector<std::pair<LinearRef, Rung>> linears;
   for (auto& ref : block_weights(ctx.model))
-    if (ctx.whole() || (!ctx.layers().empty() && ref.layer == ctx.layers()[0])) plan_rung(ctx, ref, r, o);
+    if (ctx.whole() || (!ctx.layers().empty() && ref.layer == ctx.layers()[0])) linears.push_back({ref, r});
+  plan_rungs(ctx, linears, o);
   note_hqq(ctx, o);
 }
 

@@ -22,8 +22,9 @@ struct LinearRef {
 std::vector<LinearRef> block_weights(Model& m);
 // The solver settings of a pass's "iters" parameter.
 HqqOptions hqq_options(const nlohmann::json& p);
-// Plans the linear at rung r.
-void plan_rung(PassContext& ctx, const LinearRef& ref, const Rung& r, const HqqOptions& o);
+// Plans each linear at its rung. The fits are independent: under mpirun they split over the
+// ranks, and every rank gets every fitted spec (core/ranks.h).
+void plan_rungs(PassContext& ctx, const std::vector<std::pair<LinearRef, Rung>>& linears, const HqqOptions& o);
 // Records the HQQ settings, both bits-per-weight figures over the block linears and
 // the tensors whose last group is shorter (plan.notes.hqq).
 void note_hqq(PassContext& ctx, const HqqOptions& o);

@@ -219,22 +219,6 @@ GptqResult gptq(const Tensor& w, const GptqFactor& f, GptqGrid& grid) {
   return res;
 }
 
-std::vector<GptqLinear> gptq_block(Block& b, int layer, const std::map<std::string, Hessian>& hessians,
-                                   const GptqGridMaker& make_grid, const GptqOptions& opt) {
-  std::map<std::string, GptqFactor> factors;
-  std::vector<GptqLinear> out;
-  for (auto& nl : block_linears(b)) {
-    const std::string site = site_key(input_site_of(nl.name), layer);
-    auto h = hessians.find(site);
-    if (h == hessians.end()) bad_input("GPTQ: calibration never reached site {}", site);
-    if (!factors.count(site)) factors.emplace(site, gptq_factor(h->second, opt));
-    GptqLinear g{weight_name(layer, nl.slot), {}, make_grid(nl.name, nl.lin->w)};
-    g.result = gptq(nl.lin->w, factors.at(site), *g.grid);
-    out.push_back(std::move(g));
-  }
-  return out;
-}
-
 double output_error(const Tensor& w, const Tensor& wq, const Hessian& h, const std::vector<double>& row_weight) {
   const int R = (int)w.rows(), C = (int)w.cols();
   if (h.n != C) run_failed("output error: a Hessian of width {} for {} columns", h.n, C);

@@ -6,10 +6,8 @@
 // dead inputs; the grid it rounds to is any weight format with per-row groups
 // of columns: tquant's own quantizers (QuantSpec) or a ggml block type.
 //
-// gptq() works on one linear given its input's Hessian; gptq_block() runs the
-// linears of one block in forward order, each part measured on the block's
-// calibration inputs with the parts before it already quantized, so the
-// streaming pipeline can call it block by block.
+// gptq() works on one linear given its input's Hessian or the factor of it that
+// every linear reading the same input shares.
 #pragma once
 #include <functional>
 #include <map>
@@ -90,19 +88,6 @@ struct GptqResult {
 // GPTQ of w [out, in] with H (in × in) of its input, or with its factor.
 GptqResult gptq(const Tensor& w, const GptqFactor& f, GptqGrid& grid);
 GptqResult gptq(const Tensor& w, const Hessian& h, GptqGrid& grid, const GptqOptions& opt = {});
-
-// GPTQ of one block's linears given that block's input statistics (Hessians by site key, as a
-// HessianObserver gathers them): each linear on the grid `make_grid` gives it, with its input's
-// factor (one per site, shared by q, k, v and by gate, up). Returns, per linear in block
-// order, its weight name, result and grid (which holds the fitted parameters).
-struct GptqLinear {
-  std::string name;  // "blk.3.attn_q.weight"
-  GptqResult result;
-  std::unique_ptr<GptqGrid> grid;
-};
-using GptqGridMaker = std::function<std::unique_ptr<GptqGrid>(const std::string& name, const Tensor& w)>;
-std::vector<GptqLinear> gptq_block(Block& b, int layer, const std::map<std::string, Hessian>& hessians,
-                                   const GptqGridMaker& make_grid, const GptqOptions& opt = {});
 
 // The layer-wise error of Ŵ: Σ_o ρ_o (w_o − ŵ_o) H (w_o − ŵ_o)ᵀ / rows(H), the mean over tokens of
 // ‖(W − Ŵ)x‖² with output row o weighted by ρ_o (row_weight; empty: 1).

@@ -47,6 +47,45 @@ int64_t QuantSpec::n_params(int rows, int cols) const {
   return 1;
 }
 
+// A field added to QuantSpec must travel too: this size is the struct as append_doubles knows it.
+static_assert(sizeof(QuantSpec) == 5 * sizeof(int) + 4 * sizeof(std::vector<float>) + sizeof(std::string) + 4,
+              "QuantSpec changed: update append_doubles and spec_from_doubles");
+
+void append_doubles(const QuantSpec& s, std::vector<double>& out) {
+  out.insert(out.end(), {(double)s.bits, (double)s.scheme, (double)s.gran, (double)s.group, (double)s.dynamic});
+  for (const std::vector<float>* v : {&s.scale, &s.zero, &s.pre_inv, &s.pre_shift}) {
+    out.push_back((double)v->size());
+    out.insert(out.end(), v->begin(), v->end());
+  }
+  out.push_back((double)s.calibrator.size());
+  out.insert(out.end(), s.calibrator.begin(), s.calibrator.end());
+}
+
+QuantSpec spec_from_doubles(const double*& at, const double* end) {
+  auto take = [&]() {
+    TQ_ASSERT(at < end, "a quantizer sent between ranks ends early");
+    return *at++;
+  };
+  auto count = [&]() {
+    const double n = take();
+    TQ_ASSERT(n >= 0 && n <= (double)(end - at), "a quantizer sent between ranks claims {} values", n);
+    return (size_t)n;
+  };
+  QuantSpec s;
+  s.bits = (int)take();
+  s.scheme = (Scheme)(int)take();
+  s.gran = (Gran)(int)take();
+  s.group = (int)take();
+  s.dynamic = take() != 0;
+  for (std::vector<float>* v : {&s.scale, &s.zero, &s.pre_inv, &s.pre_shift}) {
+    v->resize(count());
+    for (float& x : *v) x = (float)*at++;
+  }
+  s.calibrator.resize(count());
+  for (char& c : s.calibrator) c = (char)*at++;
+  return s;
+}
+
 QuantSpec QuantSpec::rows(int64_t r0, int64_t n, int64_t cols) const {
   if (gran != Gran::row && gran != Gran::group) return *this;
   const int64_t per_row = gran == Gran::group ? (cols + group - 1) / group : 1;

@@ -52,6 +52,11 @@ struct QuantSpec {
   QuantSpec rows(int64_t r0, int64_t n, int64_t cols) const;
 };
 
+// A spec as doubles and back, every field exactly (how a quantizer fitted on one MPI rank
+// reaches the others, core/ranks.h). spec_from_doubles reads from `at` and advances it.
+void append_doubles(const QuantSpec& s, std::vector<double>& out);
+QuantSpec spec_from_doubles(const double*& at, const double* end);
+
 // Parameters from a range, with docs/methods.md's degenerate-range rules.
 //   sym:  Δ = T/Qs;   asym: Δ = (u − l)/Qa, z = round(−l/Δ)
 // amax is the largest magnitude of the data, for the relative floor Δ ≥ 1e-8·amax.

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "core/error.h"
 #include "core/ranks.h"
 
 namespace tq {
@@ -30,6 +31,9 @@ TEST(Ranks, OneProcessIsRankZeroOfOne) {
   EXPECT_TRUE(ranks::root());
   EXPECT_EQ(ranks::gather_all({1.5, -2.0}), (std::vector<double>{1.5, -2.0}));
   EXPECT_EQ(ranks::sum_all(7), 7);
+  const std::vector<std::vector<double>> items = {{1, 2}, {}, {3}};
+  EXPECT_EQ(ranks::gather_items(3, items), items);
+  EXPECT_THROW(ranks::gather_items(4, items), Error);  // a share of 4 items, 3 results
   ranks::Share s = ranks::my_share(5);
   EXPECT_EQ(s.begin, 0);
   EXPECT_EQ(s.end, 5);

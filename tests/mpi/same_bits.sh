@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Under mpirun the work splits over the ranks and the results are the same bits as
-# one process (src/core/ranks.h): eval figures (PPL, KLD, top-1) and the budget
-# allocator's plan, with 1, 2 and 4 ranks against no mpirun at all; a failure ends
-# every rank with exit status 2 and writes nothing.
+# one process (src/core/ranks.h): eval figures (PPL, KLD, top-1), the budget
+# allocator's plan (its HQQ fits and output-KL probes split), GPTQ's and HQQ's
+# per-linear solves, KurtBoost's fits and auto-gguf's scored candidates, with 1, 2
+# and 4 ranks against no mpirun at all; a failure ends every rank with exit status 2
+# and writes nothing.
 # Usage: same_bits.sh TQUANT MPIEXEC SOURCE_DIR
 set -euo pipefail
 tq=$1 mpiexec=$2 src=$3
@@ -25,6 +27,20 @@ for n in 1 2 4; do
   ls "$dir" | grep -q "q$n\.\(tmp\|partial\)" && fail "$n ranks left a temporary behind"
 done
 grep -q '"rungs"' "$dir/q0/plan.json" || fail "the plan holds no allocation"
+
+# Per-linear solves and scored candidates: each recipe's output (plan, weights) under 2 and 4 ranks
+# is the one process's, byte for byte (but the run time that auto-gguf records).
+for recipe in w4-gptq-g32 w4-hqq-g32 w4-kurtboost auto-gguf; do
+  args=(--recipe "$recipe" --calib "$text?limit=4" -t 1)
+  [ "$recipe" = auto-gguf ] && args+=(--max-bpw 8)
+  "$tq" quantize "$model" "${args[@]}" -o "$dir/$recipe-0" 2> "$dir/$recipe-0.log" ||
+    { cat "$dir/$recipe-0.log" >&2; fail "$recipe in one process"; }
+  for n in 2 4; do
+    mpi $n quantize "$model" "${args[@]}" -o "$dir/$recipe-$n" 2> "$dir/$recipe-$n.log" ||
+      { cat "$dir/$recipe-$n.log" >&2; fail "$recipe under $n ranks"; }
+    diff -r -I '"seconds":' "$dir/$recipe-0" "$dir/$recipe-$n" > /dev/null || fail "$recipe: $n ranks wrote another model than one process"
+  done
+done
 
 # Eval of the allocated model against the fp32 one: 13 lines (shares of 3 and 4 lines under 4 ranks).
 data="$text?limit=13"

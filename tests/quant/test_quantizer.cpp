@@ -341,3 +341,41 @@ TEST(Plan, JsonRoundTrips) {
 }
 
 }  // namespace tq
+
+namespace tq {
+
+// A spec travels between ranks as doubles: every field comes back exactly, and two specs
+// packed one after the other are read back in turn.
+TEST(Quantizer, SpecTravelsAsDoublesExactly) {
+  QuantSpec a;
+  a.bits = 3;
+  a.scheme = Scheme::asym;
+  a.gran = Gran::group;
+  a.group = 64;
+  a.dynamic = true;
+  a.scale = {1e-38f, 0.1f, 3.4e38f};
+  a.zero = {0.5f, -7.25f, 3};
+  a.pre_inv = {2.0f / 3};
+  a.pre_shift = {-1e-7f, 5};
+  a.calibrator = "hqq";
+  QuantSpec b;
+  b.scheme = Scheme::logsqrt2;
+  std::vector<double> v;
+  append_doubles(a, v);
+  append_doubles(b, v);
+  const double* at = v.data();
+  for (const QuantSpec* want : {&a, &b}) {
+    QuantSpec got = spec_from_doubles(at, v.data() + v.size());
+    EXPECT_EQ(spec_to_json(got), spec_to_json(*want));
+    EXPECT_EQ(got.dynamic, want->dynamic);
+    EXPECT_EQ(got.pre_inv, want->pre_inv);
+    EXPECT_EQ(got.pre_shift, want->pre_shift);
+    EXPECT_EQ(got.scale, want->scale);
+    EXPECT_EQ(got.zero, want->zero);
+  }
+  EXPECT_EQ(at, v.data() + v.size());
+  const double* short_at = v.data();
+  EXPECT_THROW(spec_from_doubles(short_at, v.data() + 8), Error);  // cut inside the scales
+}
+
+}  // namespace tq
