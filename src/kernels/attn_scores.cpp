@@ -57,7 +57,10 @@ void attn_scores(const AttnCodes& q, const AttnCodes& k, int H, int KV, int hd, 
       const int64_t h = r / Sq, i = r % Sq;
       dots(q.c + i * q.ld + h * hd, k.c + (h / group) * hd, k.ld, Sk, hd, d.data());
       float* row = S + r * Sk;
-      for (int64_t j = 0; j < Sk; j++) row[j] = attn_score(d[j], q.step[i], k.step[j], scale);
+      const float alpha = q.step[q.per_head ? i * H + h : i];
+      const float* beta = k.per_head ? k.step + h / group : k.step;
+      const int64_t beta_stride = k.per_head ? KV : 1;
+      for (int64_t j = 0; j < Sk; j++) row[j] = attn_score(d[j], alpha, beta[j * beta_stride], scale);
     }
   }
 }
@@ -70,7 +73,9 @@ void attn_scores_ref(const AttnCodes& q, const AttnCodes& k, int H, int KV, int 
       for (int64_t j = 0; j < k.rows; j++) {
         int64_t s = 0;
         for (int d = 0; d < hd; d++) s += (int64_t)q.c[i * q.ld + h * hd + d] * k.c[j * k.ld + (h / group) * hd + d];
-        S[((int64_t)h * q.rows + i) * k.rows + j] = attn_score((int32_t)s, q.step[i], k.step[j], scale);
+        S[((int64_t)h * q.rows + i) * k.rows + j] =
+            attn_score((int32_t)s, q.per_head ? q.step[i * H + h] : q.step[i],
+                       k.per_head ? k.step[j * KV + h / group] : k.step[j], scale);
       }
 }
 

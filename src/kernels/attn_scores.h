@@ -6,7 +6,7 @@
 //
 // a, b are the codes minus their zero points, as int16 (any zero point of an
 // 8-bit quantizer fits), with a step per row (α_i, β_j; per-tensor quantizers
-// repeat theirs). The sums are exact in int32 (checked: hd·max|a|·max|b| < 2^31),
+// repeat theirs) or per row and head (α_{i,h}, β_{j,h/G}: per-head dynamic quantizers). The sums are exact in int32 (checked: hd·max|a|·max|b| < 2^31),
 // so every path gives the same bits.
 #pragma once
 #include <cstdint>
@@ -17,8 +17,9 @@ namespace tq {
 
 struct AttnCodes {
   const int16_t* c = nullptr;  // rows × (heads · hd) centered codes, row stride ld
-  const float* step = nullptr; // one per row
+  const float* step = nullptr; // one per row, or (per_head) one per row and head: step[row·heads + head]
   int64_t rows = 0, ld = 0;
+  bool per_head = false;
 };
 
 // S (H × q.rows × k.rows, row-major per head) from q (H heads) and k (KV heads) of hd.

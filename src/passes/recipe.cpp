@@ -66,12 +66,14 @@ const std::vector<BuiltinRecipe>& builtin_recipes() {
          return J::array({{{"pass", "smoothquant"}, {"w_bits", n.at('X')}, {"a_bits", n.at('Y')}},
                           per_token_rtn_step(n.at('X'), n.at('Y'), "qkv_in,o_in,up_in,down_in,q,k,v")});
        }},
-      {"wXaY-outliertune", "OutlierTune: symmetrization and step fold at qkv_in and up_in, per-token activations at "
-                           "o_in, down_in, q, k, v",
+      {"wXaY-outliertune", "OutlierTune: symmetrization and step fold at qkv_in and up_in (and down_in of gated "
+                           "MLPs, k balanced against q [ours]), per-token activations at o_in, down_in, and per token "
+                           "and head at q, k, v [ours]",
        [](N n) {
+         J rtn = per_token_rtn_step(n.at('X'), n.at('Y'), "o_in,down_in,q,k,v");
+         rtn["a_gran"] = "token_head";
          return J::array({{{"pass", "symmetrize"}},
-                          {{"pass", "step_fold"}, {"w_bits", n.at('X')}, {"a_bits", n.at('Y')}},
-                          per_token_rtn_step(n.at('X'), n.at('Y'), "o_in,down_in,q,k,v")});
+                          {{"pass", "step_fold"}, {"w_bits", n.at('X')}, {"a_bits", n.at('Y')}}, rtn});
        }},
       {"wXaY-repquant", "RepQuant: learned per-channel clipping at qkv_in and up_in folded to per-tensor, log-sqrt2 "
                         "softmax, block-wise weight reconstruction",

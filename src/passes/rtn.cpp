@@ -34,7 +34,7 @@ static void run_rtn(PassContext& ctx, const nlohmann::json& p) {
     QuantSpec as;
     as.bits = ab;
     as.scheme = scheme_from_string(p["a_scheme"]);
-    bool dynamic = p["a_gran"] == "token";
+    const bool dynamic = p["a_gran"] != "tensor", per_head = p["a_gran"] == "token_head";
     CalibOptions ac{calib_from_string(p["calibrator"]), p["percentile"]};
     std::vector<Site> sites = parse_sites(p["sites"].get<std::string>());
     auto plan_site = [&](Site s, int layer) {
@@ -47,6 +47,10 @@ static void run_rtn(PassContext& ctx, const nlohmann::json& p) {
       }
       if (dynamic) {
         q.gran = s == Site::probs ? Gran::tensor : Gran::row;
+        if (per_head && (s == Site::q || s == Site::k || s == Site::v)) {  // each head's slice of the token
+          q.gran = Gran::group;
+          q.group = m.cfg.head_dim;
+        }
         q.dynamic = true;
         q.calibrator = "dynamic";
       } else {
@@ -75,7 +79,9 @@ PassDef rtn_pass() {
               {"w_calibrator", "minmax", "weight range choice", {"minmax", "percentile", "mse", "kl", "pmse"}},
               {"a_bits", 8, "activation bits (0: activations stay float)", {}, 0, 8},
               {"a_scheme", "asym", "activation quantizer", {"sym", "asym"}},
-              {"a_gran", "tensor", "static per tensor, or dynamic per token", {"tensor", "token"}},
+              {"a_gran", "tensor",
+               "static per tensor, dynamic per token, or dynamic per token and, at q, k, v, per head (token_head)",
+               {"tensor", "token", "token_head"}},
               {"calibrator", "minmax", "activation range choice", {"minmax", "percentile", "mse", "kl", "pmse"}},
               {"percentile", 0.9999, "quantile for the percentile calibrator", {}, 0.5, 1.0},
               {"sites", "qkv_in,o_in,up_in,down_in,head_in", "activation sites to quantize", {}},

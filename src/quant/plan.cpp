@@ -48,8 +48,8 @@ QuantSpec spec_from_json(const JsonAt& j) {
   if (s.enabled()) {
     if (s.bits > 8 || (s.scheme == Scheme::sym && s.bits < 2))
       j["bits"].fail("{} bits: quantized codes have 2 to 8 bits (1 to 8 asymmetric), 0 or 16+ is float", s.bits);
-    if (s.dynamic && s.gran != Gran::row && s.gran != Gran::tensor)
-      j["gran"].fail("dynamic quantization is per row (token) or per tensor, not per {}", to_string(s.gran));
+    if (s.dynamic && s.gran == Gran::col)
+      j["gran"].fail("dynamic quantization is per row (token), row and group, or per tensor, not per column");
     if (s.scheme == Scheme::asym && s.zero.size() != s.scale.size())
       j.fail("an asymmetric quantizer needs a zero point for each of its {} steps, has {}", s.scale.size(),
              s.zero.size());

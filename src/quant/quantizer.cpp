@@ -200,16 +200,21 @@ int64_t fake_quant(float* x, int rows, int cols, const QuantSpec& s) {
   if (!s.enabled()) return 0;
   int64_t sat = 0;
   if (s.dynamic) {
-    if (s.gran == Gran::row) {
+    if (s.gran == Gran::row || s.gran == Gran::group) {  // per token, or per token and group of columns
+      const int g = s.gran == Gran::group ? s.group : cols;
+      TQ_CHECK_INPUT(g > 0, "dynamic quantization per group needs a group size");
 #pragma omp parallel for reduction(+ : sat) schedule(static) if ((int64_t)rows * cols > 32768)
       for (int r = 0; r < rows; r++) {
         float* xr = x + (int64_t)r * cols;
-        float step, zero;
-        dynamic_params(xr, cols, s, step, zero);
-        for (int c = 0; c < cols; c++) xr[c] = fq(xr[c], step, zero, s, sat);
+        for (int c0 = 0; c0 < cols; c0 += g) {
+          const int n = std::min(g, cols - c0);
+          float step, zero;
+          dynamic_params(xr + c0, n, s, step, zero);
+          for (int c = c0; c < c0 + n; c++) xr[c] = fq(xr[c], step, zero, s, sat);
+        }
       }
     } else {
-      TQ_CHECK_INPUT(s.gran == Gran::tensor, "dynamic quantization is per row (token) or per tensor");
+      TQ_CHECK_INPUT(s.gran == Gran::tensor, "dynamic quantization is per row (token), row and group, or per tensor");
       float step, zero;
       dynamic_params(x, (int64_t)rows * cols, s, step, zero);
       for (int64_t i = 0; i < (int64_t)rows * cols; i++) x[i] = fq(x[i], step, zero, s, sat);

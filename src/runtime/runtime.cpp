@@ -62,6 +62,7 @@ std::string weight_form(const QuantSpec& w) {
 std::string site_form(const QuantSpec& s) {
   const char* codes = s.scheme == Scheme::sym ? "s8" : "u8";
   if (s.dynamic && s.gran == Gran::row) return fmt::format("{} per token", codes);
+  if (s.dynamic && s.gran == Gran::group) return fmt::format("{} per token and head", codes);
   return fmt::format("{} per tensor{}", codes, s.dynamic ? " (dynamic)" : "");
 }
 // K1–K3 by the site's form (docs/methods.md §0.4).
@@ -261,31 +262,36 @@ std::shared_ptr<LowbitA8Exec> make_lowbit_a8(const Linear& l, const QuantSpec& w
 // uniform of ≤ 8 bits without a pre-transform, static per tensor with an integer zero
 // point, or dynamic per token. Dynamic per-tensor ones take their parameters from the
 // call's tokens, which the executor (reading the whole cache) does not see apart.
-bool attn_operand(const QuantSpec& s) {
+bool attn_operand(const QuantSpec& s, int head_dim) {
   if (!s.enabled() || !uniform(s) || s.bits > 8 || !s.pre_inv.empty()) return false;
-  if (s.dynamic) return s.gran == Gran::row;
+  if (s.dynamic) return s.gran == Gran::row || (s.gran == Gran::group && s.group == head_dim);
   return s.gran == Gran::tensor && s.scale.size() == 1 && integer_zeros(s);
 }
 // A site the executor can fake-quantize itself (v beside K5, probs): any but dynamic per tensor.
 bool attn_fake_quantizable(const QuantSpec& s) {
-  return s.pre_inv.empty() && (!s.dynamic || s.gran == Gran::row);
+  return s.pre_inv.empty() && (!s.dynamic || s.gran != Gran::tensor);
 }
 
 // The codes of rows × cols values (row stride ld) by an attn_operand quantizer, minus the
-// zero point, with a step per row: the codes fake_quant takes. Clamps of rows ≥ count_from
-// (this call's tokens; earlier ones were counted when they came) are added to sat.
+// zero point, with a step per row, or per row and head (dynamic per head: step[r·heads + h]):
+// the codes fake_quant takes. Clamps of rows ≥ count_from (this call's tokens; earlier ones
+// were counted when they came) are added to sat.
 void centered_codes(const QuantSpec& s, const float* x, int64_t rows, int64_t cols, int64_t ld, int16_t* c,
                     float* step, int64_t count_from, int64_t& sat) {
   const bool sym = s.scheme == Scheme::sym;
+  const int64_t width = s.dynamic && s.gran == Gran::group ? s.group : cols, parts = cols / width;
   for (int64_t r = 0; r < rows; r++) {
-    const float* xr = x + r * ld;
-    float st = s.dynamic ? 0.0f : s.scale[0], zero = sym || s.dynamic ? 0.0f : s.zero[0];
-    if (s.dynamic) dynamic_params(xr, cols, s, st, zero);
     int64_t clamps = 0;
-    for (int64_t j = 0; j < cols; j++)
-      c[r * cols + j] = sym ? code_sym(xr[j], st, s.bits, clamps) : (int16_t)(code_asym(xr[j], st, zero, s.bits, clamps) - (int)zero);
+    for (int64_t p = 0; p < parts; p++) {
+      const float* xp = x + r * ld + p * width;
+      float st = s.dynamic ? 0.0f : s.scale[0], zero = sym || s.dynamic ? 0.0f : s.zero[0];
+      if (s.dynamic) dynamic_params(xp, width, s, st, zero);
+      int16_t* cp = c + r * cols + p * width;
+      for (int64_t j = 0; j < width; j++)
+        cp[j] = sym ? code_sym(xp[j], st, s.bits, clamps) : (int16_t)(code_asym(xp[j], st, zero, s.bits, clamps) - (int)zero);
+      step[r * parts + p] = st;
+    }
     if (r >= count_from) sat += clamps;
-    step[r] = st;
   }
 }
 
@@ -305,13 +311,14 @@ struct AttnExec final : AttentionExec {
     static thread_local std::vector<float> qstep, kstep, P, vhat;
     qc.resize((size_t)s.Sq * qd);
     kc.resize((size_t)s.Sk * kvd);
-    qstep.resize(s.Sq);
-    kstep.resize(s.Sk);
+    const bool q_heads = q.gran == Gran::group, k_heads = k.gran == Gran::group;  // per-head steps
+    qstep.resize((size_t)s.Sq * (q_heads ? s.H : 1));
+    kstep.resize((size_t)s.Sk * (k_heads ? s.KV : 1));
     P.resize((size_t)s.H * s.Sq * s.Sk);
     int64_t sat = 0;
     centered_codes(q, qx, s.Sq, qd, q_stride, qc.data(), qstep.data(), 0, sat);
     centered_codes(k, kx, s.Sk, kvd, kv_stride, kc.data(), kstep.data(), s.past, sat);
-    attn_scores({qc.data(), qstep.data(), s.Sq, qd}, {kc.data(), kstep.data(), s.Sk, kvd}, s.H, s.KV, s.hd,
+    attn_scores({qc.data(), qstep.data(), s.Sq, qd, q_heads}, {kc.data(), kstep.data(), s.Sk, kvd, k_heads}, s.H, s.KV, s.hd,
                 1.0f / std::sqrt((float)s.hd), P.data(), isa);
     attention_softmax(P.data(), s);
     if (log_pv) {
@@ -383,13 +390,14 @@ std::vector<SiteLinears> site_linears(Model& m) {
 // Gives block l an integer attention when its q and k sites are attn_operand quantizers
 // and its v and probs sites are float or fake-quantizable; the executor then owns the four
 // sites (they leave the hook's plan). Returns whether it did, after recording the kernel.
-bool attach_attention(Block& b, int l, Runtime& rt, Isa isa) {
+bool attach_attention(Block& b, int l, int head_dim, Runtime& rt, Isa isa) {
   auto spec = [&](Site s) -> const QuantSpec* {
     auto it = rt.sim_plan.sites.find(site_key(s, l));
     return it != rt.sim_plan.sites.end() && it->second.enabled() ? &it->second : nullptr;
   };
   const QuantSpec *q = spec(Site::q), *k = spec(Site::k), *v = spec(Site::v), *probs = spec(Site::probs);
-  if (!q || !k || !attn_operand(*q) || !attn_operand(*k)) return false;
+  const int hd = head_dim;
+  if (!q || !k || !attn_operand(*q, hd) || !attn_operand(*k, hd)) return false;
   if ((v && !attn_fake_quantizable(*v)) || (probs && !attn_fake_quantizable(*probs))) return false;
   auto e = std::make_shared<AttnExec>();
   e->q = *q;
@@ -398,7 +406,7 @@ bool attach_attention(Block& b, int l, Runtime& rt, Isa isa) {
   if (v) e->v = *v;
   if (probs) e->probs = *probs;
   e->log_pv = probs && probs->scheme == Scheme::logsqrt2 && !probs->dynamic && probs->gran == Gran::tensor &&
-              probs->bits <= 8 && v && attn_operand(*v) && !v->dynamic;
+              probs->bits <= 8 && v && attn_operand(*v, hd) && !v->dynamic;
   e->isa = isa;
   e->clamped = rt.clamped;
   std::string pv = e->log_pv ? fmt::format("K5 pv_log, {}-bit log√2 probs × {} v", probs->bits, site_form(*v))
@@ -564,7 +572,7 @@ Runtime attach_runtime(Model& m, const QuantPlan& plan, const RuntimeOptions& op
     }
   rt.n_layers = m.cfg.n_layers;
   for (int l = 0; l < m.cfg.n_layers; l++) {
-    if (attach_attention(m.blocks[l], l, rt, isa)) continue;
+    if (attach_attention(m.blocks[l], l, m.cfg.head_dim, rt, isa)) continue;
     std::vector<std::string> sim;
     for (Site s : {Site::q, Site::k, Site::v, Site::probs}) {
       auto it = rt.sim_plan.sites.find(site_key(s, l));

@@ -164,6 +164,47 @@ TEST(Awq, DownInScaleGoesIntoTheUpRows) {
   EXPECT_THROW(scale_site_channels(m, plan, Site::down_in, 0, s), Error);
 }
 
+// o_in through v's rows: with 4 query heads on 2 kv heads, heads 0, 1 (and 2, 3) read the same v
+// channels, so they share a scale; the float function stays, a split scale is refused.
+TEST(SiteScale, OInScaleGoesIntoTheVRowsPerKvHead) {
+  Model fp = random_model(llama_config(32, 2, 4, 2, 48, 300, 64), 6, 0.2f);
+  Model m = fp;
+  QuantPlan plan;
+  std::vector<double> s(32);
+  for (int h = 0; h < 4; h++)
+    for (int d = 0; d < 8; d++) s[h * 8 + d] = h < 2 ? 0.3 + d : 1.0 / (1.5 + d);
+  scale_site_channels(m, plan, Site::o_in, 1, s);
+  EXPECT_EQ(m.blocks[1].v.w.row(8 + 3)[5], (float)((double)fp.blocks[1].v.w.row(8 + 3)[5] / 4.5));  // kv head 1, d 3
+  EXPECT_EQ(m.blocks[1].q.w.data, fp.blocks[1].q.w.data);
+  EXPECT_LT(logit_drift(m, fp), 1e-5);
+  std::vector<double> split = s;
+  split[8] *= 2;  // head 1 apart from head 0
+  EXPECT_THROW(scale_site_channels(m, plan, Site::o_in, 1, split), Error);
+  plan.weights["blk.1.attn_output.weight"].bits = 8;
+  EXPECT_THROW(scale_site_channels(m, plan, Site::o_in, 1, s), Error);
+}
+
+// k against q: k ⊙ s and q ⊘ s leave every score, under either RoPE layout and with grouped
+// kv heads; RoPE mixes a pair's channels, so a scale split within a pair is refused.
+TEST(SiteScale, KeyScaleAgainstQueryKeepsEveryScore) {
+  for (RopeLayout layout : {RopeLayout::pairs, RopeLayout::halves}) {
+    Config c = llama_config(32, 2, 4, 2, 48, 300, 64);
+    c.rope_layout = layout;
+    Model fp = random_model(c, 7, 0.2f);
+    Model m = fp;
+    QuantPlan plan;
+    std::vector<double> s(c.kv_dim());
+    for (int kv = 0; kv < c.n_kv_heads; kv++)
+      for (auto [i, j] : rope_pairs(c)) s[kv * 8 + i] = s[kv * 8 + j] = 0.2 + 1.7 * i + kv;
+    for (int l = 0; l < 2; l++) scale_key_channels(m, plan, l, s);
+    EXPECT_NE(m.blocks[0].k.w.data, fp.blocks[0].k.w.data);
+    EXPECT_LT(logit_drift(m, fp), 1e-5) << (layout == RopeLayout::pairs ? "pairs" : "halves");
+    std::vector<double> split = s;
+    split[rope_pairs(c)[1].second] *= 3;
+    EXPECT_THROW(scale_key_channels(m, plan, 0, split), Error);
+  }
+}
+
 }  // namespace tq
 
 namespace tq {

@@ -24,8 +24,8 @@ using namespace passtest;
 namespace {
 
 const nlohmann::json kSym = {{"pass", "symmetrize"}};
-nlohmann::json step_fold(int bits, double clip = 1.0) {
-  return {{"pass", "step_fold"}, {"a_bits", bits}, {"clip", clip}};
+nlohmann::json step_fold(int bits, double clip = 1.0, const char* sites = "qkv_in,up_in,down_in,k") {
+  return {{"pass", "step_fold"}, {"a_bits", bits}, {"clip", clip}, {"fold_sites", sites}};
 }
 
 }  // namespace
@@ -37,7 +37,7 @@ TEST(Recipe, MethodRecipesExpand) {
   EXPECT_EQ(ot.steps[1].first->name, "step_fold");
   EXPECT_EQ(ot.steps[1].second["a_bits"], 6);
   EXPECT_EQ(ot.steps[2].second["sites"], "o_in,down_in,q,k,v");
-  EXPECT_EQ(ot.steps[2].second["a_gran"], "token");
+  EXPECT_EQ(ot.steps[2].second["a_gran"], "token_head");
   EXPECT_EQ(ot.steps[2].second["w_bits"], 6);
   override_param(ot, "symmetrize", false);
   EXPECT_EQ(ot.steps[0].second["symmetrize"], false);
@@ -76,7 +76,8 @@ TEST(OutlierTune, SymmetrizationIsExactAndCentres) {
 }
 
 // §6.2 item 8 on the bundled models (and the random ones): the whole OutlierTune
-// fold (symmetrize + step fold) and SmoothQuant keep logits and argmax.
+// fold (symmetrize + step fold, with the smoothing at down_in and o_in and the k balance)
+// and SmoothQuant keep logits and argmax.
 TEST(OutlierTune, WholeModelFoldsKeepTheFloatFunction) {
   test::TempDir d;
   std::vector<Case> all = cases(d);
@@ -87,6 +88,7 @@ TEST(OutlierTune, WholeModelFoldsKeepTheFloatFunction) {
   }
   for (const Case& c : all) {
     for (auto& [what, passes] : {std::pair<const char*, std::vector<nlohmann::json>>{"outliertune", {kSym, step_fold(8)}},
+                                 {"outliertune, every fold site", {kSym, step_fold(8, 1.0, "qkv_in,up_in,down_in,o_in,k")}},
                                  {"smoothquant", {{{"pass", "smoothquant"}}}}}) {
       Folded r = run_passes(c, passes);
       bool same;
@@ -136,8 +138,10 @@ TEST(OutlierTune, DequantizationIsPreExecutedInTheWeights) {
   for (const Case& c : cases(d)) {
     for (int bits : {8, 6}) {
       Folded sym = run_passes(c, {kSym});
-      Folded ot = run_passes(c, {kSym, step_fold(bits)});
-      Folded full = run_passes(c, {kSym, step_fold(bits), per_token_rtn_step(bits, bits, "o_in,down_in,q,k,v")});
+      // The paper's sites: the consumers of qkv_in and up_in change by their columns alone.
+      Folded ot = run_passes(c, {kSym, step_fold(bits, 1.0, "qkv_in,up_in")});
+      Folded full = run_passes(c, {kSym, step_fold(bits, 1.0, "qkv_in,up_in"),
+                                   per_token_rtn_step(bits, bits, "o_in,down_in,q,k,v")});
       Capture before = capture(sym.m, sym.plan, c.calib), codes = capture(full.m, full.plan, c.calib);
       Model qw = simulate_weights(full.m, full.plan);
       double worst_float = 0, worst_int = 0;
@@ -283,15 +287,21 @@ TEST(OutlierTune, QuantizeCommandRecordsFoldsAndSaturation) {
   auto report = nlohmann::json::parse(read_text_file(d.file("rep/report.json")));
   EXPECT_EQ(report["saturated"], figures["saturated"]);
   const auto& folds = report["notes"]["step_fold"]["folds"];
-  ASSERT_EQ(folds.size(), 4u);
+  ASSERT_EQ(folds.size(), 8u);  // per layer qkv_in, up_in, down_in (through ffn_up), k (against q)
   EXPECT_EQ(folds[0]["site"], "blk.0.qkv_in");
   EXPECT_TRUE(folds[1]["weights"]["blk.0.ffn_gate.weight"].contains("sqnr_db_after"));
+  EXPECT_EQ(folds[2]["site"], "blk.0.down_in");
+  EXPECT_EQ(folds[2]["into"], "ffn_up rows");
+  EXPECT_EQ(folds[3]["site"], "blk.0.k");
   EXPECT_EQ(report["notes"]["step_fold"]["clip"], 0.5);
   EXPECT_EQ(report["notes"]["symmetrize"]["folds"].size(), 4u);
   EXPECT_NE(read_text_file(d.file("rep/report.md")).find("| step_fold | blk.1.ffn_up.weight |"), std::string::npos);
   auto plan = nlohmann::json::parse(read_text_file(d.file("q/plan.json")));
   EXPECT_EQ(plan["sites"]["blk.1.up_in"]["scale"], nlohmann::json::array({1.0}));
   EXPECT_EQ(plan["sites"]["blk.1.o_in"]["dynamic"], true);
+  EXPECT_EQ(plan["sites"]["blk.1.down_in"]["dynamic"], true);  // per token over the folded codes
+  EXPECT_EQ(plan["sites"]["blk.1.k"]["gran"], "group");         // per token and head
+  EXPECT_EQ(plan["sites"]["blk.1.k"]["group"], 8);
   auto again = test::run_cli("eval " + d.file("q") + " --simulate --data '" + text + "?from=0.5' --json -");
   ASSERT_EQ(again.status, 0) << again.err;
   EXPECT_EQ(nlohmann::json::parse(again.out)["ppl"], figures["eval"]["ppl"]);
