@@ -68,10 +68,11 @@ const std::vector<BuiltinRecipe>& builtin_recipes() {
        }},
       {"wXaY-outliertune", "OutlierTune: symmetrization and step fold at qkv_in and up_in (and down_in of gated "
                            "MLPs, k balanced against q [ours]), per-token activations at o_in, down_in, and per token "
-                           "and head at q, k, v [ours]",
+                           "and head, asymmetric, at q, k, v [ours]",
        [](N n) {
          J rtn = per_token_rtn_step(n.at('X'), n.at('Y'), "o_in,down_in,q,k,v");
          rtn["a_gran"] = "token_head";
+         rtn["qkv_scheme"] = "asym";
          return J::array({{{"pass", "symmetrize"}},
                           {{"pass", "step_fold"}, {"w_bits", n.at('X')}, {"a_bits", n.at('Y')}}, rtn});
        }},

@@ -39,6 +39,8 @@ static void run_rtn(PassContext& ctx, const nlohmann::json& p) {
     std::vector<Site> sites = parse_sites(p["sites"].get<std::string>());
     auto plan_site = [&](Site s, int layer) {
       QuantSpec q = as;
+      if (p["qkv_scheme"] != "same" && (s == Site::q || s == Site::k || s == Site::v))
+        q.scheme = scheme_from_string(p["qkv_scheme"]);
       std::string key = site_key(s, layer);
       auto prev = ctx.plan.sites.find(key);
       if (prev != ctx.plan.sites.end()) {  // keep a transform an earlier pass put into the quantize op
@@ -82,6 +84,7 @@ PassDef rtn_pass() {
               {"a_gran", "tensor",
                "static per tensor, dynamic per token, or dynamic per token and, at q, k, v, per head (token_head)",
                {"tensor", "token", "token_head"}},
+              {"qkv_scheme", "same", "the attention operands' quantizer (same: a_scheme)", {"same", "sym", "asym"}},
               {"calibrator", "minmax", "activation range choice", {"minmax", "percentile", "mse", "kl", "pmse"}},
               {"percentile", 0.9999, "quantile for the percentile calibrator", {}, 0.5, 1.0},
               {"sites", "qkv_in,o_in,up_in,down_in,head_in", "activation sites to quantize", {}},
