@@ -1,5 +1,8 @@
 #include "passes/rules.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include "core/error.h"
 #include "io/ggml_types.h"
 #include "nn/block.h"
@@ -7,6 +10,32 @@
 #include "quant/weights.h"
 
 namespace tq {
+
+namespace {
+
+// The numbers std::regex reads itself, before it compiles: libstdc++ accumulates a
+// back-reference (\N) or a repetition count ({m,n}) in a long without a range check (signed
+// overflow), and builds a count's copies recursively. Back-references up to \99 and counts up to
+// 1000 are refused beyond that, here, with the pattern's key path.
+void check_regex_numbers(const JsonAt& at, const std::string& re) {
+  auto digits = [&](size_t i) {
+    size_t n = 0;
+    while (i + n < re.size() && std::isdigit((unsigned char)re[i + n])) n++;
+    return n;
+  };
+  for (size_t i = 0; i < re.size(); i++) {
+    if (re[i] == '\\' && i + 1 < re.size()) {
+      if (digits(i + 1) > 2) bad_input("{}: back-reference \\{} is beyond \\99", at.where(), re.substr(i + 1, digits(i + 1)));
+      i++;
+    } else if (re[i] == '{') {
+      for (size_t k = i + 1; k < re.size() && (std::isdigit((unsigned char)re[k]) || re[k] == ','); k += std::max<size_t>(digits(k), 1))
+        if (digits(k) > 4 || (digits(k) > 0 && std::stoi(re.substr(k, digits(k))) > 1000))
+          bad_input("{}: repetition count {} is over 1000", at.where(), re.substr(k, digits(k)));
+    }
+  }
+}
+
+}  // namespace
 
 std::vector<TensorRule> parse_tensor_rules(const JsonAt& j) {
   std::vector<TensorRule> out;
@@ -20,6 +49,7 @@ std::vector<TensorRule> parse_tensor_rules(const JsonAt& j) {
     t.match = r["match"].string();
     if (t.match.empty() || t.match.size() > 256)  // std::regex compiles recursively: keep patterns short
       bad_input("{}: a pattern of 1 to 256 characters, got {}", r["match"].where(), t.match.size());
+    check_regex_numbers(r["match"], t.match);
     try {
       t.re = std::regex(t.match, std::regex::ECMAScript);
     } catch (const std::regex_error& e) {

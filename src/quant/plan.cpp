@@ -54,6 +54,8 @@ QuantSpec spec_from_json(const JsonAt& j) {
       j.fail("an asymmetric quantizer needs a zero point for each of its {} steps, has {}", s.scale.size(),
              s.zero.size());
   }
+  if (!s.zero.empty() && s.zero.size() != s.scale.size())  // a zero point belongs to a step, whatever the scheme
+    j["zero"].fail("has {} zero points for {} steps", s.zero.size(), s.scale.size());
   if (!s.pre_shift.empty() && s.pre_shift.size() != s.pre_inv.size())
     j["pre_shift"].fail("has {} channels, pre_inv {}", s.pre_shift.size(), s.pre_inv.size());
   return s;

@@ -92,8 +92,12 @@ QuantSpec QuantSpec::rows(int64_t r0, int64_t n, int64_t cols) const {
   QuantSpec part;
   part.bits = bits, part.scheme = scheme, part.gran = gran, part.group = group, part.dynamic = dynamic;
   part.pre_inv = pre_inv, part.pre_shift = pre_shift, part.calibrator = calibrator;
-  part.scale.assign(scale.begin() + r0 * per_row, scale.begin() + (r0 + n) * per_row);
-  if (!zero.empty()) part.zero.assign(zero.begin() + r0 * per_row, zero.begin() + (r0 + n) * per_row);
+  const size_t end = (size_t)((r0 + n) * per_row);
+  TQ_CHECK_INPUT(r0 >= 0 && n >= 0 && scale.size() >= end && (zero.empty() || zero.size() >= end),
+                 "a {} quantizer with {} steps and {} zero points for rows {}..{} of {} columns", to_string(gran),
+                 scale.size(), zero.size(), r0, r0 + n, cols);
+  part.scale.assign(scale.begin() + r0 * per_row, scale.begin() + end);
+  if (!zero.empty()) part.zero.assign(zero.begin() + r0 * per_row, zero.begin() + end);
   return part;
 }
 

@@ -197,6 +197,10 @@ TEST(Plans, SpecsAreCheckedWhenRead) {
   EXPECT_NE(read(R"({"bits": 8, "scheme": "sym", "gran": "tensor", "scale": [0]})").find("positive"), std::string::npos);
   EXPECT_NE(read(R"({"bits": 8, "scheme": "asym", "gran": "tensor", "scale": [0.5]})").find("zero point"),
             std::string::npos);
+  // Found by fuzz_plan_json: a symmetric per-row weight with a short zero list overran it when the
+  // runtime sliced the quantizer by rows.
+  EXPECT_EQ(read(R"({"bits": 8, "scheme": "sym", "gran": "row", "scale": [0.5, 0.25], "zero": [1]})"),
+            "plan.json: zero: has 1 zero points for 2 steps");
   EXPECT_NE(read(R"({"bits": 8, "scheme": "sym", "gran": "tensor", "pre_inv": [1, 2], "pre_shift": [1]})")
                 .find("pre_shift"), std::string::npos);
   EXPECT_NE(read(R"({"bits": 12, "scheme": "sym", "gran": "tensor"})").find("bits"), std::string::npos);

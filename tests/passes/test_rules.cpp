@@ -8,6 +8,7 @@
 #include "io/ggml_types.h"
 #include "nn/random_model.h"
 #include "passes/pass.h"
+#include "passes/rules.h"
 #include "small_inputs.h"
 #include "test_util.h"
 
@@ -80,6 +81,11 @@ TEST(Rules, BadRulesAreRefusedWithTheirKeyPath) {
   expect_refusal(with(rtn, {{{"match", "x"}, {"type", "q6_K"}}}), "needs a GGUF recipe");
   expect_refusal(with(gguf, {{{"match", "x"}, {"bits", 8}}}), "not bits");
   expect_refusal(with(gguf, {{{"match", "x"}, {"type", "q9_K"}}}), "rules[0].type");
+  // Found by fuzz_recipe: libstdc++'s regex compiler overflows a long on a huge back-reference.
+  expect_refusal(with(rtn, {{{"match", "blk\\99999999999999999999"}, {"bits", 8}}}), "back-reference");
+  expect_refusal(with(rtn, {{{"match", "a{2,99999999999}"}, {"bits", 8}}}), "repetition count");
+  expect_refusal(with(rtn, {{{"match", "a{1001}"}, {"bits", 8}}}), "repetition count");
+  EXPECT_NO_THROW(parse_tensor_rules(JsonAt(nlohmann::json::array({{{"match", "blk\\.1{2,3}\\.(a)\\1"}, {"bits", 8}}}), "rules")));
 }
 
 }  // namespace tq
