@@ -129,8 +129,9 @@ void run_budget(PassContext& ctx, const nlohmann::json& p) {
     n += (double)w.numel();
     for (size_t k = 0; k < rungs; k++) {
       const std::vector<double>& f = fits[i * rungs + k];
-      const double* at = f.data();
-      specs[i].push_back(spec_from_doubles(at, f.data() + f.size() - 1));
+      const double *at = f.data(), *end = f.data() + f.size() - 1;  // the spec, then its error
+      specs[i].push_back(spec_from_doubles(at, end));
+      TQ_ASSERT(at == end, "budget: {} values left after a fitted spec", end - at);
       items[i].push_back({bpp_ours(ladder[k], (int)w.dim(0), (int)w.dim(1)) * (double)w.numel(), f.back()});
     }
   }

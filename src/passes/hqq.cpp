@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "core/error.h"
 #include "core/ranks.h"
 
 namespace tq {
@@ -56,8 +57,9 @@ void plan_rungs(PassContext& ctx, const std::vector<std::pair<LinearRef, Rung>>&
   }
   fits = ranks::gather_items((int64_t)linears.size(), fits);
   for (size_t i = 0; i < linears.size(); i++) {
-    const double* at = fits[i].data();
-    ctx.plan.weights[linears[i].first.name()] = spec_from_doubles(at, fits[i].data() + fits[i].size());
+    const double *at = fits[i].data(), *end = at + fits[i].size();
+    ctx.plan.weights[linears[i].first.name()] = spec_from_doubles(at, end);
+    TQ_ASSERT(at == end, "hqq: {} values left after a fitted spec", end - at);
   }
 }
 
